@@ -1,0 +1,358 @@
+"""Configuration: one TOML file, validated once, secrets only by environment-variable reference.
+
+``load_config(path)`` returns a :class:`Config` or raises :class:`ConfigError` listing every
+problem with its path (``accounts[2].secret_env: …``). Environment variables named
+``ALERTCAST_<TABLE>__<KEY>`` override the file (``ALERTCAST_SERVER__PORT=9000``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from alertcast.feeds.rules import FeedConfig
+from alertcast.models import Kind, Severity, Status
+from alertcast.schedules import ScheduleConfig
+
+__all__ = [
+    "AccountConfig",
+    "Config",
+    "ConfigError",
+    "DispatchConfig",
+    "IssuerConfig",
+    "LogConfig",
+    "RenderConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "load_config",
+]
+
+# Keys that would hold a secret value if written inline; each has an ``*_env`` twin.
+INLINE_SECRET_KEYS = frozenset(
+    {
+        "token",
+        "secret",
+        "access_token",
+        "app_secret",
+        "key",
+        "password",
+        "api_key",
+        "callback_token",
+        "aes_key",
+        "encoding_aes_key",
+    }
+)
+Identifier = str
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Table):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+
+class StoreConfig(_Table):
+    url: str = "sqlite:///alertcast.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("store url must start with sqlite:// or postgresql://")
+        return url
+
+
+class DispatchConfig(_Table):
+    concurrency: int = Field(default=64, ge=1, le=10000)
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    lease_s: float = Field(default=120.0, ge=5)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class LogConfig(_Table):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class RenderConfig(_Table):
+    templates_dir: Path | None = None
+    link_length: int = Field(default=20, ge=1, le=200)
+
+
+class RegionsConfig(_Table):
+    """Explicit parents for codes that do not nest by prefix (``{"SE-AB-0180" = "SE-AB"}``)."""
+
+    parents: dict[str, str] = Field(default_factory=dict)
+
+
+class RouteConfig(_Table):
+    """A rule over the accounts' own filters: add accounts to, or keep them from, matching
+    incidents. It never sends a drill to a non-exercise account."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    kinds: list[Kind] = Field(default_factory=lambda: list(Kind))
+    min_severity: Severity = Severity.unknown
+    max_severity: Severity = Severity.extreme
+    regions: list[str] = Field(default_factory=list)
+    add: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class ApprovalConfig(_Table):
+    """Which incidents wait for a second issuer's approval before anything is sent."""
+
+    severities: list[Severity] = Field(default_factory=lambda: [Severity.extreme])
+    feed_min_magnitude: float | None = Field(default=None, ge=0, le=10)
+
+
+class IssuerConfig(_Table):
+    name: Identifier = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    token_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    kinds: list[Kind] = Field(default_factory=lambda: list(Kind))
+    regions: list[str] = Field(default_factory=list)
+    can_approve: bool = False
+
+
+class AccountConfig(BaseModel):
+    """Common keys of an ``[[accounts]]`` entry; the channel's own keys stay in ``options``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: Identifier = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    channel: str = Field(min_length=1)
+    enabled: bool = True
+    format: str | None = None
+    language: str = "zh-CN"
+    kinds: list[Kind] = Field(default_factory=lambda: list(Kind))
+    min_severity: Severity = Severity.unknown
+    regions: list[str] = Field(default_factory=list)
+    exercise: bool = False
+    statuses: list[Status] | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
+    per_minute: float | None = Field(default=None, gt=0)
+    per_second: float | None = Field(default=None, gt=0)
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    lead: str | None = None
+    on_update: Literal["reply", "repost", "edit", "post"] = "reply"
+    on_cancel: Literal["reply", "reply_and_delete", "delete", "edit", "post"] = "reply"
+    fallback: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _statuses_match_exercise(self) -> AccountConfig:
+        drills = {s for s in (self.statuses or []) if s.is_drill}
+        if drills and not self.exercise:
+            raise ValueError(
+                "statuses name exercise/test but exercise is not true: "
+                "only accounts marked exercise = true may take drills"
+            )
+        return self
+
+    @property
+    def takes(self) -> frozenset[Status]:
+        """The statuses this account accepts; drills only ever if ``exercise = true``."""
+        if self.statuses is not None:
+            return frozenset(self.statuses)
+        return frozenset({Status.exercise, Status.test} if self.exercise else {Status.actual})
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keys this model does not know: the channel's and the renderer's."""
+        return dict(self.model_extra or {})
+
+    @property
+    def channel_options(self) -> dict[str, Any]:
+        """The keys the channel validates: ``options`` less the rendering ones."""
+        from alertcast.render import RENDER_OPTIONS
+
+        return {k: v for k, v in self.options.items() if k not in RENDER_OPTIONS}
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix="ALERTCAST_", env_nested_delimiter="__", frozen=True
+    )
+
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    logging: LogConfig = LogConfig()
+    render: RenderConfig = RenderConfig()
+    regions: RegionsConfig = RegionsConfig()
+    approval: ApprovalConfig = ApprovalConfig()
+    issuers: list[IssuerConfig] = Field(default_factory=list)
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    source_path: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        for what, names in (
+            ("accounts", [a.id for a in self.accounts]),
+            ("issuers", [i.name for i in self.issuers]),
+            ("routes", [r.name for r in self.routes]),
+            ("feeds", [f.name for f in self.feeds]),
+            ("schedules", [s.name for s in self.schedules]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what}: duplicate names {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Config:
+        ids = {a.id for a in self.accounts}
+        named = [(f"routes {r.name}", x) for r in self.routes for x in (*r.add, *r.exclude)]
+        named += [(f"account {a.id} lead", a.lead) for a in self.accounts if a.lead]
+        named += [(f"account {a.id} fallback", x) for a in self.accounts for x in a.fallback]
+        unknown = [f"{where} names unknown account {x!r}" for where, x in named if x not in ids]
+        if unknown:
+            raise ValueError("; ".join(unknown))
+        for a in self.accounts:
+            if a.lead == a.id:
+                raise ValueError(f"account {a.id} cannot be its own lead")
+            lead = self.account(a.lead) if a.lead else None
+            if lead is not None and lead.lead is not None:
+                raise ValueError(
+                    f"account {a.id}: its lead {lead.id} has a lead itself; a cluster has one lead"
+                )
+        return self
+
+    def account(self, account_id: str) -> AccountConfig | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+
+class ConfigError(Exception):
+    """Every problem of a configuration, each as ``(path, message)``."""
+
+    def __init__(self, problems: Iterable[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(f"{p}: {m}" for p, m in self.problems))
+
+
+def load_config(path: str | Path | None = None, *, check_env: bool = False) -> Config:
+    """Read, validate and cross-check the file at ``path`` (or ``$ALERTCAST_CONFIG``)."""
+    path = Path(path or os.environ.get("ALERTCAST_CONFIG") or "config/example.toml")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot read: {exc.strerror or exc}")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from exc
+    problems = list(_inline_secrets(raw))
+    _resolve_paths(raw, path.resolve().parent)
+    try:
+        config = Config(**raw, source_path=path.resolve())
+    except ValidationError as exc:
+        named = {path for path, _ in problems}
+        problems += [
+            (where, e["msg"]) for e in exc.errors() if (where := _dotted(e["loc"])) not in named
+        ]
+        raise ConfigError(problems) from exc
+    problems += _check_channels(config)
+    if check_env:
+        problems += _check_env(config)
+    if problems:
+        raise ConfigError(_first_per_path(problems))
+    return config
+
+
+def _first_per_path(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One message per path: the most specific one, which is found first."""
+    seen: dict[str, str] = {}
+    for path, message in problems:
+        seen.setdefault(path, message)
+    return list(seen.items())
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Relative file paths in the config are relative to the config file, not the cwd."""
+    render = raw.get("render")
+    if isinstance(render, dict) and isinstance(render.get("templates_dir"), str):
+        render["templates_dir"] = str(base / render["templates_dir"])
+
+
+def _dotted(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _inline_secrets(raw: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    for table in ("issuers", "accounts", "feeds"):
+        for i, entry in enumerate(raw.get(table) or []):
+            if not isinstance(entry, Mapping):
+                continue
+            for key in sorted(INLINE_SECRET_KEYS & entry.keys()):
+                yield (
+                    f"{table}[{i}].{key}",
+                    f"secrets are never written in the config file; set {key}_env to the name "
+                    "of an environment variable that holds it",
+                )
+
+
+def _check_channels(config: Config) -> list[tuple[str, str]]:
+    from alertcast.channels import UnknownChannel, channel_class
+
+    problems: list[tuple[str, str]] = []
+    for i, account in enumerate(config.accounts):
+        try:
+            cls = channel_class(account.channel)
+        except UnknownChannel as exc:
+            problems.append((f"accounts[{i}].channel", str(exc)))
+            continue
+        try:
+            cls.Options.model_validate(account.channel_options)
+        except ValidationError as exc:
+            problems += [(f"accounts[{i}]." + _dotted(e["loc"]), e["msg"]) for e in exc.errors()]
+    return problems
+
+
+def env_references(config: Config) -> list[tuple[str, str]]:
+    """Every ``(path, VARIABLE)`` the configuration names for a secret."""
+    refs = [(f"issuers[{i}].token_env", s.token_env) for i, s in enumerate(config.issuers)]
+    refs += [
+        (f"feeds[{i}].token_env", f.token_env) for i, f in enumerate(config.feeds) if f.token_env
+    ]
+    for i, account in enumerate(config.accounts):
+        refs += [
+            (f"accounts[{i}].{key}", value)
+            for key, value in sorted(account.options.items())
+            if key.endswith("_env") and isinstance(value, str)
+        ]
+    return refs
+
+
+def _check_env(config: Config) -> list[tuple[str, str]]:
+    return [
+        (path, f"environment variable {var} is not set")
+        for path, var in env_references(config)
+        if not os.environ.get(var) and not os.environ.get(f"{var}_FILE")
+    ]

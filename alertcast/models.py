@@ -1,0 +1,267 @@
+"""The incident and delivery vocabulary: the public contract's field names, validated once.
+
+An :data:`Incident` is a pydantic model discriminated on ``kind``; every kind carries the common
+fields of :class:`IncidentBase` and its own ``details``. Parse untrusted input with
+:func:`parse_incident`, which raises :class:`pydantic.ValidationError` naming each field path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "Area",
+    "Circle",
+    "DeliveryState",
+    "EarthquakeDetails",
+    "EarthquakeIncident",
+    "FireDetails",
+    "FireIncident",
+    "GeneralDetails",
+    "GeneralIncident",
+    "Incident",
+    "IncidentBase",
+    "IncidentState",
+    "Kind",
+    "MsgType",
+    "PoliceDetails",
+    "PoliceIncident",
+    "Severity",
+    "Status",
+    "WeatherDetails",
+    "WeatherIncident",
+    "incident_adapter",
+    "incident_json",
+    "parse_incident",
+    "utc_iso",
+]
+
+
+class Kind(StrEnum):
+    earthquake = "earthquake"
+    fire = "fire"
+    police = "police"
+    weather = "weather"
+    general = "general"
+
+
+class Status(StrEnum):
+    actual = "actual"
+    exercise = "exercise"
+    test = "test"
+
+    @property
+    def is_drill(self) -> bool:
+        """True for messages that must never reach the public."""
+        return self is not Status.actual
+
+
+class Severity(StrEnum):
+    extreme = "extreme"
+    severe = "severe"
+    moderate = "moderate"
+    minor = "minor"
+    unknown = "unknown"
+
+    @property
+    def rank(self) -> int:
+        """Orderable weight: extreme 4 … minor 1, unknown 0."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {
+    Severity.extreme: 4,
+    Severity.severe: 3,
+    Severity.moderate: 2,
+    Severity.minor: 1,
+    Severity.unknown: 0,
+}
+
+
+class MsgType(StrEnum):
+    """What a message is to the incident it belongs to (CAP's ``msgType``)."""
+
+    alert = "alert"
+    update = "update"
+    cancel = "cancel"
+
+
+class IncidentState(StrEnum):
+    awaiting_approval = "awaiting_approval"
+    active = "active"
+    cancelled = "cancelled"
+
+
+class DeliveryState(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    delivered = "delivered"
+    retrying = "retrying"
+    failed = "failed"
+    dead = "dead"
+    skipped = "skipped"
+
+    @property
+    def settled(self) -> bool:
+        return self in _SETTLED
+
+
+_SETTLED = frozenset(
+    {DeliveryState.delivered, DeliveryState.failed, DeliveryState.dead, DeliveryState.skipped}
+)
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+AreaCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
+]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class Circle(_Strict):
+    latitude: Latitude
+    longitude: Longitude
+    radius_km: float = Field(gt=0, le=20000, allow_inf_nan=False)
+
+
+class Area(_Strict):
+    name: Text
+    codes: list[AreaCode] = Field(default_factory=list, max_length=500)
+    circle: Circle | None = None
+    polygon: list[tuple[Latitude, Longitude]] | None = Field(default=None, max_length=10000)
+
+    @field_validator("polygon")
+    @classmethod
+    def _close_ring(
+        cls, ring: list[tuple[float, float]] | None
+    ) -> list[tuple[float, float]] | None:
+        if ring is None:
+            return None
+        if ring and ring[0] != ring[-1]:
+            ring = [*ring, ring[0]]
+        if len(ring) < 4:
+            raise ValueError("a polygon needs at least three distinct points")
+        return ring
+
+
+class EarthquakeDetails(_Strict):
+    magnitude: float = Field(ge=0, le=10, allow_inf_nan=False)
+    magnitude_type: Annotated[str, StringConstraints(max_length=10)] = "M"
+    depth_km: float = Field(ge=0, le=1000, allow_inf_nan=False)
+    latitude: Latitude
+    longitude: Longitude
+    place: Text
+    report: Literal["automatic", "official"] = "official"
+    source: ShortText = ""
+    event_id: ShortText = ""
+
+
+class FireDetails(_Strict):
+    address: Text
+    level: int | None = Field(default=None, ge=1, le=5)
+    evacuate: bool = False
+    avoid: list[Text] = Field(default_factory=list, max_length=20)
+
+
+class PoliceDetails(_Strict):
+    alert_type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    subject: ShortText = ""
+    contact: ShortText = ""
+
+
+class WeatherDetails(_Strict):
+    hazard: Text
+    level: Literal["blue", "yellow", "orange", "red"] | None = None
+
+
+class GeneralDetails(_Strict):
+    category: ShortText = ""
+
+
+class IncidentBase(_Strict):
+    """Fields every kind shares (DESIGN.md, "Incident JSON, the common part")."""
+
+    status: Status = Status.actual
+    severity: Severity = Severity.unknown
+    headline: Text
+    description: LongText = ""
+    instruction: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+    area: Area
+    occurred_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = (
+        "zh-CN"
+    )
+    url: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _expiry_after_onset(self) -> IncidentBase:
+        if self.expires_at is not None and self.expires_at <= self.occurred_at:
+            raise ValueError("expires_at must be after occurred_at")
+        return self
+
+
+class EarthquakeIncident(IncidentBase):
+    kind: Literal[Kind.earthquake]
+    details: EarthquakeDetails
+
+
+class FireIncident(IncidentBase):
+    kind: Literal[Kind.fire]
+    details: FireDetails
+
+
+class PoliceIncident(IncidentBase):
+    kind: Literal[Kind.police]
+    details: PoliceDetails
+
+
+class WeatherIncident(IncidentBase):
+    kind: Literal[Kind.weather]
+    details: WeatherDetails
+
+
+class GeneralIncident(IncidentBase):
+    kind: Literal[Kind.general]
+    details: GeneralDetails = GeneralDetails()
+
+
+Incident = Annotated[
+    EarthquakeIncident | FireIncident | PoliceIncident | WeatherIncident | GeneralIncident,
+    Field(discriminator="kind"),
+]
+incident_adapter: TypeAdapter[Incident] = TypeAdapter(Incident)
+
+
+def parse_incident(data: Any) -> Incident:
+    """Validate untrusted JSON-like data into an incident (raises ``ValidationError``)."""
+    return incident_adapter.validate_python(data)
+
+
+def incident_json(incident: IncidentBase) -> dict[str, Any]:
+    """The incident as JSON-ready data, exactly the public field names."""
+    return incident.model_dump(mode="json", exclude_none=True)
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
