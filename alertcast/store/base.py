@@ -1,0 +1,302 @@
+"""The store protocol and the rows it speaks in.
+
+Every engine (``sqlite``, ``postgres``) implements :class:`Store`; one contract test suite runs
+against each. Times are Unix seconds (``float``) inside the store; the API formats them.
+
+The dispatcher only ever calls :meth:`Store.claim_due` and :meth:`Store.finish_attempt`: an engine
+claims however it can (SQLite: one serialised writer; PostgreSQL: ``FOR UPDATE SKIP LOCKED``)
+without the dispatcher knowing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from alertcast.models import DeliveryState
+
+__all__ = [
+    "ActiveClaim",
+    "AttemptRow",
+    "AuditRow",
+    "DeliveryRow",
+    "Effects",
+    "FeedEventRow",
+    "IdempotencyConflict",
+    "IdempotencyRecord",
+    "IncidentRow",
+    "NewDelivery",
+    "Outcome",
+    "StateConflict",
+    "Store",
+]
+
+SETTLED = tuple(s.value for s in DeliveryState if s.settled)
+
+
+class StateConflict(Exception):
+    """A write found the incident in another state than it requires (cancelled, approved)."""
+
+
+class IdempotencyConflict(Exception):
+    """An ``Idempotency-Key`` was already used by this issuer; ``record`` is the first use."""
+
+    def __init__(self, record: IdempotencyRecord) -> None:
+        super().__init__(f"idempotency key {record.key!r} already used")
+        self.record = record
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    issuer: str
+    key: str
+    body_sha256: str
+    response: Mapping[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    id: str
+    kind: str
+    status: str
+    severity: str
+    msg_type: str
+    state: str
+    issuer: str
+    source: str
+    body: Mapping[str, Any]
+    created_at: float
+    expires_at: float | None = None
+    references: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    id: str
+    account: str
+    channel: str
+    payload: Mapping[str, Any]
+    idempotency_key: str
+    state: DeliveryState = DeliveryState.pending
+    reason: str | None = None
+    action: str = "post"
+    target_delivery_id: str | None = None
+    wait_for: str | None = None
+    priority: int = 0
+    max_attempts: int = 10
+    expires_at: float | None = None
+    hold: bool = False  # stored but not due until the incident is approved
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What a follow-up changes besides adding itself, in the same transaction."""
+
+    withdraw: tuple[str, ...] = ()  # undelivered deliveries that must not go out any more
+    withdraw_reason: str = ""
+    incident_state: tuple[str, str] | None = None  # (incident id, new state), unless cancelled
+    live: str | None = None  # an incident that must not be cancelled by the time this commits
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    id: str
+    incident_id: str
+    account: str
+    channel: str
+    state: DeliveryState
+    payload: Mapping[str, Any]
+    idempotency_key: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: float | None
+    created_at: float
+    updated_at: float
+    reason: str | None = None
+    action: str = "post"
+    target_delivery_id: str | None = None
+    wait_for: str | None = None
+    last_error: str | None = None
+    remote_id: str | None = None
+    delivered_at: float | None = None
+    priority: int = 0
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveClaim:
+    """A claimed delivery plus what the adapter needs: the original's remote id, if any."""
+
+    delivery: DeliveryRow
+    target_remote_id: str | None = None
+    msg_type: str = "alert"
+    target_delivered: bool = False  # the original reached the platform (with or without an id)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    delivery_id: str
+    number: int
+    started_at: float
+    duration_ms: float
+    outcome: str
+    http_status: int | None = None
+    error_code: str | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt leaves the delivery as."""
+
+    state: DeliveryState
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    remote_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    at: float
+    actor: str
+    action: str
+    incident_id: str | None = None
+    delivery_id: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Durable state: incidents, deliveries, attempts, idempotency keys and the audit trail."""
+
+    single_process: bool  # True when one process owns every claim (SQLite)
+
+    def describe(self) -> str:
+        """Where the data lives, without credentials (for logs)."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def create_incident(
+        self,
+        incident: IncidentRow,
+        deliveries: Sequence[NewDelivery],
+        *,
+        idempotency: IdempotencyRecord | None = None,
+        audit: AuditRow | None = None,
+        effects: Effects | None = None,
+    ) -> None:
+        """Write the incident, its deliveries, key, audit row and effects in ONE transaction."""
+
+    async def get_idempotency(self, issuer: str, key: str) -> IdempotencyRecord | None: ...
+    async def get_incident(self, incident_id: str) -> IncidentRow | None: ...
+    async def list_incidents(
+        self,
+        *,
+        limit: int = 50,
+        kind: str | None = None,
+        state: str | None = None,
+        status: str | None = None,
+        before: float | None = None,
+    ) -> list[IncidentRow]: ...
+    async def follow_ups(self, incident_id: str) -> list[IncidentRow]: ...
+    async def set_incident_state(
+        self, incident_id: str, state: str, audit: AuditRow, *, reason: str | None = None
+    ) -> None: ...
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryRow | None: ...
+    async def list_deliveries(
+        self,
+        *,
+        incident_id: str | None = None,
+        state: str | None = None,
+        account: str | None = None,
+        limit: int = 500,
+    ) -> list[DeliveryRow]: ...
+    async def counts(self, incident_id: str) -> dict[str, int]: ...
+    async def attempts(self, delivery_id: str) -> list[AttemptRow]: ...
+
+    async def claim_due(
+        self, *, now: float, limit: int, lease_s: float, worker: str, free: Mapping[str, int]
+    ) -> list[ActiveClaim]:
+        """Mark up to ``limit`` due deliveries ``sending`` (at most ``free[account]`` each)."""
+
+    async def finish_attempt(
+        self, claim: DeliveryRow, attempt: AttemptRow, outcome: Outcome, *, worker: str = ""
+    ) -> DeliveryRow:
+        """Record the attempt and the new state in one transaction, if ``worker`` still holds
+        the claim (a claim taken over after its lease ran out is not overwritten)."""
+
+    async def next_due_at(self) -> float | None: ...
+    async def recover(self, *, now: float, everything: bool) -> int:
+        """Return ``sending`` deliveries whose lease ran out (or all) to ``retrying``."""
+
+    async def requeue(
+        self, delivery_id: str, audit: AuditRow, *, budget: int = 1
+    ) -> DeliveryRow | None:
+        """Operator re-drive of a settled delivery: back to ``pending`` with ``budget`` tries."""
+
+    async def add_deliveries(
+        self, incident_id: str, deliveries: Sequence[NewDelivery], audit: AuditRow
+    ) -> None:
+        """More deliveries for a stored incident (a fallback taking over), with an audit row."""
+
+    async def release(self, incident_id: str, audit: AuditRow, *, now: float) -> int:
+        """Approve: the incident becomes active and its held deliveries become due."""
+
+    async def add_audit(self, row: AuditRow) -> None: ...
+    async def audit_trail(self, incident_id: str) -> list[AuditRow]: ...
+
+    # -- feed events (issue 5: the durable known-event table) -------------------------------
+    async def get_feed_event(self, feed: str, event_id: str) -> FeedEventRow | None: ...
+    async def feed_events(
+        self,
+        feed: str,
+        *,
+        ids: Sequence[str],
+        between: tuple[float, float] | None = None,
+    ) -> list[FeedEventRow]:
+        """Events of ``feed`` holding any of ``ids`` (by their id index or own id), or whose
+        time (Unix seconds) lies in ``between``: the candidates ``find_known`` chooses from."""
+
+    async def live_feed_events(self, feed: str, *, since: float) -> list[FeedEventRow]:
+        """Alerted, not cancelled events of ``feed`` whose time is ``since`` or later."""
+
+    async def put_feed_event(
+        self, row: FeedEventRow, *, takeover: Sequence[str] = (), now: float
+    ) -> bool:
+        """Store ``row`` if ``row.version`` is still the stored version (0: a new event).
+
+        True: stored as version ``row.version + 1``, with every id of ``row.ids`` pointing at
+        it (ids held by the events named in ``takeover`` move to it). False: another writer
+        changed the event, or holds one of its ids, first; nothing was changed.
+        """
+
+    async def prune_feed_events(self, feed: str, *, before: float, idle_since: float) -> int:
+        """Forget events of ``feed`` older than ``before``, unchanged since ``idle_since`` and
+        with no pending action; returns how many."""
+
+
+# -- feed events (issue 5) -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class FeedEventRow:
+    """One real event as one feed knows it; ``known`` is ``KnownEvent.to_json()``.
+
+    ``pending`` is an action claimed with this version and not yet confirmed done; ``version``
+    is 0 for an event not stored yet.
+    """
+
+    feed: str
+    event_id: str
+    known: Mapping[str, Any]
+    ids: tuple[str, ...]
+    event_time: float
+    incident_id: str | None = None
+    live: bool = False
+    pending: Mapping[str, Any] | None = None
+    version: int = 0
+    updated_at: float = 0.0

@@ -1,0 +1,354 @@
+"""SQL text and row mapping shared by every engine (written with ``?`` placeholders).
+
+Statements are plain, portable SQL; :func:`numbered` rewrites the placeholders to ``$1, $2, …``
+for PostgreSQL. Keeping one copy of each statement keeps the engines honest with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+from alertcast.models import DeliveryState
+from alertcast.store.base import (
+    SETTLED,
+    ActiveClaim,
+    AttemptRow,
+    AuditRow,
+    DeliveryRow,
+    Effects,
+    IdempotencyRecord,
+    IncidentRow,
+    NewDelivery,
+    Outcome,
+)
+
+_SETTLED_SQL = ", ".join(f"'{s}'" for s in SETTLED)
+
+INSERT_INCIDENT = """
+INSERT INTO incidents (id, kind, status, severity, msg_type, state, issuer, source, body,
+                       created_at, expires_at, refs, reason)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+INSERT_DELIVERY = """
+INSERT INTO deliveries (id, incident_id, account, channel, state, reason, payload, idempotency_key,
+                        action, target_delivery_id, wait_for, priority, attempts, max_attempts,
+                        next_attempt_at, expires_at, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"""
+
+INSERT_IDEMPOTENCY = """
+INSERT INTO idempotency_keys (issuer, key, body_sha256, response, created_at)
+VALUES (?, ?, ?, ?, ?)"""
+
+INSERT_AUDIT = """
+INSERT INTO audit (at, actor, action, incident_id, delivery_id, detail) VALUES (?, ?, ?, ?, ?, ?)"""
+
+EXPIRE_DUE = """
+UPDATE deliveries SET state = 'skipped', reason = 'expired', updated_at = ?
+WHERE state IN ('pending', 'retrying') AND expires_at IS NOT NULL AND expires_at <= ?"""
+
+SELECT_DUE = f"""
+SELECT d.id, d.account FROM deliveries d
+WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?
+  AND (d.wait_for IS NULL OR EXISTS (
+        SELECT 1 FROM deliveries w WHERE w.id = d.wait_for AND w.state IN ({_SETTLED_SQL})))
+ORDER BY d.priority DESC, d.next_attempt_at
+LIMIT ?"""
+
+SELECT_CLAIMED = """
+SELECT d.*, t.remote_id AS target_remote_id, t.state AS target_state, i.msg_type AS msg_type
+FROM deliveries d
+JOIN incidents i ON i.id = d.incident_id
+LEFT JOIN deliveries t ON t.id = d.target_delivery_id
+WHERE d.id IN ({ids})"""
+
+WITHDRAW = """
+UPDATE deliveries SET state = 'skipped', reason = ?, next_attempt_at = NULL, updated_at = ?
+WHERE id IN ({ids}) AND state IN ('pending', 'retrying')"""
+
+SET_INCIDENT_STATE = "UPDATE incidents SET state = ? WHERE id = ? AND state <> 'cancelled'"
+
+GUARD_LIVE = "UPDATE incidents SET state = state WHERE id = ? AND state <> 'cancelled'"
+
+APPROVE_INCIDENT = """
+UPDATE incidents SET state = 'active'
+WHERE (id = ? OR refs = ?) AND state = 'awaiting_approval'"""
+
+RELEASE = """
+UPDATE deliveries SET next_attempt_at = ?, reason = NULL, updated_at = ?
+WHERE (incident_id = ? OR incident_id IN (SELECT id FROM incidents WHERE refs = ?))
+  AND state = 'pending' AND next_attempt_at IS NULL"""
+
+FINISH_DELIVERY = """
+UPDATE deliveries SET state = ?, next_attempt_at = ?, last_error = ?,
+       remote_id = COALESCE(?, remote_id), delivered_at = ?, reason = ?,
+       claimed_by = NULL, lease_until = NULL, updated_at = ?
+WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
+
+INSERT_ATTEMPT = """
+INSERT INTO attempts (delivery_id, number, started_at, duration_ms, outcome, http_status,
+                      error_code, error, next_attempt_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+NEXT_DUE = "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'retrying')"
+
+RECOVER_DEAD = """
+UPDATE deliveries SET state = 'dead', claimed_by = NULL, lease_until = NULL, updated_at = ?,
+       last_error = 'interrupted during send; retry budget spent'
+WHERE state = 'sending' AND attempts >= max_attempts AND ({cond})"""
+
+RECOVER_RETRY = """
+UPDATE deliveries SET state = 'retrying', claimed_by = NULL, lease_until = NULL, updated_at = ?,
+       next_attempt_at = ?, last_error = 'interrupted during send (daemon stopped); resent'
+WHERE state = 'sending' AND ({cond})"""
+
+REQUEUE = f"""
+UPDATE deliveries SET state = 'pending', reason = NULL, next_attempt_at = ?,
+       max_attempts = attempts + ?, updated_at = ?
+WHERE id = ? AND state IN ({_SETTLED_SQL}) AND state <> 'delivered'
+  AND COALESCE(reason, '') NOT LIKE 'withdrawn%' AND COALESCE(reason, '') NOT LIKE 'superseded%'
+  AND incident_id NOT IN (
+      SELECT id FROM incidents WHERE state IN ('cancelled', 'awaiting_approval'))"""
+
+
+def numbered(sql: str) -> str:
+    """Rewrite ``?`` placeholders as ``$1 … $n`` (PostgreSQL)."""
+    counter = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """``(version, sql)`` for every packaged migration, in order."""
+    folder = resources.files("alertcast.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"(\d{4})_\w+\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def incident_params(row: IncidentRow) -> tuple[Any, ...]:
+    return (
+        row.id,
+        row.kind,
+        row.status,
+        row.severity,
+        row.msg_type,
+        row.state,
+        row.issuer,
+        row.source,
+        dumps(row.body),
+        row.created_at,
+        row.expires_at,
+        row.references,
+        row.reason,
+    )
+
+
+def delivery_params(incident_id: str, d: NewDelivery, now: float) -> tuple[Any, ...]:
+    next_at = now if d.state is DeliveryState.pending and not d.hold else None
+    return (
+        d.id,
+        incident_id,
+        d.account,
+        d.channel,
+        d.state.value,
+        d.reason,
+        dumps(d.payload),
+        d.idempotency_key,
+        d.action,
+        d.target_delivery_id,
+        d.wait_for,
+        d.priority,
+        d.max_attempts,
+        next_at,
+        d.expires_at,
+        now,
+        now,
+    )
+
+
+def attempt_params(a: AttemptRow) -> tuple[Any, ...]:
+    return (
+        a.delivery_id,
+        a.number,
+        a.started_at,
+        a.duration_ms,
+        a.outcome,
+        a.http_status,
+        a.error_code,
+        a.error,
+        a.next_attempt_at,
+    )
+
+
+def audit_params(a: AuditRow) -> tuple[Any, ...]:
+    return (a.at, a.actor, a.action, a.incident_id, a.delivery_id, dumps(dict(a.detail)))
+
+
+def idempotency_params(r: IdempotencyRecord) -> tuple[Any, ...]:
+    return (r.issuer, r.key, r.body_sha256, dumps(dict(r.response)), r.created_at)
+
+
+def incident_from(r: Mapping[str, Any]) -> IncidentRow:
+    return IncidentRow(
+        id=r["id"],
+        kind=r["kind"],
+        status=r["status"],
+        severity=r["severity"],
+        msg_type=r["msg_type"],
+        state=r["state"],
+        issuer=r["issuer"],
+        source=r["source"],
+        body=json.loads(r["body"]),
+        created_at=r["created_at"],
+        expires_at=r["expires_at"],
+        references=r["refs"],
+        reason=r["reason"],
+    )
+
+
+def delivery_from(r: Mapping[str, Any]) -> DeliveryRow:
+    return DeliveryRow(
+        id=r["id"],
+        incident_id=r["incident_id"],
+        account=r["account"],
+        channel=r["channel"],
+        state=DeliveryState(r["state"]),
+        payload=json.loads(r["payload"]),
+        idempotency_key=r["idempotency_key"],
+        attempts=r["attempts"],
+        max_attempts=r["max_attempts"],
+        next_attempt_at=r["next_attempt_at"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        reason=r["reason"],
+        action=r["action"],
+        target_delivery_id=r["target_delivery_id"],
+        wait_for=r["wait_for"],
+        last_error=r["last_error"],
+        remote_id=r["remote_id"],
+        delivered_at=r["delivered_at"],
+        priority=r["priority"],
+        expires_at=r["expires_at"],
+    )
+
+
+def attempt_from(r: Mapping[str, Any]) -> AttemptRow:
+    return AttemptRow(
+        delivery_id=r["delivery_id"],
+        number=r["number"],
+        started_at=r["started_at"],
+        duration_ms=r["duration_ms"],
+        outcome=r["outcome"],
+        http_status=r["http_status"],
+        error_code=r["error_code"],
+        error=r["error"],
+        next_attempt_at=r["next_attempt_at"],
+    )
+
+
+def audit_from(r: Mapping[str, Any]) -> AuditRow:
+    return AuditRow(
+        at=r["at"],
+        actor=r["actor"],
+        action=r["action"],
+        incident_id=r["incident_id"],
+        delivery_id=r["delivery_id"],
+        detail=json.loads(r["detail"]),
+    )
+
+
+def idempotency_from(r: Mapping[str, Any]) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        issuer=r["issuer"],
+        key=r["key"],
+        body_sha256=r["body_sha256"],
+        response=json.loads(r["response"]),
+        created_at=r["created_at"],
+    )
+
+
+def finished(
+    claim: DeliveryRow, outcome: Outcome, now: float, delivered_at: float | None
+) -> DeliveryRow:
+    """The row as FINISH_DELIVERY left it, without reading it back (payload JSON is large)."""
+    return replace(
+        claim,
+        state=outcome.state,
+        next_attempt_at=outcome.next_attempt_at,
+        last_error=outcome.last_error,
+        remote_id=outcome.remote_id or claim.remote_id,
+        delivered_at=delivered_at,
+        reason=outcome.reason,
+        updated_at=now,
+    )
+
+
+def claim_from(r: Mapping[str, Any]) -> ActiveClaim:
+    delivered = r["target_state"] == DeliveryState.delivered.value
+    return ActiveClaim(
+        delivery_from(r),
+        target_remote_id=r["target_remote_id"] if delivered else None,
+        msg_type=r["msg_type"],
+        target_delivered=delivered,
+    )
+
+
+def pick_within_capacity(
+    due: Sequence[tuple[str, str]], free: Mapping[str, int], limit: int
+) -> list[str]:
+    """Ids from ``due`` (``(id, account)`` in priority order) that fit each account's free slots."""
+    left = dict(free)
+    chosen: list[str] = []
+    for delivery_id, account in due:
+        if len(chosen) >= limit:
+            break
+        slots = left.get(account, limit)
+        if slots > 0:
+            left[account] = slots - 1
+            chosen.append(delivery_id)
+    return chosen
+
+
+def filters(**given: str | None) -> tuple[list[str], list[Any]]:
+    """Equality clauses (``?`` placeholders) for the arguments that are not ``None``."""
+    pairs = [(k, v) for k, v in given.items() if v is not None]
+    return [f"{k} = ?" for k, _ in pairs], [v for _, v in pairs]
+
+
+def where(clauses: list[str]) -> str:
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def effect_statements(effects: Effects | None, now: float) -> list[tuple[str, tuple[Any, ...]]]:
+    """The SQL (``?`` placeholders) that applies a follow-up's effects.
+
+    The incident-state statement is last and must touch its row: an engine raises
+    :class:`StateConflict` when it does not (the incident was cancelled meanwhile).
+    """
+    if effects is None:
+        return []
+    out: list[tuple[str, tuple[Any, ...]]] = []
+    if effects.withdraw:
+        marks = ", ".join("?" * len(effects.withdraw))
+        out.append((WITHDRAW.format(ids=marks), (effects.withdraw_reason, now, *effects.withdraw)))
+    if effects.incident_state is not None:
+        incident_id, state = effects.incident_state
+        out.append((SET_INCIDENT_STATE, (state, incident_id)))
+    if effects.live is not None:
+        out.append((GUARD_LIVE, (effects.live,)))
+    return out
+
+
+def must_touch(statement: str) -> bool:
+    return statement is SET_INCIDENT_STATE or statement is GUARD_LIVE

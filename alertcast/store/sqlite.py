@@ -1,0 +1,453 @@
+"""SQLite engine: WAL, one serialised writer with group commit, one reader.
+
+Writes queue up and run on a dedicated thread; every write waiting at that moment shares one
+transaction (one ``fsync`` with ``synchronous=FULL``), each inside its own savepoint so one
+failing write never takes its neighbours down. A write's future resolves only after COMMIT:
+what the API acknowledges is on disk. Reads use a second connection on another thread and see
+every committed write (WAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alertcast.store import feed_sql, sql
+from alertcast.store.base import (
+    ActiveClaim,
+    AttemptRow,
+    AuditRow,
+    DeliveryRow,
+    Effects,
+    FeedEventRow,
+    IdempotencyConflict,
+    IdempotencyRecord,
+    IncidentRow,
+    NewDelivery,
+    Outcome,
+    StateConflict,
+)
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+MAX_BATCH = 512
+DUE_SCAN = 2000
+
+
+class SQLiteStore:
+    single_process = True
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._wexec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-w")
+        self._rexec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-r")
+        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._w: sqlite3.Connection | None = None
+        self._r: sqlite3.Connection | None = None
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    # -- life -------------------------------------------------------------------------------
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._w = await loop.run_in_executor(self._wexec, self._connect, True)
+        await loop.run_in_executor(self._wexec, _migrate, self._w)
+        self._r = await loop.run_in_executor(self._rexec, self._connect, False)
+        self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._queue.join()
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        for conn, pool in ((self._w, self._wexec), (self._r, self._rexec)):
+            if conn is not None:
+                await loop.run_in_executor(pool, conn.close)
+            pool.shutdown(wait=True)
+
+    def _connect(self, writer: bool) -> sqlite3.Connection:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if writer:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    # -- plumbing ---------------------------------------------------------------------------
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, fut))
+        return await fut
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._r is not None, "store is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._rexec, op, self._r)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                assert self._w is not None
+                results = await loop.run_in_executor(self._wexec, _run_batch, self._w, batch)
+            except Exception as exc:  # COMMIT itself failed: nothing of the batch is stored
+                results = [(fut, None, exc) for _, fut in batch]
+            for fut, value, error in results:
+                if not fut.done():
+                    fut.set_exception(error) if error else fut.set_result(value)
+                self._queue.task_done()
+
+    # -- incidents --------------------------------------------------------------------------
+    async def create_incident(
+        self,
+        incident: IncidentRow,
+        deliveries: Sequence[NewDelivery],
+        *,
+        idempotency: IdempotencyRecord | None = None,
+        audit: AuditRow | None = None,
+        effects: Effects | None = None,
+    ) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            if idempotency is not None:
+                try:
+                    c.execute(sql.INSERT_IDEMPOTENCY, sql.idempotency_params(idempotency))
+                except sqlite3.IntegrityError:
+                    first = _one(
+                        c,
+                        "SELECT * FROM idempotency_keys WHERE issuer = ? AND key = ?",
+                        (idempotency.issuer, idempotency.key),
+                    )
+                    raise IdempotencyConflict(sql.idempotency_from(first)) from None
+            c.execute(sql.INSERT_INCIDENT, sql.incident_params(incident))
+            c.executemany(
+                sql.INSERT_DELIVERY,
+                [sql.delivery_params(incident.id, d, incident.created_at) for d in deliveries],
+            )
+            for statement, params in sql.effect_statements(effects, incident.created_at):
+                if c.execute(statement, params).rowcount == 0 and sql.must_touch(statement):
+                    raise StateConflict(f"incident {params[-1]} is already cancelled")
+            if audit is not None:
+                c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
+
+        await self._write(op)
+
+    async def add_deliveries(
+        self, incident_id: str, deliveries: Sequence[NewDelivery], audit: AuditRow
+    ) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            c.executemany(
+                sql.INSERT_DELIVERY,
+                [sql.delivery_params(incident_id, d, audit.at) for d in deliveries],
+            )
+            c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
+
+        await self._write(op)
+
+    async def release(self, incident_id: str, audit: AuditRow, *, now: float) -> int:
+        def op(c: sqlite3.Connection) -> int:
+            if c.execute(sql.APPROVE_INCIDENT, (incident_id, incident_id)).rowcount == 0:
+                raise StateConflict(f"incident {incident_id} is not awaiting approval")
+            c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
+            return int(c.execute(sql.RELEASE, (now, now, incident_id, incident_id)).rowcount)
+
+        return await self._write(op)
+
+    async def get_idempotency(self, issuer: str, key: str) -> IdempotencyRecord | None:
+        row = await self._read(
+            lambda c: _one(
+                c, "SELECT * FROM idempotency_keys WHERE issuer = ? AND key = ?", (issuer, key)
+            )
+        )
+        return None if row is None else sql.idempotency_from(row)
+
+    async def get_incident(self, incident_id: str) -> IncidentRow | None:
+        row = await self._read(
+            lambda c: _one(c, "SELECT * FROM incidents WHERE id = ?", (incident_id,))
+        )
+        return None if row is None else sql.incident_from(row)
+
+    async def list_incidents(
+        self,
+        *,
+        limit: int = 50,
+        kind: str | None = None,
+        state: str | None = None,
+        status: str | None = None,
+        before: float | None = None,
+    ) -> list[IncidentRow]:
+        where, params = sql.filters(kind=kind, state=state, status=status)
+        if before is not None:
+            where.append("created_at < ?")
+            params.append(before)
+        query = f"SELECT * FROM incidents {sql.where(where)} ORDER BY created_at DESC LIMIT ?"
+        rows = await self._read(lambda c: c.execute(query, (*params, limit)).fetchall())
+        return [sql.incident_from(r) for r in rows]
+
+    async def follow_ups(self, incident_id: str) -> list[IncidentRow]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT * FROM incidents WHERE refs = ? ORDER BY created_at", (incident_id,)
+            ).fetchall()
+        )
+        return [sql.incident_from(r) for r in rows]
+
+    async def set_incident_state(
+        self, incident_id: str, state: str, audit: AuditRow, *, reason: str | None = None
+    ) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                "UPDATE incidents SET state = ?, reason = COALESCE(?, reason) WHERE id = ?",
+                (state, reason, incident_id),
+            )
+            c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
+
+        await self._write(op)
+
+    # -- deliveries -------------------------------------------------------------------------
+    async def get_delivery(self, delivery_id: str) -> DeliveryRow | None:
+        row = await self._read(
+            lambda c: _one(c, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+        )
+        return None if row is None else sql.delivery_from(row)
+
+    async def list_deliveries(
+        self,
+        *,
+        incident_id: str | None = None,
+        state: str | None = None,
+        account: str | None = None,
+        limit: int = 500,
+    ) -> list[DeliveryRow]:
+        where, params = sql.filters(incident_id=incident_id, state=state, account=account)
+        query = f"SELECT * FROM deliveries {sql.where(where)} ORDER BY created_at, id LIMIT ?"
+        rows = await self._read(lambda c: c.execute(query, (*params, limit)).fetchall())
+        return [sql.delivery_from(r) for r in rows]
+
+    async def counts(self, incident_id: str) -> dict[str, int]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT state, COUNT(*) FROM deliveries WHERE incident_id = ? GROUP BY state",
+                (incident_id,),
+            ).fetchall()
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def attempts(self, delivery_id: str) -> list[AttemptRow]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT * FROM attempts WHERE delivery_id = ? ORDER BY number", (delivery_id,)
+            ).fetchall()
+        )
+        return [sql.attempt_from(r) for r in rows]
+
+    async def claim_due(
+        self, *, now: float, limit: int, lease_s: float, worker: str, free: Mapping[str, int]
+    ) -> list[ActiveClaim]:
+        def op(c: sqlite3.Connection) -> list[ActiveClaim]:
+            c.execute(sql.EXPIRE_DUE, (now, now))
+            due = c.execute(sql.SELECT_DUE, (now, max(limit, DUE_SCAN))).fetchall()
+            ids = sql.pick_within_capacity([(r[0], r[1]) for r in due], free, limit)
+            if not ids:
+                return []
+            marks = ", ".join("?" * len(ids))
+            c.execute(
+                f"UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
+                f"claimed_by = ?, lease_until = ?, updated_at = ? WHERE id IN ({marks})",
+                (worker, now + lease_s, now, *ids),
+            )
+            rows = c.execute(sql.SELECT_CLAIMED.format(ids=marks), ids).fetchall()
+            return [sql.claim_from(r) for r in rows]
+
+        return await self._write(op)
+
+    async def finish_attempt(
+        self, claim: DeliveryRow, attempt: AttemptRow, outcome: Outcome, *, worker: str = ""
+    ) -> DeliveryRow:
+        now = time.time()
+        delivered_at = now if outcome.state.value == "delivered" else claim.delivered_at
+
+        def op(c: sqlite3.Connection) -> DeliveryRow:
+            c.execute(
+                sql.INSERT_ATTEMPT.replace("INSERT", "INSERT OR IGNORE", 1),
+                sql.attempt_params(attempt),
+            )
+            done = c.execute(
+                sql.FINISH_DELIVERY,
+                (
+                    outcome.state.value,
+                    outcome.next_attempt_at,
+                    outcome.last_error,
+                    outcome.remote_id,
+                    delivered_at,
+                    outcome.reason,
+                    now,
+                    claim.id,
+                    worker,
+                ),
+            )
+            if done.rowcount == 1:
+                return sql.finished(claim, outcome, now, delivered_at)
+            return sql.delivery_from(_one(c, "SELECT * FROM deliveries WHERE id = ?", (claim.id,)))
+
+        return await self._write(op)
+
+    async def next_due_at(self) -> float | None:
+        row = await self._read(lambda c: c.execute(sql.NEXT_DUE).fetchone())
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def recover(self, *, now: float, everything: bool) -> int:
+        cond = "1 = 1" if everything else "lease_until < ?"
+        extra: tuple[Any, ...] = () if everything else (now,)
+
+        def op(c: sqlite3.Connection) -> int:
+            dead = c.execute(sql.RECOVER_DEAD.format(cond=cond), (now, *extra)).rowcount
+            retry = c.execute(sql.RECOVER_RETRY.format(cond=cond), (now, now, *extra)).rowcount
+            return int(dead + retry)
+
+        return await self._write(op)
+
+    async def requeue(
+        self, delivery_id: str, audit: AuditRow, *, budget: int = 1
+    ) -> DeliveryRow | None:
+        now = time.time()
+
+        def op(c: sqlite3.Connection) -> DeliveryRow | None:
+            if c.execute(sql.REQUEUE, (now, budget, now, delivery_id)).rowcount == 0:
+                return None
+            c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
+            return sql.delivery_from(
+                _one(c, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+            )
+
+        return await self._write(op)
+
+    async def add_audit(self, row: AuditRow) -> None:
+        await self._write(lambda c: c.execute(sql.INSERT_AUDIT, sql.audit_params(row)))
+
+    async def audit_trail(self, incident_id: str) -> list[AuditRow]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT * FROM audit WHERE incident_id = ? ORDER BY at", (incident_id,)
+            ).fetchall()
+        )
+        return [sql.audit_from(r) for r in rows]
+
+    # -- feed events (issue 5) --------------------------------------------------------------
+    async def get_feed_event(self, feed: str, event_id: str) -> FeedEventRow | None:
+        row = await self._read(lambda c: _one(c, feed_sql.GET_EVENT, (feed, event_id)))
+        return None if row is None else feed_sql.event_from(row)
+
+    async def feed_events(
+        self,
+        feed: str,
+        *,
+        ids: Sequence[str],
+        between: tuple[float, float] | None = None,
+    ) -> list[FeedEventRow]:
+        query = feed_sql.candidates(len(ids), between is not None)
+        params = feed_sql.candidate_params(feed, ids, between)
+        rows = await self._read(lambda c: c.execute(query, params).fetchall())
+        return [feed_sql.event_from(r) for r in rows]
+
+    async def live_feed_events(self, feed: str, *, since: float) -> list[FeedEventRow]:
+        rows = await self._read(lambda c: c.execute(feed_sql.SELECT_LIVE, (feed, since)).fetchall())
+        return [feed_sql.event_from(r) for r in rows]
+
+    async def put_feed_event(
+        self, row: FeedEventRow, *, takeover: Sequence[str] = (), now: float
+    ) -> bool:
+        def op(c: sqlite3.Connection) -> None:
+            had = _put_feed_event(c, row, now)
+            held = c.execute(feed_sql.mapped_ids(len(row.ids)), (row.feed, *row.ids)).fetchall()
+            mapped = {r[0]: r[1] for r in held}
+            inserts, moves = feed_sql.id_changes(row, mapped, takeover, had)
+            c.executemany(feed_sql.INSERT_ID, inserts)
+            c.executemany(feed_sql.MOVE_ID, moves)
+
+        try:
+            await self._write(op)
+        except feed_sql.Lost:
+            return False
+        return True
+
+    async def prune_feed_events(self, feed: str, *, before: float, idle_since: float) -> int:
+        params = (feed, before, idle_since)
+
+        def op(c: sqlite3.Connection) -> int:
+            c.execute(feed_sql.PRUNE_IDS, (feed, *params))
+            return int(c.execute(feed_sql.PRUNE_EVENTS, params).rowcount)
+
+        return await self._write(op)
+
+
+def _run_batch(
+    conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]]
+) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for op, fut in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                value = op(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                results.append((fut, None, exc))
+            else:
+                results.append((fut, value, None))
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return results
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    for version, script in sql.migrations():
+        if version in done:
+            continue
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\n"
+            f"INSERT INTO schema_migrations VALUES ({version}, {time.time()});\nCOMMIT;"
+        )
+
+
+def _one(c: sqlite3.Connection, query: str, params: tuple[Any, ...]) -> Any:
+    return c.execute(query, params).fetchone()
+
+
+# -- feed events (issue 5) ---------------------------------------------------------------------
+def _put_feed_event(c: sqlite3.Connection, row: FeedEventRow, now: float) -> tuple[str, ...]:
+    """Insert or update the event row; the ids its stored version held (Lost if it moved on)."""
+    if row.version == 0:
+        try:
+            c.execute(feed_sql.INSERT_EVENT, feed_sql.insert_params(row, now))
+        except sqlite3.IntegrityError:
+            raise feed_sql.Lost(f"event {row.event_id} exists") from None
+        return ()
+    key = (row.feed, row.event_id, row.version)
+    had = feed_sql.stored_ids(c.execute(feed_sql.STORED_IDS, key).fetchone())
+    c.execute(feed_sql.UPDATE_EVENT, feed_sql.update_params(row, now))
+    return had
