@@ -1,0 +1,13 @@
+"""Rendering: one incident, every platform's format, within every platform's limits, facts intact.
+
+``Renderer(config).render(incident, account, ctx)`` returns one JSON-ready payload for the
+account's format; ``Renderer.check`` lists configuration problems by path. See docs/rendering.md.
+"""
+
+from __future__ import annotations
+
+from alertcast.render.context import RenderContext, RenderError
+from alertcast.render.formats import RENDER_OPTIONS
+from alertcast.render.renderer import Renderer
+
+__all__ = ["RENDER_OPTIONS", "RenderContext", "RenderError", "Renderer"]
