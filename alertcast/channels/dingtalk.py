@@ -1,0 +1,139 @@
+"""``dingtalk_robot``: DingTalk custom group robot.
+
+API reference (docs/channels.md, facts §4.1): ``POST {base_url}/robot/send?access_token=TOKEN``
+with a JSON body (``markdown`` {title, text} or ``text`` {content}, mentions in ``at``). Signed
+robots add ``&timestamp=<ms>&sign=<base64(HMAC-SHA256(key=secret, msg="{ms}\\n{secret}"))>`` to the
+URL; keyword robots drop a message that lacks one of their keywords, so the configured
+``keyword`` is appended when missing. Always HTTP 200 with ``errcode``. 20 messages a minute.
+310000 is the security check (signature, keyword, IP) and is permanent, except when it says the
+timestamp is off: then the message is signed anew and sent once more, then left to a retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from alertcast.channels._vendor import (
+    AUTH,
+    NEXT_MINUTE,
+    PERMANENT,
+    TRANSIENT,
+    EnvName,
+    Fate,
+    Reply,
+    call_json,
+    check_bytes,
+    coded_reply,
+    result_code,
+    secret,
+    with_keyword,
+)
+from alertcast.channels.base import Action, Channel, Limits, Outgoing, Receipt, Transient
+
+__all__ = ["DingtalkChannel", "DingtalkOptions", "dingtalk_sign"]
+
+
+class DingtalkOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key_env: EnvName
+    secret_env: EnvName | None = None
+    keyword: str | None = Field(default=None, min_length=1)
+    base_url: HttpUrl = HttpUrl("https://oapi.dingtalk.com")
+    at_mobiles: list[str] = Field(default_factory=list)
+    at_user_ids: list[str] = Field(default_factory=list)
+    at_all: bool = False
+
+
+def dingtalk_sign(secret_: str, timestamp_ms: int) -> str:
+    """DingTalk's robot signature (base64; the caller URL-encodes it as a query value)."""
+    message = f"{timestamp_ms}\n{secret_}".encode()
+    return base64.b64encode(hmac.new(secret_.encode(), message, hashlib.sha256).digest()).decode()
+
+
+class DingtalkChannel(Channel):
+    name = "dingtalk_robot"
+    Options = DingtalkOptions
+    default_format = "dingtalk_markdown"
+    capabilities: ClassVar[frozenset[Action]] = frozenset({"post"})
+    limits: ClassVar[Limits] = Limits(concurrency=1, per_minute=20)
+
+    MAX_BYTES = 20_000
+    SECURITY_CHECK = 310000  # keyword / signature / IP / timestamp
+    ERROR_CODES: ClassVar[Mapping[int, Fate]] = {
+        -1: TRANSIENT,  # system busy
+        130101: NEXT_MINUTE,  # send too fast, over 20 a minute
+        410100: NEXT_MINUTE,  # rate-limited
+        310000: PERMANENT,  # security check failed (clock skew handled apart)
+        460101: PERMANENT,  # message too long
+        300001: AUTH,  # token does not exist
+        300005: AUTH,  # token does not exist
+        400101: AUTH,  # token does not exist
+        400102: AUTH,  # robot stopped
+        400013: AUTH,  # group dissolved
+        400106: AUTH,  # robot not found
+    }
+
+    async def send(self, msg: Outgoing) -> Receipt:
+        body = self.body(msg.payload)
+        reply = await self._post(body)
+        if _clock_skew(reply):
+            reply = await self._post(body)  # signed anew
+            if _clock_skew(reply):
+                raise Transient(
+                    "dingtalk 310000: timestamp refused twice (clock skew?)",
+                    code=self.SECURITY_CHECK,
+                    http_status=reply.status,
+                )
+        coded_reply(reply, self.ERROR_CODES, vendor="dingtalk")
+        return Receipt(http_status=reply.status)
+
+    def body(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The robot body for ``payload``, keyword included; oversize raises Permanent."""
+        assert isinstance(self.options, DingtalkOptions)
+        keyword = self.options.keyword
+        at = {
+            "atMobiles": self.options.at_mobiles,
+            "atUserIds": self.options.at_user_ids,
+            "isAtAll": self.options.at_all,
+        }
+        if payload.get("markdown"):
+            text = with_keyword(str(payload["markdown"]), keyword)
+            title = str(payload.get("title") or text.split("\n", 1)[0])[:64]
+            body: dict[str, Any] = {
+                "msgtype": "markdown",
+                "markdown": {"title": title, "text": text},
+                "at": at,
+            }
+        else:
+            text = with_keyword(str(payload.get("text", "")), keyword)
+            body = {"msgtype": "text", "text": {"content": text}, "at": at}
+        check_bytes(text, self.MAX_BYTES, vendor="DingTalk")
+        return body
+
+    async def _post(self, body: Mapping[str, Any]) -> Reply:
+        assert isinstance(self.options, DingtalkOptions)
+        params = {"access_token": secret(self.secrets, self.options.key_env)}
+        if self.options.secret_env:
+            now_ms = int(time.time() * 1000)
+            params |= {
+                "timestamp": str(now_ms),
+                "sign": dingtalk_sign(secret(self.secrets, self.options.secret_env), now_ms),
+            }
+        url = str(self.options.base_url).rstrip("/") + "/robot/send"
+        return await call_json(self.session, "POST", url, params=params, json_body=body)
+
+
+def _clock_skew(reply: Reply) -> bool:
+    data = reply.data or {}
+    if result_code(data.get("errcode", 0)) != DingtalkChannel.SECURITY_CHECK:
+        return False
+    message = str(data.get("errmsg", "")).lower()
+    return "timestamp" in message or "时间戳" in message

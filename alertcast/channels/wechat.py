@@ -1,0 +1,422 @@
+"""``wechat_oa``: WeChat Official Account (公众号) broadcasts and template messages.
+
+API reference (docs/channels.md, facts §2): JSON POSTs to ``{base_url}/cgi-bin/...?access_token=``;
+errors come as HTTP 200 with ``{"errcode", "errmsg"}`` and are classified by ``errcode`` only.
+
+* token: ``GET cgi-bin/token`` or ``POST cgi-bin/stable_token``; one cache per app shared by every
+  account and use in the process, refreshed before expiry and once on 40001/40014/42001.
+* text: ``message/mass/sendall`` (``msgtype: text``) to a tag or to all.
+* article: ``draft/add``, then ``message/mass/sendall`` (``mpnews``) or ``freepublish/submit``.
+* template: ``message/template/send`` per subscriber; keyword values ≤ 20 characters, one line.
+
+Mass sends carry ``clientmsgid`` from the delivery's idempotency key: a retry after a crash gets
+45065 with the first send's id and is reported delivered. The daily mass quota (subscription 1,
+service ``mass_per_day``) is tracked per app; once spent, sends raise :class:`QuotaExhausted`
+until the next midnight in Asia/Shanghai without calling the platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, HttpUrl, model_validator
+
+from alertcast.channels._quota import DailyQuota
+from alertcast.channels._tokens import Fetched, PerSession, TokenCache
+from alertcast.channels._vendor import (
+    AUTH,
+    NEXT_MINUTE,
+    PERMANENT,
+    TRANSIENT,
+    EnvName,
+    Fate,
+    Reply,
+    call_json,
+    next_midnight,
+    raise_fate,
+    secret,
+)
+from alertcast.channels.base import (
+    Action,
+    Channel,
+    Limits,
+    Outgoing,
+    Permanent,
+    QuotaExhausted,
+    Receipt,
+    Transient,
+)
+from alertcast.channels.http import raise_for_status
+from alertcast.channels.wechat_callback import CallbackOptions
+
+__all__ = ["WechatChannel", "WechatOptions", "client_msg_id", "template_data"]
+
+DAILY = Fate(QuotaExhausted)  # until the next midnight, Asia/Shanghai
+TEMPLATE_VALUE_CHARS = 20
+MAX_CLIENT_MSG_ID_BYTES = 64
+MAX_ARTICLE_CHARS = 20_000
+
+
+class WechatOptions(CallbackOptions):
+    """The account's keys; the callback's (keywords, help text, reply template) are inherited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str = Field(min_length=1, max_length=64)
+    app_secret_env: EnvName
+    account_type: Literal["subscription", "service"] = "subscription"
+    mode: Literal["article", "text", "template"] = "text"
+    base_url: HttpUrl = HttpUrl("https://api.weixin.qq.com")
+    stable_token: bool = False
+    tag_id: int | None = None
+    mass_per_day: int | None = Field(default=None, ge=1)
+    article_publish: Literal["mass", "freepublish"] = "mass"
+    thumb_media_id: str | None = None
+    template_id: str | None = None
+    template_to: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> WechatOptions:
+        if self.mode == "article" and not self.thumb_media_id:
+            raise ValueError("mode = 'article' needs thumb_media_id (a permanent image material)")
+        if self.mode == "template" and not self.template_id:
+            raise ValueError("mode = 'template' needs template_id")
+        return self
+
+    @property
+    def daily_mass_quota(self) -> int:
+        """Mass sends a day: 1 for subscription accounts, ``mass_per_day`` (default 100) else."""
+        if self.account_type == "subscription":
+            return 1
+        return self.mass_per_day or 100
+
+
+@dataclass
+class _App:
+    tokens: TokenCache
+    quota: DailyQuota
+
+
+_APPS: PerSession[_App] = PerSession()
+
+
+class WechatChannel(Channel):
+    name = "wechat_oa"
+    Options = WechatOptions
+    default_format = "wechat_article"
+    capabilities: ClassVar[frozenset[Action]] = frozenset({"post", "delete"})
+    limits: ClassVar[Limits] = Limits(concurrency=8)  # mass sends are bounded by the daily quota
+    timeout_s = 30.0
+
+    TOKEN_CODES: ClassVar[frozenset[int]] = frozenset({40001, 40014, 42001, 41001})
+    ALREADY_SENT = 45065  # same clientmsgid already sent: the reply carries its msgid
+    RECIPIENT_CODES: ClassVar[frozenset[int]] = frozenset({40003, 43004, 43019, 43101, 48002})
+    ERROR_CODES: ClassVar[Mapping[int, Fate]] = {
+        -1: TRANSIENT,  # system busy
+        40001: AUTH,  # token invalid or not latest (after one refresh)
+        40014: AUTH,  # invalid access_token (after one refresh)
+        42001: AUTH,  # access_token expired (after one refresh)
+        41001: AUTH,  # access_token missing
+        40013: AUTH,  # invalid appid
+        40125: AUTH,  # invalid appsecret
+        40164: AUTH,  # caller IP not in the whitelist
+        45028: DAILY,  # no mass-send quota left today
+        45009: DAILY,  # API daily call quota reached
+        45011: NEXT_MINUTE,  # API minute quota reached
+        45066: NEXT_MINUTE,  # same clientmsgid retried within a minute
+        48001: PERMANENT,  # API not authorised for this account
+        48004: PERMANENT,  # API banned
+        40003: PERMANENT,  # invalid openid
+        43004: PERMANENT,  # recipient does not follow the account
+        43019: PERMANENT,  # recipient blacklisted
+        43101: PERMANENT,  # recipient refused template messages
+        48002: PERMANENT,  # recipient disabled messages
+        40007: PERMANENT,  # invalid media_id
+        40008: PERMANENT,  # invalid message type
+        40033: PERMANENT,  # invalid characters (\\u escapes)
+        40037: PERMANENT,  # invalid template_id
+        40130: PERMANENT,  # openid list too short
+        44004: PERMANENT,  # empty text
+        45001: PERMANENT,  # media too large
+        45002: PERMANENT,  # content too long
+        45003: PERMANENT,  # title too long
+        45004: PERMANENT,  # description too long
+        45067: PERMANENT,  # clientmsgid too long
+        47003: PERMANENT,  # template data invalid
+    }
+
+    async def start(self) -> None:
+        self._app()
+
+    async def send(self, msg: Outgoing) -> Receipt:
+        opts = self._opts
+        if msg.action == "delete":
+            return await self._delete(msg)
+        if opts.mode == "template":
+            return await self._template(msg)
+        if opts.mode == "article" and msg.payload.get("content_html"):
+            return await self._article(msg)
+        return await self._mass(msg, {"msgtype": "text", "text": {"content": _text(msg)}})
+
+    @property
+    def _opts(self) -> WechatOptions:
+        assert isinstance(self.options, WechatOptions)
+        return self.options
+
+    def _app(self) -> _App:
+        opts = self._opts
+        return _APPS.get(
+            self.session,
+            (str(opts.base_url), opts.app_id),
+            lambda: _App(
+                TokenCache(self._fetch_token), DailyQuota(opts.daily_mass_quota, what="mass-send")
+            ),
+        )
+
+    # -- broadcasts -------------------------------------------------------------------------
+
+    async def _mass(self, msg: Outgoing, content: dict[str, Any]) -> Receipt:
+        quota = self._app().quota
+        if msg.attempt <= 1:  # a retry may already have been sent: let 45065 say so
+            quota.check()
+        body = {
+            "filter": _audience(self._opts.tag_id),
+            **content,
+            "send_ignore_reprint": 1,
+            "clientmsgid": client_msg_id(msg.idempotency_key),
+        }
+        data = await self._call("/cgi-bin/message/mass/sendall", body, ok=(0, self.ALREADY_SENT))
+        if _errcode(data) == self.ALREADY_SENT:
+            return Receipt(remote_id=_msg_id(data), duplicate=True, detail={"code": 45065})
+        quota.used()
+        return Receipt(remote_id=_msg_id(data), detail={"msg_data_id": data.get("msg_data_id")})
+
+    async def _article(self, msg: Outgoing) -> Receipt:
+        media_id = await self._draft(msg.payload)
+        if self._opts.article_publish == "freepublish":
+            data = await self._call("/cgi-bin/freepublish/submit", {"media_id": media_id})
+            return Receipt(
+                remote_id=str(data.get("publish_id")),
+                detail={"msg_data_id": data.get("msg_data_id"), "media_id": media_id},
+            )
+        return await self._mass(msg, {"msgtype": "mpnews", "mpnews": {"media_id": media_id}})
+
+    async def _draft(self, payload: Mapping[str, Any]) -> str:
+        content = str(payload.get("content_html", ""))
+        if len(content) >= MAX_ARTICLE_CHARS or len(content.encode()) >= 1 << 20:
+            raise Permanent(f"article content over {MAX_ARTICLE_CHARS} characters or 1 MB")
+        article = {
+            "title": str(payload.get("title", "")),
+            "digest": str(payload.get("digest", "")),
+            "content": content,
+            "content_source_url": str(payload.get("source_url") or ""),
+            "thumb_media_id": self._opts.thumb_media_id,
+            "need_open_comment": 0,
+            "only_fans_can_comment": 0,
+        }
+        data = await self._call("/cgi-bin/draft/add", {"articles": [article]})
+        return str(data.get("media_id"))
+
+    async def _delete(self, msg: Outgoing) -> Receipt:
+        if self._opts.mode == "template" or self._opts.article_publish == "freepublish":
+            raise Permanent("only mass-sent articles can be deleted on WeChat")
+        if not (msg.target_remote_id or "").isdigit():
+            raise Permanent("delete needs the mass send's numeric msg_id")
+        assert msg.target_remote_id is not None
+        await self._call("/cgi-bin/message/mass/delete", {"msg_id": int(msg.target_remote_id)})
+        return Receipt(remote_id=msg.target_remote_id)
+
+    # -- template messages ------------------------------------------------------------------
+
+    async def _template(self, msg: Outgoing) -> Receipt:
+        recipients = _recipients(msg.payload, self._opts.template_to)
+        sent: dict[str, str] = {}
+        refused: dict[str, int] = {}
+        for openid in recipients:
+            data = await self._call(
+                "/cgi-bin/message/template/send",
+                self._template_body(msg, openid),
+                ok=(0, *self.RECIPIENT_CODES) if len(recipients) > 1 else (0,),
+            )
+            if _errcode(data):
+                refused[openid] = _errcode(data)
+            else:
+                sent[openid] = _msg_id(data) or ""
+        if not sent:
+            raise Permanent(
+                f"no recipient took the template message: {refused}",
+                code=next(iter(refused.values()), None),
+            )
+        return Receipt(
+            remote_id=next(iter(sent.values())) if len(sent) == 1 else None,
+            detail={"sent": sent, "refused": refused},
+        )
+
+    def _template_body(self, msg: Outgoing, openid: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "touser": openid,
+            "template_id": self._opts.template_id,
+            "data": template_data(msg.payload),
+            "client_msg_id": client_msg_id(f"{msg.idempotency_key}:{openid}", hashed=True),
+        }
+        if msg.payload.get("url"):
+            body["url"] = str(msg.payload["url"])
+        return body
+
+    # -- the call, the token ----------------------------------------------------------------
+
+    async def _call(
+        self, path: str, body: Mapping[str, Any], *, ok: tuple[int, ...] = (0,)
+    ) -> Mapping[str, Any]:
+        """POST with the shared token; refresh it once if the platform rejects it."""
+        tokens = self._app().tokens
+        token = await tokens.get()
+        data = await self._post(path, token, body)
+        if _errcode(data) in self.TOKEN_CODES:
+            data = await self._post(path, await tokens.renew(token), body)
+        code = _errcode(data)
+        if code in ok:
+            return data
+        if code == 45028:
+            self._app().quota.spent()
+        fate = self.ERROR_CODES.get(code, PERMANENT)
+        raise_fate(
+            fate,
+            f"wechat {code}: {str(data.get('errmsg', ''))[:160]}",
+            code=code,
+            http_status=200,
+            until=next_midnight() if fate is DAILY else None,
+        )
+
+    async def _post(self, path: str, token: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        reply = await call_json(
+            self.session, "POST", self._url(path), params={"access_token": token}, json_body=body
+        )
+        raise_for_status(reply.status, reply.text)
+        if reply.data is None:  # a proxy's page, say: retrying is safe, sends carry client ids
+            raise Transient(f"wechat answered {path} without JSON", http_status=reply.status)
+        return reply.data
+
+    def _url(self, path: str) -> str:
+        return str(self._opts.base_url).rstrip("/") + path
+
+    async def _fetch_token(self, rejected: str | None) -> Fetched:
+        """A token from ``cgi-bin/token``, or ``stable_token`` (forced only if it repeats one)."""
+        opts = self._opts
+        app_secret = secret(self.secrets, opts.app_secret_env)
+        if not opts.stable_token:
+            params = {"grant_type": "client_credential", "appid": opts.app_id, "secret": app_secret}
+            return _token(
+                await call_json(self.session, "GET", self._url("/cgi-bin/token"), params=params)
+            )
+        got = await self._stable(app_secret, force=False)
+        if rejected is not None and got.token == rejected:
+            got = await self._stable(app_secret, force=True)
+        return got
+
+    async def _stable(self, app_secret: str, *, force: bool) -> Fetched:
+        body = {
+            "grant_type": "client_credential",
+            "appid": self._opts.app_id,
+            "secret": app_secret,
+            "force_refresh": force,
+        }
+        return _token(
+            await call_json(
+                self.session, "POST", self._url("/cgi-bin/stable_token"), json_body=body
+            )
+        )
+
+
+TOKEN_CALL_ERRORS: Mapping[int, Fate] = {
+    -1: TRANSIENT,  # system busy
+    45009: DAILY,  # 2000 token calls a day spent
+    45011: NEXT_MINUTE,  # minute quota
+}  # any other code: the credentials or the IP whitelist are wrong -> AuthExpired
+
+
+def _token(reply: Reply) -> Fetched:
+    data = reply.data or {}
+    token = data.get("access_token")
+    if isinstance(token, str) and token:
+        expires_in = data.get("expires_in")
+        return Fetched(token, float(expires_in) if isinstance(expires_in, int | float) else 7200.0)
+    raise_for_status(reply.status, reply.text)
+    code = _errcode(data)
+    fate = TOKEN_CALL_ERRORS.get(code, AUTH)
+    raise_fate(
+        fate,
+        f"wechat token {code}: {str(data.get('errmsg', ''))[:160]}",
+        code=code,
+        http_status=reply.status,
+        until=next_midnight() if fate is DAILY else None,
+    )
+
+
+def _errcode(data: Mapping[str, Any]) -> int:
+    code = data.get("errcode", 0)
+    try:
+        return int(code)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _msg_id(data: Mapping[str, Any]) -> str | None:
+    """The send's id: ``msg_id`` on success, ``msgid`` in 45065 and template replies."""
+    value = data.get("msg_id", data.get("msgid"))
+    return None if value is None else str(value)
+
+
+def _audience(tag_id: int | None) -> dict[str, Any]:
+    return {"is_to_all": True} if tag_id is None else {"is_to_all": False, "tag_id": tag_id}
+
+
+def _text(msg: Outgoing) -> str:
+    text = str(msg.payload.get("text", "")).strip()
+    if not text:
+        raise Permanent("nothing to send: the payload has no text")
+    return text
+
+
+def _recipients(payload: Mapping[str, Any], configured: list[str]) -> list[str]:
+    touser = payload.get("touser")
+    recipients = [touser] if isinstance(touser, str) else list(touser or configured)
+    if not recipients:
+        raise Permanent("template message without recipients (payload touser or template_to)")
+    return [str(r) for r in recipients]
+
+
+def client_msg_id(key: str, *, hashed: bool = False) -> str:
+    """The idempotency key as WeChat's ``clientmsgid`` (≤ 64 bytes; hashed when longer)."""
+    if not hashed and len(key.encode()) <= MAX_CLIENT_MSG_ID_BYTES:
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()[:MAX_CLIENT_MSG_ID_BYTES]
+
+
+def template_data(payload: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """``template_data`` with every keyword value on one line and within 20 characters."""
+    raw = payload.get("template_data")
+    if not isinstance(raw, Mapping) or not raw:
+        return {
+            "first": {"value": _one_line(str(payload.get("text", "")))},
+            "keyword1": {"value": _clip(str(payload.get("text", "")))},
+        }
+    data = {}
+    for key, item in raw.items():
+        value = str(item.get("value", "") if isinstance(item, Mapping) else item)
+        data[str(key)] = {"value": _one_line(value) if key in ("first", "remark") else _clip(value)}
+    return data
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.split())
+
+
+def _clip(value: str) -> str:
+    value = _one_line(value)
+    if len(value) <= TEMPLATE_VALUE_CHARS:
+        return value
+    return value[: TEMPLATE_VALUE_CHARS - 1] + "…"

@@ -1,0 +1,371 @@
+"""The WeChat Official Account callback (server mode): handshake and keyword auto-reply.
+
+``GET /wechat/{account}`` answers WeChat's ``echostr`` handshake; ``POST /wechat/{account}``
+receives a user's message and answers in the same response with a passive text reply. Both verify
+``signature = sha1(sorted([token, timestamp, nonce]))`` first: a bad one gets 403 and nothing is
+read. Bodies are size-capped and parsed with defusedxml (no DTDs, so no entity bombs). WeChat
+retries a message it got no answer to within 5 s (3 tries), so each ``MsgId`` is worked on once
+and every retry shares that answer; whatever is not ready before the deadline answers
+``success``, which WeChat takes as "no reply" without showing the user an error.
+
+Only plaintext and compatible (明文/兼容) modes are understood; a safe-mode (encrypted-only)
+message answers ``success``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
+import jinja2
+import structlog
+from aiohttp import web
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from alertcast.channels import channel_class
+from alertcast.channels._vendor import SHANGHAI, EnvName, utf8_len
+from alertcast.config import AccountConfig
+from alertcast.models import Kind
+from alertcast.secrets import MissingSecret, Secrets
+
+__all__ = [
+    "DEFAULT_KEYWORDS",
+    "DEFAULT_REPLY_TEMPLATE",
+    "CallbackOptions",
+    "Inbound",
+    "Latest",
+    "WechatCallback",
+    "parse_inbound",
+    "signature",
+    "text_reply",
+    "wechat_routes",
+]
+
+Latest = Callable[[str | None, list[str], int], Awaitable[list[dict[str, Any]]]]
+"""``latest(kind or None, regions, limit)``: recent active incidents as public JSON dicts."""
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_REPLY_BYTES = 2048
+REPLY_DEADLINE_S = 4.0  # WeChat gives up after 5 s
+LOOKUP_LIMIT_S = 30.0  # a lookup nobody waits for any more is cancelled then
+SEEN_TTL_S = 60.0  # WeChat's retries come within ~15 s
+SEEN_MAX = 10_000
+SUCCESS = "success"
+CHANNEL = "wechat_oa"
+DEFAULT_KEYWORDS: Mapping[str, str] = {
+    "地震": "earthquake",
+    "火灾": "fire",
+    "警情": "police",
+    "天气": "weather",
+    "气象": "weather",
+    "预警": "latest",
+    "最新": "latest",
+}
+DEFAULT_REPLY_TEMPLATE = (
+    "{% if incidents %}{{ word }}：生效中的预警\n"
+    "{% for i in incidents %}{{ loop.index }}. {{ i.headline }}"
+    "（{{ i.area.name }}，{{ i.occurred_at | local_time }}）"
+    "{% if i.url %} {{ i.url }}{% endif %}\n{% endfor %}"
+    "{% else %}目前没有生效中的「{{ word }}」预警信息。{% endif %}"
+)
+
+log = structlog.get_logger("alertcast.channels.wechat_callback")
+
+
+class CallbackOptions(BaseModel):
+    """A ``wechat_oa`` account's callback keys (the account's options inherit them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callback_token_env: EnvName | None = None
+    keywords: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_KEYWORDS))
+    help_text: str | None = None
+    reply_template: str = DEFAULT_REPLY_TEMPLATE
+    reply_limit: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("keywords")
+    @classmethod
+    def _known_kinds(cls, keywords: dict[str, str]) -> dict[str, str]:
+        known = {k.value for k in Kind} | {"latest"}
+        wrong = sorted(w for w, kind in keywords.items() if kind not in known or not w.strip())
+        if wrong:
+            raise ValueError(f"keywords {wrong} must map to one of {sorted(known)}")
+        return keywords
+
+    @field_validator("reply_template")
+    @classmethod
+    def _compiles(cls, source: str) -> str:
+        try:
+            SandboxedEnvironment().parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValueError(f"reply_template: {exc.message} (line {exc.lineno})") from exc
+        return source
+
+
+def signature(token: str, timestamp: str, nonce: str) -> str:
+    """WeChat's callback signature: SHA-1 hex of the three values sorted and joined."""
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message or event a user sent to the account."""
+
+    to_user: str
+    from_user: str
+    create_time: str
+    msg_type: str
+    content: str = ""
+    event: str = ""
+    msg_id: str = ""
+
+    @property
+    def dedupe_key(self) -> str:
+        """``MsgId`` for messages; ``FromUserName`` + ``CreateTime`` for events (no MsgId)."""
+        return self.msg_id or f"{self.from_user}:{self.create_time}:{self.event}"
+
+
+def parse_inbound(body: bytes) -> Inbound:
+    """The message in ``body``; ``ValueError`` for malformed XML, DTDs and entities."""
+    try:
+        root = SafeET.fromstring(body, forbid_dtd=True)
+    except (ET.ParseError, ValueError) as exc:  # defusedxml's errors are ValueErrors
+        raise ValueError(f"not acceptable XML: {type(exc).__name__}") from exc
+    if root.tag != "xml":
+        raise ValueError("the root element is not <xml>")
+
+    def field(tag: str) -> str:
+        return (root.findtext(tag) or "").strip()
+
+    return Inbound(
+        to_user=field("ToUserName"),
+        from_user=field("FromUserName"),
+        create_time=field("CreateTime"),
+        msg_type=field("MsgType"),
+        content=field("Content"),
+        event=field("Event"),
+        msg_id=field("MsgId"),
+    )
+
+
+def text_reply(inbound: Inbound, content: str, now: float | None = None) -> str:
+    """A passive text reply to ``inbound`` (sender and receiver swapped)."""
+    root = ET.Element("xml")
+    for tag, value in (
+        ("ToUserName", inbound.from_user),
+        ("FromUserName", inbound.to_user),
+        ("CreateTime", str(int(time.time() if now is None else now))),
+        ("MsgType", "text"),
+        ("Content", _fit(content, MAX_REPLY_BYTES)),
+    ):
+        ET.SubElement(root, tag).text = value
+    return ET.tostring(root, encoding="unicode")
+
+
+def _fit(text: str, max_bytes: int) -> str:
+    """``text`` cut at a line (else a character) so that it fits ``max_bytes``."""
+    if utf8_len(text) <= max_bytes:
+        return text
+    lines = text.splitlines()
+    while len(lines) > 1 and utf8_len("\n".join(lines)) > max_bytes:
+        lines.pop()
+    text = "\n".join(lines)
+    while utf8_len(text) > max_bytes:
+        text = text[:-1]
+    return text
+
+
+def _local_time(value: Any) -> str:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    return moment.astimezone(SHANGHAI).strftime("%m-%d %H:%M")
+
+
+class _Responder:
+    """One account's keyword table, template and help text."""
+
+    def __init__(self, account: AccountConfig, options: CallbackOptions, latest: Latest) -> None:
+        env = SandboxedEnvironment(undefined=jinja2.ChainableUndefined)
+        env.filters["local_time"] = _local_time
+        self.account = account
+        self.options = options
+        self.latest = latest
+        self.template = env.from_string(options.reply_template)
+        self.help_text = options.help_text or (
+            "回复关键词查询本地生效中的预警：" + "、".join(options.keywords)
+        )
+
+    def match(self, content: str) -> str | None:
+        """The keyword ``content`` is (or, failing that, the longest one it contains)."""
+        text = content.strip()
+        if text in self.options.keywords:
+            return text
+        found = [w for w in self.options.keywords if w in text]
+        return max(found, key=len) if found else None
+
+    async def answer(self, inbound: Inbound) -> str:
+        if inbound.msg_type == "event":
+            return text_reply(inbound, self.help_text) if inbound.event == "subscribe" else SUCCESS
+        if not inbound.msg_type or not inbound.from_user:
+            return SUCCESS  # encrypted-only (safe mode) or not a message at all
+        word = self.match(inbound.content) if inbound.msg_type == "text" else None
+        if word is None:
+            return text_reply(inbound, self.help_text)
+        return text_reply(inbound, await self._incidents_text(word))
+
+    async def _incidents_text(self, word: str) -> str:
+        kind = self.options.keywords[word]
+        incidents = await self.latest(
+            None if kind == "latest" else kind, list(self.account.regions), self.options.reply_limit
+        )
+        return self.template.render(incidents=incidents, word=word, kind=kind).strip()
+
+
+class _Seen:
+    """Recent messages and their (shared) answers, so WeChat's retries are worked on once."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._tasks: OrderedDict[tuple[str, str], tuple[float, asyncio.Task[str]]] = OrderedDict()
+
+    def answer(
+        self, key: tuple[str, str], work: Callable[[], Coroutine[Any, Any, str]]
+    ) -> asyncio.Task[str]:
+        self._forget_old()
+        if key in self._tasks:
+            return self._tasks[key][1]
+        task = asyncio.create_task(work(), name=f"wechat-reply-{key[0]}")
+        self._tasks[key] = (self._clock() + SEEN_TTL_S, task)
+        return task
+
+    def _forget_old(self) -> None:
+        now = self._clock()
+        while self._tasks:
+            expires_at, task = next(iter(self._tasks.values()))
+            if len(self._tasks) <= SEEN_MAX and expires_at >= now:
+                return
+            self._tasks.popitem(last=False)
+            task.cancel()
+
+    async def close(self) -> None:
+        tasks = [task for _, task in self._tasks.values()]
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class WechatCallback:
+    """The callback endpoints of every ``wechat_oa`` account with a ``callback_token_env``."""
+
+    def __init__(
+        self,
+        accounts: Sequence[AccountConfig],
+        secrets: Secrets,
+        latest: Latest,
+        *,
+        reply_deadline_s: float = REPLY_DEADLINE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.secrets = secrets
+        self.reply_deadline_s = reply_deadline_s
+        self._responders: dict[str, _Responder] = {}
+        for account in accounts:
+            if account.channel != CHANNEL:
+                continue
+            options = channel_class(CHANNEL).Options.model_validate(account.channel_options)
+            assert isinstance(options, CallbackOptions)
+            if options.callback_token_env:
+                self._responders[account.id] = _Responder(account, options, latest)
+        self._seen = _Seen(clock)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/wechat/{account}", self.handshake),
+            web.post("/wechat/{account}", self.message),
+        ]
+
+    def install(self, app: web.Application) -> None:
+        """Add the routes to ``app`` and cancel unfinished lookups when it shuts down."""
+        app.add_routes(self.routes())
+        app.on_cleanup.append(lambda _app: self.close())
+
+    async def close(self) -> None:
+        await self._seen.close()
+
+    async def handshake(self, request: web.Request) -> web.Response:
+        self._verified(request)
+        return web.Response(text=request.query.get("echostr", ""), content_type="text/plain")
+
+    async def message(self, request: web.Request) -> web.Response:
+        deadline = asyncio.get_running_loop().time() + self.reply_deadline_s
+        responder = self._verified(request)
+        try:
+            inbound = parse_inbound(await _read_capped(request, MAX_BODY_BYTES))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        key = (responder.account.id, inbound.dedupe_key)
+        task = self._seen.answer(key, lambda: _bounded(responder.answer(inbound)))
+        try:
+            async with asyncio.timeout_at(deadline):
+                reply = await asyncio.shield(task)
+        except TimeoutError:
+            log.info("wechat.reply.late", account=key[0], msg_type=inbound.msg_type)
+            reply = SUCCESS
+        kind = "text/plain" if reply == SUCCESS else "application/xml"
+        return web.Response(text=reply, content_type=kind)
+
+    def _verified(self, request: web.Request) -> _Responder:
+        responder = self._responders.get(request.match_info["account"])
+        if responder is None:
+            raise web.HTTPNotFound(text="no WeChat callback for this account")
+        assert responder.options.callback_token_env is not None
+        try:
+            token = self.secrets.get(responder.options.callback_token_env)
+        except MissingSecret as exc:
+            raise web.HTTPServiceUnavailable(text="callback token is not configured") from exc
+        q = request.query
+        expected = signature(token, q.get("timestamp", ""), q.get("nonce", ""))
+        if not hmac.compare_digest(expected.encode(), q.get("signature", "").encode()):
+            raise web.HTTPForbidden(text="bad signature")
+        return responder
+
+
+async def _bounded(work: Awaitable[str]) -> str:
+    """``work``'s reply; ``success`` if it fails or outlives :data:`LOOKUP_LIMIT_S`."""
+    try:
+        async with asyncio.timeout(LOOKUP_LIMIT_S):
+            return await work
+    except Exception:
+        log.exception("wechat.reply.failed")
+        return SUCCESS
+
+
+async def _read_capped(request: web.Request, cap: int) -> bytes:
+    if request.content_length is not None and request.content_length > cap:
+        raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=request.content_length)
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > cap:
+            raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=len(body))
+    return bytes(body)
+
+
+def wechat_routes(
+    accounts: Sequence[AccountConfig], secrets: Secrets, latest: Latest
+) -> list[web.RouteDef]:
+    """The callback's route handlers (use :meth:`WechatCallback.install` to also clean up)."""
+    return WechatCallback(accounts, secrets, latest).routes()
