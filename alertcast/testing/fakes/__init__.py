@@ -1,0 +1,52 @@
+"""Faithful fakes of the Chinese platforms, to test adapters and rehearse an office's config.
+
+Each fake is an aiohttp app that checks what the real platform checks (signatures, tokens, the
+safe domain, byte and character limits, quotas, rate limits, duplicates), answers in the real
+response shapes and codes, and can be told to fail (``fail_next``). Run one with :func:`serve`::
+
+    async with serve(FakeWecom(keys={"k"})) as base_url:
+        ...  # point the account's base_url at base_url
+
+or all of them from a shell: ``python -m alertcast.testing.fakes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from alertcast.testing.fakes._base import FakePlatform, Recorded, Refusal
+from alertcast.testing.fakes.robots import FakeDingtalk, FakeFeishu, FakeWecom, RobotSecurity
+from alertcast.testing.fakes.wechat import FakeWechat, callback_query, text_message
+from alertcast.testing.fakes.weibo import FakeWeibo
+
+__all__ = [
+    "FakeDingtalk",
+    "FakeFeishu",
+    "FakePlatform",
+    "FakeWechat",
+    "FakeWecom",
+    "FakeWeibo",
+    "Recorded",
+    "Refusal",
+    "RobotSecurity",
+    "callback_query",
+    "serve",
+    "text_message",
+]
+
+
+@asynccontextmanager
+async def serve(fake: FakePlatform, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Run ``fake`` on ``host`` (a free port unless told) and yield its base URL."""
+    runner = web.AppRunner(fake.app(), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        await runner.cleanup()
