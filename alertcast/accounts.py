@@ -1,0 +1,169 @@
+"""Live accounts: each configured account's adapter, limits, in-flight count and health.
+
+Health is what operators see in ``GET /v1/channels``: an account whose credentials expired is
+paused (nothing is claimed for it) until an operator resumes it after replacing them; a spent
+quota pauses it until the quota resets; a run of failures and the time since its last success
+are shown so a dormant or broken account is noticed before it matters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import aiohttp
+
+from alertcast.channels import channel_class
+from alertcast.channels.base import Channel, Limits
+from alertcast.config import AccountConfig, Config
+from alertcast.ratelimit import Limiter
+from alertcast.secrets import Secrets
+
+__all__ = ["AccountRuntime", "Accounts"]
+
+
+@dataclass
+class Health:
+    paused_reason: str | None = None
+    paused_credentials: str | None = None  # fingerprint of the credentials that were rejected
+    paused_until: float | None = None
+    consecutive_failures: int = 0
+    last_success_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    delivered: int = 0
+    failed: int = 0
+
+    def paused(self, now: float) -> bool:
+        if self.paused_reason is None:
+            return False
+        if self.paused_until is not None and now >= self.paused_until:
+            self.paused_reason = self.paused_until = None
+            return False
+        return True
+
+
+@dataclass
+class AccountRuntime:
+    config: AccountConfig
+    channel: Channel
+    limits: Limits
+    limiter: Limiter
+    inflight: int = 0
+    waiting: int = 0  # claimed, not yet holding a rate-limit slot
+    health: Health = field(default_factory=Health)
+    credentials: Callable[[], str] = lambda: ""
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def free(self, now: float) -> int:
+        rejected = self.health.paused_credentials
+        if rejected is not None and self.credentials() != rejected:
+            self.resume()  # the token was replaced: try again at once
+        if not self.config.enabled or self.health.paused(now):
+            return 0
+        free = self.limits.concurrency - self.inflight
+        room = self.limiter.room()
+        if room is not None:  # never claim what would wait for the rate window (and its lease)
+            free = min(free, room - self.waiting)
+        return max(0, free)
+
+    def succeeded(self, now: float) -> None:
+        self.health.consecutive_failures = 0
+        self.health.last_success_at = now
+        self.health.delivered += 1
+
+    def errored(self, now: float, reason: str, *, final: bool) -> None:
+        self.health.consecutive_failures += 1
+        self.health.last_error, self.health.last_error_at = reason, now
+        self.health.failed += int(final)
+
+    def pause(self, reason: str, until: float | None = None, *, credentials: bool = False) -> None:
+        self.health.paused_reason, self.health.paused_until = reason, until
+        self.health.paused_credentials = self.credentials() if credentials else None
+
+    def resume(self) -> None:
+        self.health.paused_reason = self.health.paused_until = None
+        self.health.paused_credentials = None
+
+    def describe(self, now: float) -> dict[str, Any]:
+        h = self.health
+        return {
+            "id": self.id,
+            "channel": self.config.channel,
+            "enabled": self.config.enabled,
+            "exercise": self.config.exercise,
+            "healthy": self.config.enabled and not h.paused(now) and h.consecutive_failures < 3,
+            "paused": h.paused_reason,
+            "paused_until": h.paused_until,
+            "inflight": self.inflight,
+            "consecutive_failures": h.consecutive_failures,
+            "last_success_at": h.last_success_at,
+            "silent_for_s": None if h.last_success_at is None else round(now - h.last_success_at),
+            "last_error": h.last_error,
+            "last_error_at": h.last_error_at,
+            "delivered": h.delivered,
+            "failed": h.failed,
+            "limits": {
+                "concurrency": self.limits.concurrency,
+                "per_minute": self.limits.per_minute,
+                "per_second": self.limits.per_second,
+            },
+        }
+
+
+def _limits(cls: type[Channel], account: AccountConfig) -> Limits:
+    base = cls.limits
+    return Limits(
+        concurrency=account.concurrency or base.concurrency,
+        per_minute=account.per_minute or base.per_minute,
+        per_second=account.per_second or base.per_second,
+    )
+
+
+class Accounts:
+    """Every configured account, built once at start-up around one shared HTTP session."""
+
+    def __init__(self, config: Config, session: aiohttp.ClientSession, secrets: Secrets) -> None:
+        self._by_id: dict[str, AccountRuntime] = {}
+        for account in config.accounts:
+            cls = channel_class(account.channel)
+            limits = _limits(cls, account)
+            channel = cls(
+                account, cls.Options.model_validate(account.channel_options), session, secrets
+            )
+            variables = [
+                v
+                for k, v in sorted(account.channel_options.items())
+                if k.endswith("_env") and isinstance(v, str)
+            ]
+            self._by_id[account.id] = AccountRuntime(
+                account,
+                channel,
+                limits,
+                Limiter.per(per_minute=limits.per_minute, per_second=limits.per_second),
+                credentials=partial(secrets.fingerprint, variables),
+            )
+
+    def get(self, account_id: str) -> AccountRuntime | None:
+        return self._by_id.get(account_id)
+
+    def __iter__(self) -> Iterator[AccountRuntime]:
+        return iter(self._by_id.values())
+
+    def free(self, now: float | None = None) -> dict[str, int]:
+        now = time.time() if now is None else now
+        return {a.id: a.free(now) for a in self._by_id.values()}
+
+    async def start(self) -> None:
+        for runtime in self._by_id.values():
+            await runtime.channel.start()
+
+    async def close(self) -> None:
+        for runtime in self._by_id.values():
+            await runtime.channel.close()

@@ -1,0 +1,342 @@
+"""HTTP handlers of the public contract (DESIGN.md, "Public contract")."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from alertcast import app as appmod
+from alertcast import openapi
+from alertcast.lifecycle import merge
+from alertcast.models import DeliveryState, Incident, Kind, parse_incident
+from alertcast.page import render_page
+from alertcast.service import Submission
+from alertcast.store.base import AuditRow, IncidentRow
+from alertcast.views import AuditView, CancelBody, DeliveryView, IncidentSummary, IncidentView
+
+__all__ = ["setup_routes"]
+
+JSON_TYPES = ("application/json",)
+CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
+MAX_LIST = 500
+MAX_VIEW_DELIVERIES = 10_000
+routes = web.RouteTableDef()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[appmod.CONFIG].server.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length or 0)
+    return await request.read()
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
+
+
+async def _incident_from_request(request: web.Request) -> tuple[Incident, bytes]:
+    ctype = request.content_type
+    if ctype in CAP_TYPES:
+        from alertcast.cap import CapError, parse_cap
+
+        body = await _read_body(request)
+        try:
+            return parse_cap(body), body
+        except CapError as exc:
+            raise web.HTTPUnprocessableEntity(text=f"invalid CAP: {exc}") from None
+    if ctype not in JSON_TYPES:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"Content-Type {ctype or '(none)'} is not accepted; send application/json "
+            "or application/cap+xml"
+        )
+    body = await _read_body(request)
+    return parse_incident(_parse_json(body)), body
+
+
+def _check_scope(request: web.Request, incident: Incident) -> None:
+    """403 unless the issuer may raise this kind in these regions."""
+    issuer, regions = request[appmod.ISSUER], request.app[appmod.SERVICE].regions
+    if Kind(incident.kind) not in issuer.kinds:
+        raise web.HTTPForbidden(
+            text=f"issuer {issuer.name} may not raise {incident.kind} incidents"
+        )
+    if issuer.regions:
+        outside = [c for c in incident.area.codes if not regions.any_covers(issuer.regions, [c])]
+        if outside or not incident.area.codes:
+            raise web.HTTPForbidden(
+                text=f"issuer {issuer.name} may only raise incidents in regions "
+                f"{', '.join(issuer.regions)}; area codes {outside or '(none)'} are outside"
+            )
+
+
+@routes.post("/v1/incidents")
+async def post_incident(request: web.Request) -> web.Response:
+    incident, body = await _incident_from_request(request)
+    _check_scope(request, incident)
+    sub = _submission(request, body)
+    status, answer = await request.app[appmod.SERVICE].submit(incident, sub)
+    return _json(answer, status)
+
+
+async def _incident_or_404(request: web.Request) -> IncidentRow:
+    row = await request.app[appmod.STORE].get_incident(request.match_info["id"])
+    if row is None:
+        raise web.HTTPNotFound(text=f"no incident {request.match_info['id']}")
+    return row
+
+
+@routes.get("/v1/incidents/{id}")
+async def get_incident(request: web.Request) -> web.Response:
+    row = await _incident_or_404(request)
+    return _json(await incident_view(request.app, row))
+
+
+async def incident_view(app: web.Application, row: IncidentRow) -> dict[str, Any]:
+    """One consistent view: counts and ``settled`` come from the same read as the deliveries."""
+    store = app[appmod.STORE]
+    deliveries, follow, audit = await asyncio.gather(
+        store.list_deliveries(incident_id=row.id, limit=MAX_VIEW_DELIVERIES),
+        store.follow_ups(row.id),
+        store.audit_trail(row.id),
+    )
+    counts = dict(Counter(d.state.value for d in deliveries))
+    if len(deliveries) == MAX_VIEW_DELIVERIES:  # very large fan-outs: counts over all rows
+        counts = await store.counts(row.id)
+    view = IncidentView(
+        **IncidentSummary.of(row).model_dump(),
+        incident=dict(row.body),
+        counts=counts,
+        settled=all(DeliveryState(s).settled for s in counts),
+        deliveries=[DeliveryView.of(d, payload=True) for d in deliveries],
+        follow_ups=[f.id for f in follow],
+        audit=[AuditView.of(a) for a in audit],
+    )
+    return view.model_dump(mode="json")
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type not in JSON_TYPES:
+        raise web.HTTPUnsupportedMediaType(text="send application/json")
+    data = _parse_json(await _read_body(request))
+    if not isinstance(data, dict):
+        raise web.HTTPUnprocessableEntity(text="the body must be a JSON object")
+    return data
+
+
+def _submission(request: web.Request, body: bytes = b"") -> Submission:
+    key = request.headers.get("Idempotency-Key", "").strip() or None
+    if key is not None and len(key) > 200:
+        raise web.HTTPBadRequest(text="Idempotency-Key is longer than 200 characters")
+    digest = hashlib.sha256(request.path.encode() + b"\n" + body).hexdigest()
+    return Submission(issuer=request[appmod.ISSUER].name, idempotency_key=key, body_sha256=digest)
+
+
+@routes.post("/v1/incidents/{id}/update")
+async def update_incident(request: web.Request) -> web.Response:
+    patch = await _json_object(request)
+    root = await _incident_or_404(request)
+    _check_scope(request, parse_incident(merge(dict(root.body), patch)))
+    sub = _submission(request, await request.read())
+    answer = await request.app[appmod.FOLLOW_UPS].update(root.id, patch, sub)
+    return _json(answer, 202)
+
+
+@routes.post("/v1/incidents/{id}/cancel")
+async def cancel_incident(request: web.Request) -> web.Response:
+    try:
+        body = CancelBody.model_validate(await _json_object(request))
+    except ValidationError as exc:
+        raise web.HTTPUnprocessableEntity(text=f"reason: {exc.errors()[0]['msg']}") from None
+    root = await _incident_or_404(request)
+    _check_scope(request, parse_incident(dict(root.body)))
+    sub = _submission(request, await request.read())
+    answer = await request.app[appmod.FOLLOW_UPS].cancel(root.id, body.reason, sub)
+    return _json(answer, 202)
+
+
+@routes.post("/v1/incidents/{id}/approve")
+async def approve_incident(request: web.Request) -> web.Response:
+    row = await _incident_or_404(request)
+    _check_scope(request, parse_incident(dict(row.body)))
+    answer = await request.app[appmod.FOLLOW_UPS].approve(
+        request.match_info["id"], request[appmod.ISSUER]
+    )
+    return _json(answer)
+
+
+@routes.get("/v1/incidents")
+async def list_incidents(request: web.Request) -> web.Response:
+    q = request.query
+    rows = await request.app[appmod.STORE].list_incidents(
+        limit=_limit(q.get("limit")),
+        kind=q.get("kind"),
+        state=q.get("state"),
+        status=q.get("status"),
+    )
+    return _json({"incidents": [IncidentSummary.of(r).model_dump(mode="json") for r in rows]})
+
+
+def _limit(raw: str | None, default: int = 50) -> int:
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST:
+        raise web.HTTPBadRequest(text=f"limit must be a whole number from 1 to {MAX_LIST}")
+    return int(raw)
+
+
+@routes.get("/v1/deliveries")
+async def list_deliveries(request: web.Request) -> web.Response:
+    q = request.query
+    state = q.get("state")
+    if state is not None and state not in DeliveryState.__members__:
+        raise web.HTTPBadRequest(
+            text=f"state must be one of {', '.join(DeliveryState.__members__)}"
+        )
+    rows = await request.app[appmod.STORE].list_deliveries(
+        state=state,
+        account=q.get("account"),
+        incident_id=q.get("incident_id"),
+        limit=_limit(q.get("limit"), MAX_LIST),
+    )
+    return _json({"deliveries": [DeliveryView.of(r).model_dump(mode="json") for r in rows]})
+
+
+@routes.get("/v1/deliveries/{id}")
+async def get_delivery(request: web.Request) -> web.Response:
+    store = request.app[appmod.STORE]
+    row = await store.get_delivery(request.match_info["id"])
+    if row is None:
+        raise web.HTTPNotFound(text=f"no delivery {request.match_info['id']}")
+    view = DeliveryView.of(row, payload=True, attempts=await store.attempts(row.id))
+    return _json(view.model_dump(mode="json"))
+
+
+@routes.post("/v1/deliveries/{id}/retry")
+async def retry_delivery(request: web.Request) -> web.Response:
+    app, issuer = request.app, request[appmod.ISSUER]
+    delivery_id = request.match_info["id"]
+    row = await app[appmod.STORE].get_delivery(delivery_id)
+    if row is None:
+        raise web.HTTPNotFound(text=f"no delivery {delivery_id}")
+    audit = AuditRow(time.time(), issuer.name, "delivery.retry", row.incident_id, delivery_id)
+    budget = app[appmod.CONFIG].dispatch.max_attempts
+    again = await app[appmod.STORE].requeue(delivery_id, audit, budget=budget)
+    if again is None:
+        raise web.HTTPConflict(
+            text=f"delivery {delivery_id} is {row.state.value}; only failed, "
+            "dead or skipped deliveries can be retried"
+        )
+    app[appmod.DISPATCHER].wake()
+    return _json(DeliveryView.of(again).model_dump(mode="json"), 202)
+
+
+@routes.get("/v1/channels")
+async def channels(request: web.Request) -> web.Response:
+    now = time.time()
+    return _json({"accounts": [a.describe(now) for a in request.app[appmod.ACCOUNTS]]})
+
+
+@routes.post("/v1/channels/{id}/resume")
+async def resume_channel(request: web.Request) -> web.Response:
+    runtime = request.app[appmod.ACCOUNTS].get(request.match_info["id"])
+    if runtime is None:
+        raise web.HTTPNotFound(text=f"no account {request.match_info['id']}")
+    runtime.resume()
+    await request.app[appmod.STORE].add_audit(
+        AuditRow(
+            time.time(),
+            request[appmod.ISSUER].name,
+            "account.resume",
+            detail={"account": runtime.id},
+        )
+    )
+    request.app[appmod.DISPATCHER].wake()
+    return _json(runtime.describe(time.time()))
+
+
+@routes.get("/v1/stream")
+async def stream(request: web.Request) -> web.StreamResponse:
+    only = request.query.get("incident_id")
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await resp.prepare(request)
+    await resp.write(b": connected\n\n")
+    async with request.app[appmod.EVENTS].subscribe() as queue:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=15)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if only and event.get("incident_id", event.get("id", only)) != only:
+                continue
+            data = json.dumps(event, ensure_ascii=False)
+            await resp.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
+            if event["type"] == "shutdown":
+                return resp
+
+
+@routes.post("/v1/render")
+async def render_preview(request: web.Request) -> web.Response:
+    incident, _ = await _incident_from_request(request)
+    return _json(request.app[appmod.SERVICE].preview(incident, request.query.get("account")))
+
+
+@routes.get("/p/{id}")
+async def public_page(request: web.Request) -> web.Response:
+    row = await _incident_or_404(request)
+    if row.references:
+        raise web.HTTPFound(f"/p/{row.references}")
+    follow = await request.app[appmod.STORE].follow_ups(row.id)
+    return web.Response(
+        text=render_page(row, follow),
+        content_type="text/html",
+        headers={"Cache-Control": "public, max-age=30"},
+    )
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await request.app[appmod.STORE].next_due_at()
+    except Exception as exc:
+        return _json({"status": "degraded", "store": f"unreachable: {type(exc).__name__}"}, 503)
+    return _json(
+        {"status": "ok", "store": "ok", "inflight": request.app[appmod.DISPATCHER].inflight}
+    )
+
+
+@routes.get("/metrics")
+async def metrics_view(request: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest())
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return resp
+
+
+@routes.get("/openapi.json")
+async def openapi_view(request: web.Request) -> web.Response:
+    return _json(openapi.document(request.app))
+
+
+def setup_routes(app: web.Application) -> None:
+    app.add_routes(routes)

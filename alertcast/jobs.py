@@ -1,0 +1,196 @@
+"""The daemon's scheduled work on one APScheduler: feed polls and scheduled broadcasts.
+
+:func:`context` is the application's cleanup context for it (after the store and the service
+are up): it starts an ``AsyncIOScheduler`` (UTC, ``coalesce``, ``max_instances=1``), the
+:class:`~alertcast.feeds.runner.FeedRunner` and :class:`Schedules`, and on shutdown stops
+taking new runs, lets running ones finish within a deadline, then cancels the rest. Every job
+is supervised: an exception is logged and the scheduler goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import structlog
+from aiohttp import web
+from apscheduler.events import (  # type: ignore[import-untyped]
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+    JobExecutionEvent,
+)
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+from alertcast import app as appmod
+from alertcast._tasks import Running
+from alertcast.feeds.runner import FeedRunner, utcnow
+from alertcast.feeds.source import USER_AGENT
+from alertcast.models import incident_json
+from alertcast.schedules import ScheduleConfig, last_fire, routine_incident, run_identity
+from alertcast.service import Conflict, Service, Submission
+
+__all__ = ["FEEDS", "SCHEDULES", "Fired", "Schedules", "context"]
+
+DRAIN_S = 5.0
+
+log = structlog.get_logger("alertcast.jobs")
+
+
+async def context(app: web.Application) -> AsyncIterator[None]:
+    """Start the scheduler, the feeds and the schedules; stop them in order."""
+    config = app[appmod.CONFIG]
+    base_dir = config.source_path.parent if config.source_path else None
+    scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+    scheduler.add_listener(_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+    schedules = Schedules(config.schedules, app[appmod.SERVICE], base_dir=base_dir)
+    async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
+        feeds = FeedRunner(
+            config.feeds, app[appmod.STORE], app[appmod.SERVICE], app[appmod.FOLLOW_UPS], session
+        )
+        app[FEEDS], app[SCHEDULES] = feeds, schedules
+        scheduler.start()
+        feeds.start(scheduler)
+        schedules.start(scheduler)
+        log.info("jobs.started", feeds=len(feeds.feeds), schedules=len(schedules.schedules))
+        try:
+            yield
+        finally:
+            scheduler.pause()
+            deadline_s = min(DRAIN_S, config.server.shutdown_grace_s)
+            await asyncio.gather(feeds.drain(deadline_s), schedules.drain(deadline_s))
+            scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)  # the asyncio scheduler shuts down on the loop
+
+
+def _job_event(event: JobEvent) -> None:
+    """APScheduler's own reports, in our logs (our jobs catch and log their errors first)."""
+    if isinstance(event, JobExecutionEvent) and event.exception is not None:
+        log.error("jobs.job_raised", job=event.job_id, error=repr(event.exception))
+    elif event.code == EVENT_JOB_MISSED:
+        log.warning("jobs.run_missed", job=event.job_id)
+    else:
+        log.warning("jobs.still_running", job=event.job_id)
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One run: its time, the incident it raised (or first raised), and whether it was new."""
+
+    schedule: str
+    fire_at: datetime
+    incident_id: str | None
+    new: bool
+
+
+class Schedules:
+    """Runs every ``[[schedules]]`` entry, once per run across restarts and replicas."""
+
+    def __init__(
+        self, schedules: Iterable[ScheduleConfig], service: Service, *, base_dir: Path | None
+    ) -> None:
+        self.service = service
+        self.schedules = {s.name: s for s in schedules}
+        self.templates = {s.name: s.template(base_dir) for s in self.schedules.values()}
+        self.clock: Callable[[], datetime] = utcnow
+        self.scheduler: AsyncIOScheduler | None = None
+        self._running = Running()
+
+    async def drain(self, deadline_s: float) -> None:
+        """Let runs in progress finish within ``deadline_s``, then cancel and await them."""
+        await self._running.drain(deadline_s)
+
+    def start(self, scheduler: AsyncIOScheduler) -> None:
+        """A cron job per schedule; missed runs are settled by :meth:`catch_up` right away."""
+        self.scheduler = scheduler
+        for s in self.schedules.values():
+            scheduler.add_job(
+                self.run_due,
+                s.trigger(),
+                args=[s.name],
+                id=f"schedule:{s.name}",
+                name=f"schedule:{s.name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(s.grace_s),
+            )
+        if self.schedules:
+            scheduler.add_job(self.catch_up, id="schedules:catch-up", name="schedules:catch-up")
+
+    async def run_due(self, name: str) -> Fired | None:
+        """The scheduled run: the latest run time, sent unless it is more than grace_s late."""
+        s = self.schedules[name]
+        try:
+            with self._running.current():
+                fire_at = last_fire(s.trigger(), self.clock(), s.grace_s)
+                if fire_at is None:
+                    log.warning("schedule.run_too_late", schedule=name, grace_s=s.grace_s)
+                    return None
+                return await self.fire(name, fire_at)
+        except Exception:  # supervised: logged, the schedule goes on
+            log.exception("schedule.run_failed", schedule=name)
+            return None
+
+    async def catch_up(self) -> list[Fired]:
+        """Runs missed while no daemon ran: the latest within grace_s, if the policy sends it."""
+        done = []
+        for s in self.schedules.values():
+            try:
+                with self._running.current():
+                    fired = await self._catch_up(s)
+            except Exception:
+                log.exception("schedule.catch_up_failed", schedule=s.name)
+                continue
+            if fired is not None:
+                done.append(fired)
+        return done
+
+    async def _catch_up(self, s: ScheduleConfig) -> Fired | None:
+        fire_at = last_fire(s.trigger(), self.clock(), s.grace_s)
+        if fire_at is None:
+            return None
+        issuer, key = run_identity(s.name, fire_at)
+        if await self.service.store.get_idempotency(issuer, key) is not None:
+            return None  # it went out (or is going out) already
+        if s.misfire == "skip":
+            log.info("schedule.missed", schedule=s.name, fire_at=fire_at.isoformat(), policy="skip")
+            return None
+        return await self.fire(s.name, fire_at)
+
+    async def fire(self, name: str, fire_at: datetime) -> Fired:
+        """Send the run of ``fire_at``; a run already sent answers with its first incident."""
+        issuer, key = run_identity(name, fire_at)
+        incident = routine_incident(self.templates[name], fire_at)
+        body = json.dumps(incident_json(incident), sort_keys=True, ensure_ascii=False)
+        first = await self.service.store.get_idempotency(issuer, key)
+        sub = Submission(
+            issuer=issuer,
+            source=issuer,
+            idempotency_key=key,
+            body_sha256=hashlib.sha256(body.encode()).hexdigest(),
+        )
+        try:
+            _, answer = await self.service.submit(incident, sub)
+        except Conflict:  # sent already, from a configuration that has changed since
+            log.warning("schedule.sent_with_other_content", schedule=name, key=key)
+            return Fired(name, fire_at, None, new=False)
+        late_s = (self.clock() - fire_at).total_seconds()
+        log.info(
+            "schedule.fired" if first is None else "schedule.already_sent",
+            schedule=name,
+            fire_at=fire_at.isoformat(),
+            late_s=round(late_s, 3),
+            incident_id=answer["id"],
+        )
+        return Fired(name, fire_at, str(answer["id"]), new=first is None)
+
+
+FEEDS = web.AppKey("feeds", FeedRunner)
+SCHEDULES = web.AppKey("schedules", Schedules)

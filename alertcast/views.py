@@ -1,0 +1,189 @@
+"""What the HTTP API answers, as pydantic models: the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from alertcast.store.base import AttemptRow, AuditRow, DeliveryRow, IncidentRow
+
+__all__ = [
+    "AcceptedView",
+    "AttemptView",
+    "AuditView",
+    "CancelBody",
+    "DeliveryView",
+    "IncidentSummary",
+    "IncidentView",
+    "Problem",
+    "iso",
+]
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the offending field paths for validation errors."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
+
+
+class AttemptView(BaseModel):
+    number: int
+    started_at: str | None
+    duration_ms: float
+    outcome: str
+    http_status: int | None
+    error_code: str | None
+    error: str | None
+    next_attempt_at: str | None
+
+    @classmethod
+    def of(cls, a: AttemptRow) -> AttemptView:
+        return cls(
+            number=a.number,
+            started_at=iso(a.started_at),
+            duration_ms=round(a.duration_ms, 1),
+            outcome=a.outcome,
+            http_status=a.http_status,
+            error_code=a.error_code,
+            error=a.error,
+            next_attempt_at=iso(a.next_attempt_at),
+        )
+
+
+class DeliveryView(BaseModel):
+    id: str
+    incident_id: str
+    account: str
+    channel: str
+    state: str
+    reason: str | None
+    action: str
+    target_delivery_id: str | None = None
+    wait_for: str | None = None
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    remote_id: str | None
+    delivered_at: str | None
+    next_attempt_at: str | None
+    updated_at: str | None
+    payload: dict[str, Any] | None = None
+    attempt_log: list[AttemptView] | None = None
+
+    @classmethod
+    def of(
+        cls, d: DeliveryRow, *, payload: bool = False, attempts: list[AttemptRow] | None = None
+    ) -> DeliveryView:
+        return cls(
+            id=d.id,
+            incident_id=d.incident_id,
+            account=d.account,
+            channel=d.channel,
+            state=d.state.value,
+            reason=d.reason,
+            action=d.action,
+            target_delivery_id=d.target_delivery_id,
+            wait_for=d.wait_for,
+            attempts=d.attempts,
+            max_attempts=d.max_attempts,
+            last_error=d.last_error,
+            remote_id=d.remote_id,
+            delivered_at=iso(d.delivered_at),
+            next_attempt_at=iso(d.next_attempt_at) if not d.state.settled else None,
+            updated_at=iso(d.updated_at),
+            payload=dict(d.payload) if payload else None,
+            attempt_log=None if attempts is None else [AttemptView.of(a) for a in attempts],
+        )
+
+
+class AuditView(BaseModel):
+    at: str | None
+    actor: str
+    action: str
+    delivery_id: str | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, a: AuditRow) -> AuditView:
+        return cls(
+            at=iso(a.at),
+            actor=a.actor,
+            action=a.action,
+            delivery_id=a.delivery_id,
+            detail=dict(a.detail),
+        )
+
+
+class IncidentSummary(BaseModel):
+    id: str
+    state: str
+    msg_type: str
+    kind: str
+    status: str
+    severity: str
+    headline: str
+    issuer: str
+    source: str
+    created_at: str | None
+    references: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, r: IncidentRow) -> IncidentSummary:
+        return cls(
+            id=r.id,
+            state=r.state,
+            msg_type=r.msg_type,
+            kind=r.kind,
+            status=r.status,
+            severity=r.severity,
+            headline=str(r.body.get("headline", "")),
+            issuer=r.issuer,
+            source=r.source,
+            created_at=iso(r.created_at),
+            references=r.references,
+            reason=r.reason,
+        )
+
+
+class IncidentView(IncidentSummary):
+    incident: dict[str, Any]
+    counts: dict[str, int]
+    settled: bool
+    deliveries: list[DeliveryView]
+    follow_ups: list[str] = Field(default_factory=list)
+    audit: list[AuditView] = Field(default_factory=list)
+
+
+class CancelBody(BaseModel):
+    """``POST /v1/incidents/{id}/cancel``: why the incident is withdrawn."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class AcceptedDelivery(BaseModel):
+    id: str
+    account: str
+    channel: str
+    state: str
+    reason: str | None = None
+
+
+class AcceptedView(BaseModel):
+    id: str
+    state: str
+    status_url: str
+    deliveries: list[AcceptedDelivery]
