@@ -1,0 +1,143 @@
+"""What the review found: each hole in the safety rules, closed and kept closed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import OTHER_TOKEN, TOKEN, incident
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+APPROVER = "tok-duty-officer-44c1e0a9d2"
+
+
+async def _start(start_daemon: Any, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Any:
+    monkeypatch.setenv("T_APPROVER", APPROVER)
+    issuers = [
+        {"name": "city", "token_env": "T_TOKEN", "can_approve": True},
+        {
+            "name": "fire",
+            "token_env": "T_OTHER_TOKEN",
+            "kinds": ["fire"],
+            "regions": ["510100"],
+            "can_approve": True,
+        },
+        {"name": "duty", "token_env": "T_APPROVER", "can_approve": True},
+    ]
+    return await start_daemon(issuers=issuers, **kw)
+
+
+async def test_update_of_an_unapproved_incident_stays_held(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update cannot slip an incident awaiting approval past the two-person rule."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await (await d.post(incident(severity="extreme"))).json()
+    upd = await d.client.post(
+        f"/v1/incidents/{first['id']}/update", json={"headline": "更正"}, headers=AUTH
+    )
+    answer = await upd.json()
+    assert upd.status == 202 and answer["state"] == "awaiting_approval"
+    await asyncio.sleep(0.5)
+    assert d.sink.received == []
+    ok = await d.client.post(
+        f"/v1/incidents/{first['id']}/approve", headers={"Authorization": f"Bearer {APPROVER}"}
+    )
+    assert ok.status == 200
+    await d.settled(answer["id"])
+    assert [r.body["msg_type"] for r in d.sink.received] == ["update"]
+
+
+async def test_update_to_extreme_needs_approval(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raising an active incident to extreme waits for a second issuer."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await (await d.post(incident())).json()
+    await d.settled(first["id"])
+    upd = await (
+        await d.client.post(
+            f"/v1/incidents/{first['id']}/update", json={"severity": "extreme"}, headers=AUTH
+        )
+    ).json()
+    assert upd["state"] == "awaiting_approval"
+    await asyncio.sleep(0.3)
+    assert len(d.sink.received) == 1
+
+
+async def test_withdrawn_delivery_cannot_be_redriven(start_daemon: Any) -> None:
+    """Retrying an original withdrawn by a cancellation is refused: it would re-alert."""
+    d = await start_daemon()
+    first = await (await d.post(incident(severity="extreme"))).json()
+    await d.client.post(
+        f"/v1/incidents/{first['id']}/cancel", json={"reason": "误报"}, headers=AUTH
+    )
+    retry = await d.client.post(
+        f"/v1/deliveries/{first['deliveries'][0]['id']}/retry", headers=AUTH
+    )
+    assert retry.status == 409
+    await asyncio.sleep(0.3)
+    assert d.sink.received == []
+
+
+async def test_concurrent_cancels_post_one_cancellation(start_daemon: Any) -> None:
+    """Three simultaneous cancels: one 202, two 409, one cancellation at the receiver."""
+    d = await start_daemon()
+    first = await (await d.post(incident())).json()
+    await d.settled(first["id"])
+    resps = await asyncio.gather(
+        *(
+            d.client.post(
+                f"/v1/incidents/{first['id']}/cancel", json={"reason": f"误报{i}"}, headers=AUTH
+            )
+            for i in range(3)
+        )
+    )
+    assert sorted(r.status for r in resps) == [202, 409, 409]
+    await asyncio.sleep(0.5)
+    assert [r.body["msg_type"] for r in d.sink.received] == ["alert", "cancel"]
+
+
+async def test_approval_respects_the_approvers_scope(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An approver limited to fires in Chengdu cannot approve an earthquake in Ganzi."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await (await d.post(incident(severity="extreme"))).json()
+    resp = await d.client.post(
+        f"/v1/incidents/{first['id']}/approve", headers={"Authorization": f"Bearer {OTHER_TOKEN}"}
+    )
+    assert resp.status == 403
+
+
+async def test_a_rate_limited_account_is_claimed_only_within_its_window(
+    start_daemon: Any,
+) -> None:
+    """per_minute 2 and a 5 s lease: the third alert waits unclaimed and goes out once."""
+    hook = {
+        "id": "slow",
+        "channel": "webhook",
+        "url": "{sink}",
+        "secret_env": "T_HOOK_SECRET",
+        "per_minute": 2,
+    }
+    d = await start_daemon(
+        hooks=0, accounts=[hook], dispatch={"lease_s": 5, "poll_interval_s": 0.2}
+    )
+    ids = [(await (await d.post(incident(headline=f"第{n}条"))).json())["id"] for n in range(3)]
+    await asyncio.sleep(6.5)  # past the lease: a claimed-and-waiting third would be re-claimed
+    _, view = await d.get(f"/v1/incidents/{ids[2]}")
+    assert view["deliveries"][0]["state"] == "pending"
+    assert len(d.sink.received) == 2 and len(d.sink.keys()) == 2
+
+
+def test_limit_must_be_ascii_digits() -> None:
+    """A superscript two is not a number of incidents."""
+    from aiohttp import web
+
+    from alertcast.api import _limit
+
+    with pytest.raises(web.HTTPBadRequest):
+        _limit("²")

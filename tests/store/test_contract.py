@@ -1,0 +1,387 @@
+"""One contract, every engine: SQLite always, PostgreSQL when the server is reachable."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alertcast.models import DeliveryState
+from alertcast.store import open_store
+from alertcast.store.base import (
+    AttemptRow,
+    AuditRow,
+    FeedEventRow,
+    IdempotencyConflict,
+    IdempotencyRecord,
+    IncidentRow,
+    NewDelivery,
+    Outcome,
+    Store,
+)
+
+PG_URL = os.environ.get("ALERTCAST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _pg_reachable() -> str | None:
+    try:
+        import asyncpg
+
+        conn = await asyncio.wait_for(asyncpg.connect(PG_URL), 5)
+    except Exception as exc:
+        return f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__})"
+    await conn.close()
+    return None
+
+
+async def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'contract.db'}"
+        return
+    if (why := await _pg_reachable()) is not None:
+        pytest.skip(why)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{PG_URL}?schema={schema}"
+    await _drop_schema(schema)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = open_store(store_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def _incident(n: int = 0, **kw: Any) -> IncidentRow:
+    return IncidentRow(
+        id=f"inc_{n}",
+        kind="earthquake",
+        status="actual",
+        severity="severe",
+        msg_type="alert",
+        state="active",
+        issuer="city",
+        source="api",
+        body={"headline": f"h{n}"},
+        created_at=time.time() + n,
+        **kw,
+    )
+
+
+def _delivery(n: int, account: str = "a", **kw: Any) -> NewDelivery:
+    return NewDelivery(
+        id=f"d_{n}",
+        account=account,
+        channel="webhook",
+        payload={"n": n},
+        idempotency_key=f"d_{n}",
+        max_attempts=3,
+        **kw,
+    )
+
+
+async def _claim(
+    store: Store,
+    free: dict[str, int] | None = None,
+    limit: int = 100,
+    worker: str = "w1",
+    now: float | None = None,
+) -> list[str]:
+    claims = await store.claim_due(
+        now=now or time.time() + 1, limit=limit, lease_s=30, worker=worker, free=free or {}
+    )
+    return sorted(c.delivery.id for c in claims)
+
+
+async def test_incident_and_deliveries_round_trip(store: Store) -> None:
+    """What is written in one call reads back whole."""
+    await store.create_incident(
+        _incident(),
+        [_delivery(1), _delivery(2, "b")],
+        audit=AuditRow(time.time(), "city", "incident.create", "inc_0"),
+    )
+    row = await store.get_incident("inc_0")
+    assert row is not None and row.body == {"headline": "h0"}
+    assert [d.id for d in await store.list_deliveries(incident_id="inc_0")] == ["d_1", "d_2"]
+    assert await store.counts("inc_0") == {"pending": 2}
+    assert [a.action for a in await store.audit_trail("inc_0")] == ["incident.create"]
+
+
+async def test_create_is_atomic(store: Store) -> None:
+    """A failing delivery insert leaves no incident behind."""
+    with pytest.raises(Exception):  # noqa: B017 - each engine raises its own IntegrityError
+        await store.create_incident(_incident(), [_delivery(1), _delivery(1)])
+    assert await store.get_incident("inc_0") is None
+    assert await store.list_deliveries() == []
+
+
+async def test_idempotency_key_is_unique_per_issuer(store: Store) -> None:
+    """A second use of a key raises with the first record and stores nothing."""
+    rec = IdempotencyRecord("city", "k", "sha", {"id": "inc_0"}, time.time())
+    await store.create_incident(_incident(0), [_delivery(1)], idempotency=rec)
+    with pytest.raises(IdempotencyConflict) as caught:
+        await store.create_incident(_incident(1), [_delivery(2)], idempotency=rec)
+    assert caught.value.record.response == {"id": "inc_0"}
+    assert await store.get_incident("inc_1") is None
+    assert await store.get_idempotency("city", "k") is not None
+
+
+async def test_claim_respects_capacity_and_marks_sending(store: Store) -> None:
+    """Per-account free slots and the global limit bound a claim; claimed rows are sending."""
+    await store.create_incident(
+        _incident(), [_delivery(i, "a" if i < 5 else "b") for i in range(8)]
+    )
+    ids = await _claim(store, free={"a": 2, "b": 1})
+    assert len(ids) == 3
+    rows = {d.id: d for d in await store.list_deliveries()}
+    assert all(rows[i].state is DeliveryState.sending and rows[i].attempts == 1 for i in ids)
+    assert len(await _claim(store, limit=2)) == 2
+
+
+async def test_claim_skips_what_is_not_due(store: Store) -> None:
+    """A delivery due in the future is not claimed before its time."""
+    await store.create_incident(_incident(), [_delivery(1)])
+    assert await _claim(store, now=time.time() - 60) == []
+    assert await _claim(store) == ["d_1"]
+    assert await _claim(store) == []
+
+
+async def test_finish_records_attempt_and_state(store: Store) -> None:
+    """An attempt and the new state land together; a retry is claimable again when due."""
+    await store.create_incident(_incident(), [_delivery(1)])
+    (claim,) = await store.claim_due(now=time.time(), limit=1, lease_s=30, worker="w1", free={})
+    # Far enough ahead that no scheduling delay on a loaded machine can reach it: the
+    # claims below pass their own `now`, so the test never waits for it.
+    later = time.time() + 3600
+    row = await store.finish_attempt(
+        claim.delivery,
+        AttemptRow("d_1", 1, time.time(), 12.5, "retrying", 500, None, "HTTP 500", later),
+        Outcome(DeliveryState.retrying, next_attempt_at=later, last_error="HTTP 500"),
+        worker="w1",
+    )
+    assert row.state is DeliveryState.retrying and row.last_error == "HTTP 500"
+    assert [a.http_status for a in await store.attempts("d_1")] == [500]
+    assert await _claim(store, now=time.time()) == []
+    assert await _claim(store, now=later + 0.01) == ["d_1"]
+
+
+async def test_finish_by_a_stale_worker_changes_nothing(store: Store) -> None:
+    """A worker whose lease was taken over cannot overwrite the new owner's state."""
+    await store.create_incident(_incident(), [_delivery(1)])
+    (claim,) = await store.claim_due(now=time.time(), limit=1, lease_s=30, worker="w1", free={})
+    await store.recover(now=time.time() + 60, everything=False)
+    assert await _claim(store, worker="w2", now=time.time() + 61) == ["d_1"]
+    row = await store.finish_attempt(
+        claim.delivery,
+        AttemptRow("d_1", 1, time.time(), 1, "delivered"),
+        Outcome(DeliveryState.delivered, remote_id="r1"),
+        worker="w1",
+    )
+    assert row.state is DeliveryState.sending
+
+
+async def test_wait_for_holds_a_follow_up(store: Store) -> None:
+    """A delivery waiting for another is claimable only once that one is settled."""
+    await store.create_incident(
+        _incident(), [_delivery(1), _delivery(2, wait_for="d_1", target_delivery_id="d_1")]
+    )
+    assert await _claim(store) == ["d_1"]
+    assert await _claim(store) == []
+    (claim,) = [c for c in await store.list_deliveries() if c.id == "d_1"]
+    await store.finish_attempt(
+        claim,
+        AttemptRow("d_1", 1, time.time(), 1, "delivered"),
+        Outcome(DeliveryState.delivered, remote_id="r1"),
+        worker="w1",
+    )
+    claims = await store.claim_due(now=time.time() + 1, limit=5, lease_s=30, worker="w1", free={})
+    assert [(c.delivery.id, c.target_remote_id) for c in claims] == [("d_2", "r1")]
+
+
+async def test_expired_originals_are_skipped(store: Store) -> None:
+    """Past expires_at a pending delivery ends skipped with reason expired."""
+    await store.create_incident(_incident(), [_delivery(1, expires_at=time.time() - 1)])
+    assert await _claim(store) == []
+    (row,) = await store.list_deliveries()
+    assert row.state is DeliveryState.skipped and row.reason == "expired"
+
+
+async def test_recover_returns_interrupted_sends(store: Store) -> None:
+    """Sending rows come back as retrying; those out of budget end dead."""
+    await store.create_incident(_incident(), [_delivery(1), _delivery(2)])
+    await _claim(store)
+    assert await store.recover(now=time.time(), everything=True) == 2
+    assert {d.state for d in await store.list_deliveries()} == {DeliveryState.retrying}
+
+
+async def test_requeue_gives_a_new_budget(store: Store) -> None:
+    """Only a settled, undelivered delivery can be re-driven."""
+    await store.create_incident(
+        _incident(), [_delivery(1, state=DeliveryState.failed, reason="render")]
+    )
+    audit = AuditRow(time.time(), "op", "delivery.retry", "inc_0", "d_1")
+    row = await store.requeue("d_1", audit, budget=3)
+    assert row is not None and row.state is DeliveryState.pending and row.max_attempts == 3
+    assert await store.requeue("d_1", audit, budget=3) is None
+
+
+@pytest.mark.postgres
+async def test_two_replicas_never_claim_the_same_row(store_url: str) -> None:
+    """Concurrent claimers over one database take disjoint sets (SKIP LOCKED)."""
+    if store_url.startswith("sqlite"):
+        pytest.skip("one SQLite file has one writer; replicas need PostgreSQL")
+    a, b = open_store(store_url), open_store(store_url)
+    await a.open()
+    await b.open()
+    taken: list[str] = []
+    try:
+        await a.create_incident(_incident(), [_delivery(i, f"acc{i % 7}") for i in range(300)])
+        for _ in range(20):
+            got = await asyncio.gather(
+                *(_claim(s, limit=40, worker=f"w{i}") for i, s in enumerate([a, b, a, b, a, b]))
+            )
+            taken += [i for ids in got for i in ids]
+            if len(taken) >= 300:
+                break
+    finally:
+        await a.close()
+        await b.close()
+    assert len(taken) == len(set(taken)) == 300
+
+
+# -- feed events (issue 5) ---------------------------------------------------------------------
+def _event(event_id: str, *ids: str, t: float = 1000.0, **kw: Any) -> FeedEventRow:
+    return FeedEventRow(
+        feed="usgs-day",
+        event_id=event_id,
+        known={"event_id": event_id, "facts": [7.0]},
+        ids=tuple(sorted({event_id, *ids})),
+        event_time=t,
+        **kw,
+    )
+
+
+async def test_feed_event_round_trip(store: Store) -> None:
+    """A new event reads back whole, at version 1, by any of its ids."""
+    pending = {"action": "raise", "key": "us1:1"}
+    assert await store.put_feed_event(_event("us1", "at1", pending=pending, live=True), now=5.0)
+    (row,) = await store.feed_events("usgs-day", ids=["at1"])
+    assert (row.event_id, row.ids, row.version, row.live) == ("us1", ("at1", "us1"), 1, True)
+    assert (row.known, row.pending, row.updated_at) == (
+        {"event_id": "us1", "facts": [7.0]},
+        pending,
+        5.0,
+    )
+    assert await store.get_feed_event("usgs-day", "us1") == row
+    assert await store.get_feed_event("other-feed", "us1") is None
+
+
+async def test_feed_event_is_unique_per_feed_and_id(store: Store) -> None:
+    """A second new event under the same (feed, event id), or holding a known id, loses."""
+    assert await store.put_feed_event(_event("us1", "at1"), now=1.0)
+    assert not await store.put_feed_event(_event("us1"), now=2.0)
+    assert not await store.put_feed_event(_event("pt9", "at1"), now=2.0)
+    assert await store.get_feed_event("usgs-day", "pt9") is None
+    assert await store.put_feed_event(replace(_event("us1", "at1"), feed="usgs-week"), now=2.0)
+
+
+async def test_feed_event_write_names_the_version_it_read(store: Store) -> None:
+    """An update from a stale version changes nothing; the current one bumps the version."""
+    await store.put_feed_event(_event("us1"), now=1.0)
+    (row,) = await store.feed_events("usgs-day", ids=["us1"])
+    newer = replace(row, incident_id="inc_1", live=True, known={"v": 2}, ids=("us1", "nc5"))
+    assert await store.put_feed_event(newer, now=2.0)
+    assert not await store.put_feed_event(replace(row, known={"v": "stale"}), now=3.0)
+    (now,) = await store.feed_events("usgs-day", ids=["nc5"])
+    assert (now.version, now.known, now.incident_id, now.pending) == (2, {"v": 2}, "inc_1", None)
+
+
+async def test_feed_event_takes_over_the_ids_it_absorbs(store: Store) -> None:
+    """Ids of a named absorbed event move to the one that joins them (and stay there when the
+    absorbed one is written again); ids held by any other event clash."""
+    await store.put_feed_event(_event("us1", "at1"), now=1.0)
+    await store.put_feed_event(_event("pt2", "at2"), now=1.0)
+    await store.put_feed_event(_event("nc3"), now=1.0)
+    (kept,) = await store.feed_events("usgs-day", ids=["us1"])
+    joined = replace(kept, ids=("at1", "at2", "nc3", "pt2", "us1"))
+    assert not await store.put_feed_event(joined, takeover=["pt2"], now=2.0)
+    joined = replace(joined, ids=("at1", "at2", "pt2", "us1"))
+    assert await store.put_feed_event(joined, takeover=["pt2"], now=2.0)
+    found = await store.feed_events("usgs-day", ids=["at2"])
+    assert sorted(r.event_id for r in found) == ["us1"]
+    assert sorted(r.event_id for r in await store.feed_events("usgs-day", ids=["pt2"])) == [
+        "pt2",
+        "us1",
+    ]
+    absorbed = await store.get_feed_event("usgs-day", "pt2")
+    assert absorbed is not None
+    assert await store.put_feed_event(replace(absorbed, known={"cancelled": True}), now=3.0)
+    assert [r.event_id for r in await store.feed_events("usgs-day", ids=["at2"])] == ["us1"]
+
+
+async def test_feed_event_candidates_and_live(store: Store) -> None:
+    """Candidates come by id or by time span; live events by time, oldest first."""
+    await store.put_feed_event(_event("AU1", t=100.0, live=True), now=1.0)
+    await store.put_feed_event(_event("CC1", t=150.0), now=1.0)
+    await store.put_feed_event(_event("CC2", t=400.0, live=True), now=1.0)
+    near = await store.feed_events("usgs-day", ids=["XX"], between=(90.0, 160.0))
+    assert [r.event_id for r in near] == ["AU1", "CC1"]
+    assert [r.event_id for r in await store.live_feed_events("usgs-day", since=50.0)] == [
+        "AU1",
+        "CC2",
+    ]
+    assert [r.event_id for r in await store.live_feed_events("usgs-day", since=101.0)] == ["CC2"]
+
+
+async def test_feed_events_prune_only_old_idle_settled_ones(store: Store) -> None:
+    """Pruning forgets old, idle events without a pending action, and their ids."""
+    await store.put_feed_event(_event("old", "old-b", t=10.0), now=1.0)
+    await store.put_feed_event(_event("busy", t=10.0, pending={"action": "cancel"}), now=1.0)
+    await store.put_feed_event(_event("recent", t=500.0), now=1.0)
+    await store.put_feed_event(_event("touched", t=10.0), now=50.0)
+    assert await store.prune_feed_events("usgs-day", before=100.0, idle_since=20.0) == 1
+    assert await store.feed_events("usgs-day", ids=["old-b", "old"]) == []
+    assert await store.put_feed_event(_event("again", "old-b"), now=60.0)
+    left = await store.feed_events("usgs-day", ids=["busy", "recent", "touched"])
+    assert sorted(r.event_id for r in left) == ["busy", "recent", "touched"]
+
+
+@pytest.mark.postgres
+async def test_feed_event_race_has_one_winner(store_url: str) -> None:
+    """Two replicas inserting the same event at once: exactly one write wins."""
+    if store_url.startswith("sqlite"):
+        pytest.skip("one SQLite file has one writer; replicas need PostgreSQL")
+    a, b = open_store(store_url), open_store(store_url)
+    await a.open()
+    await b.open()
+    try:
+        won = await asyncio.gather(
+            *(
+                s.put_feed_event(_event(f"ev{n}", f"alias{n}"), now=1.0)
+                for n in range(20)
+                for s in (a, b)
+            )
+        )
+    finally:
+        await a.close()
+        await b.close()
+    assert sum(won) == 20
