@@ -1,0 +1,292 @@
+"""Plumbing shared by the benchmarks: the machine, a sink in its own process, a real daemon.
+
+Everything listens on 127.0.0.1 only. The sink is :class:`alertcast.testing.sink.WebhookSink`
+(signature checked on every request) run in a child process, so its CPU never competes with the
+event loop being measured; it also answers ``GET /_stats`` (how many requests it received and
+answered 2xx, how many keys were seen more than once) and ``GET /_reset``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+from aiohttp import web
+
+from alertcast.app import create_app
+from alertcast.config import Config
+from alertcast.logs import configure
+from alertcast.models import parse_incident
+from alertcast.preview import preview
+from alertcast.render import Renderer
+from alertcast.secrets import Secrets
+from alertcast.signing import sign
+from alertcast.testing.sink import WebhookSink
+
+__all__ = [
+    "EARTHQUAKE",
+    "HOOK_SECRET",
+    "TOKEN",
+    "Daemon",
+    "SinkProcess",
+    "auth",
+    "bare_post",
+    "bare_session",
+    "load_average",
+    "machine",
+    "make_config",
+    "percentile",
+    "run_daemon",
+    "scratch_dir",
+    "webhook_payload",
+]
+
+EARTHQUAKE: dict[str, Any] = {
+    "kind": "earthquake",
+    "status": "actual",
+    "severity": "severe",
+    "headline": "四川甘孜州泸定县发生6.8级地震",
+    "description": "中国地震台网正式测定：9月5日12时52分在四川甘孜州泸定县发生6.8级地震。",
+    "instruction": "远离危险建筑，留意余震。",
+    "area": {"name": "四川省甘孜藏族自治州泸定县", "codes": ["513322"]},
+    "occurred_at": "2022-09-05T12:52:18+08:00",
+    "details": {
+        "magnitude": 6.8,
+        "depth_km": 16,
+        "latitude": 29.59,
+        "longitude": 102.08,
+        "place": "四川甘孜州泸定县",
+        "report": "official",
+        "source": "CENC",
+    },
+}
+TOKEN = "tok-bench-office-3c9e1f70a2"
+HOOK_SECRET = "hook-bench-secret-81d0c4e7"
+os.environ.setdefault("BENCH_TOKEN", TOKEN)
+os.environ.setdefault("BENCH_HOOK_SECRET", HOOK_SECRET)
+
+
+# -- the machine -------------------------------------------------------------------------------
+def machine() -> str:
+    """CPU model, core count, Python and OS, on one line."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()} "
+        f"({platform.python_implementation()}), {platform.system()} {platform.release()}"
+    )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile (0..1) of ``values`` by linear interpolation."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=1000, method="inclusive")[max(0, round(q * 1000) - 1)]
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "unknown"
+
+
+# -- the bare client: the same wire work as the webhook channel, nothing else ------------------
+def webhook_payload() -> dict[str, Any]:
+    """The payload alertcast renders for a webhook account from :data:`EARTHQUAKE`."""
+    config = make_config(Path("unused.db"), ["http://127.0.0.1:9/hook"], concurrency=1)
+    shown = preview(config, Renderer(config.render), parse_incident(EARTHQUAKE), "hook-0")
+    return dict(shown["accounts"][0]["payload"])
+
+
+async def bare_post(
+    session: aiohttp.ClientSession, url: str, payload: dict[str, Any], key: str
+) -> None:
+    """One signed webhook POST as :class:`WebhookChannel` sends it (JSON body, HMAC, key)."""
+    envelope = {**payload, "delivery_id": key, "idempotency_key": key, "action": "post"}
+    body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Idempotency-Key": key,
+        **sign(HOOK_SECRET, body),
+    }
+    async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+        await resp.text()
+        if resp.status != 200:
+            raise RuntimeError(f"the sink answered {resp.status}")
+
+
+def bare_session() -> aiohttp.ClientSession:
+    """A client session configured like the daemon's (no connection limit, same timeouts)."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30, connect=10),
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+    )
+
+
+# -- the sink, in a child process --------------------------------------------------------------
+async def _serve_sink(latency_s: float) -> None:
+    """Serve until stdin closes; the first line on stdout is the sink's base URL."""
+    sink = WebhookSink(secret=HOOK_SECRET, latency_s=latency_s)
+    app = sink.app()
+    app.router.add_get("/_stats", lambda r: web.json_response(_sink_stats(sink, "full" in r.query)))
+    app.router.add_get("/_reset", lambda _: web.json_response(_sink_reset(sink)))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
+    host, port = runner.addresses[0][:2]
+    print(f"http://{host}:{port}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
+
+
+def _sink_stats(sink: WebhookSink, full: bool) -> dict[str, Any]:
+    """Counts so far; ``full`` adds the ones that walk every request (duplicates, signatures)."""
+    stats = {"received": len(sink.received), "answered": len(sink.answers)}
+    if full:
+        stats["ok"] = sum(1 for _, status in sink.answers if 200 <= status < 300)
+        stats["bad_signature"] = sum(1 for r in sink.received if not r.signed)
+        stats["duplicates"] = sum(n - 1 for n in sink.keys().values() if n > 1)
+    return stats
+
+
+def _sink_reset(sink: WebhookSink) -> dict[str, Any]:
+    sink.received.clear()
+    sink.answers.clear()
+    return {"reset": True}
+
+
+class SinkProcess:
+    """``with SinkProcess(0.05) as sink:`` a signed-webhook receiver at ``sink.url``.
+
+    The sink runs as ``python bench/_common.py sink LATENCY_S``, a separate process with its own
+    interpreter and event loop; closing its stdin stops it.
+    """
+
+    def __init__(self, latency_s: float) -> None:
+        self.latency_s = latency_s
+        self.url = ""
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> SinkProcess:
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__, "sink", str(self.latency_s)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        self.url = self._proc.stdout.readline().strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.__exit__()
+            raise RuntimeError("the sink process did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.terminate()
+            self._proc.wait(5)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def hook(self, i: int) -> str:
+        return f"{self.url}/hook/{i}"
+
+    async def stats(self, session: aiohttp.ClientSession, full: bool = True) -> dict[str, int]:
+        async with session.get(f"{self.url}/_stats" + ("?full" if full else "")) as resp:
+            return dict(await resp.json())
+
+    async def reset(self, session: aiohttp.ClientSession) -> None:
+        async with session.get(f"{self.url}/_reset") as resp:
+            resp.raise_for_status()
+
+
+# -- the daemon --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def scratch_dir(keep: bool = False) -> Iterator[Path]:
+    """A fresh temporary directory for a database and a log (kept when ``keep``)."""
+    if keep:
+        yield Path(tempfile.mkdtemp(prefix="alertcast-bench-"))
+        return
+    with tempfile.TemporaryDirectory(prefix="alertcast-bench-") as name:
+        yield Path(name)
+
+
+def make_config(db: Path, hook_urls: Sequence[str], *, concurrency: int) -> Config:
+    """A daemon with one webhook account per URL and the default store (SQLite, FULL sync)."""
+    return Config(
+        store={"url": f"sqlite:///{db}"},
+        dispatch={"concurrency": concurrency},
+        issuers=[{"name": "bench", "token_env": "BENCH_TOKEN"}],
+        accounts=[
+            {"id": f"hook-{i}", "channel": "webhook", "url": url, "secret_env": "BENCH_HOOK_SECRET"}
+            for i, url in enumerate(hook_urls)
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Daemon:
+    url: str
+    config: Config
+    db: Path
+    log: Path
+
+
+@contextlib.asynccontextmanager
+async def run_daemon(
+    workdir: Path, hook_urls: Sequence[str], *, concurrency: int, log_level: str
+) -> AsyncIterator[Daemon]:
+    """``create_app`` behind an aiohttp runner on 127.0.0.1, as ``alertcast serve`` runs it.
+
+    Logs are configured as ``serve`` does (JSON lines at ``log_level``), written to a file in
+    ``workdir`` the way a supervisor would redirect them.
+    """
+    db, log = workdir / "alertcast.db", workdir / "alertcast.log"
+    config = make_config(db, hook_urls, concurrency=concurrency)
+    secrets = Secrets()
+    with log.open("w", encoding="utf-8") as stream:
+        _configure_logs(secrets, log_level, stream)
+        runner = web.AppRunner(create_app(config, secrets=secrets), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            yield Daemon(f"http://{host}:{port}", config, db, log)
+        finally:
+            await runner.cleanup()
+
+
+def _configure_logs(secrets: Secrets, level: str, stream: TextIO) -> None:
+    configure(secrets, level=level, fmt="json", stream=stream)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["sink"]:
+    asyncio.run(_serve_sink(float(sys.argv[2])))
