@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -242,14 +243,17 @@ class Dispatcher:
             runtime.waiting -= 1
             waiting[0] = False
             started, t0 = time.time(), time.monotonic()
-            result = await self._attempt(runtime, claim)
+            msg = self._outgoing(runtime, claim)
+            result = await self._attempt(runtime, msg)
             duration_ms = 1000 * (time.monotonic() - t0)
         metrics.ATTEMPT_SECONDS.labels(runtime.config.channel).observe(duration_ms / 1000)
-        await self._finish(d, runtime, started, duration_ms, result)
+        await self._finish(
+            d, runtime, started, duration_ms, result, progress=dict(msg.progress) or None
+        )
 
-    async def _attempt(self, runtime: AccountRuntime, claim: ActiveClaim) -> Receipt | ChannelError:
+    async def _attempt(self, runtime: AccountRuntime, msg: Outgoing) -> Receipt | ChannelError:
         try:
-            return await runtime.channel.deliver(self._outgoing(runtime, claim))
+            return await runtime.channel.deliver(msg)
         except ChannelError as exc:
             return exc
         except Exception as exc:  # an adapter bug must not lose the delivery
@@ -259,6 +263,7 @@ class Dispatcher:
     def _outgoing(self, runtime: AccountRuntime, claim: ActiveClaim) -> Outgoing:
         d = claim.delivery
         action = d.action
+        progress: dict[str, Any] = json.loads(json.dumps(d.progress)) if d.progress else {}
         if action != "post" and (
             claim.target_remote_id is None or action not in runtime.channel.capabilities
         ):
@@ -271,7 +276,22 @@ class Dispatcher:
             action=action,  # type: ignore[arg-type]
             target_remote_id=claim.target_remote_id if action != "post" else None,
             attempt=d.attempts,
+            progress=progress,
+            checkpoint=self._checkpoint(d.id, progress),
         )
+
+    def _checkpoint(
+        self, delivery_id: str, progress: dict[str, Any]
+    ) -> Callable[[], Awaitable[bool]]:
+        async def checkpoint() -> bool:
+            held = await self.store.save_progress(
+                delivery_id, progress, worker=self.worker, lease_s=self.config.lease_s
+            )
+            if not held:
+                log.warning("dispatch.claim_lost", delivery_id=delivery_id)
+            return held
+
+        return checkpoint
 
     async def _finish(
         self,
@@ -280,9 +300,13 @@ class Dispatcher:
         started: float,
         duration_ms: float,
         result: Receipt | ChannelError,
+        *,
+        progress: dict[str, Any] | None = None,
     ) -> None:
         now = time.time()
         outcome = self._decide(d, runtime, result, now)
+        if progress is not None:
+            outcome = replace(outcome, progress=progress)
         attempt = AttemptRow(
             delivery_id=d.id,
             number=d.attempts,

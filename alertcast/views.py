@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +80,7 @@ class DeliveryView(BaseModel):
     delivered_at: str | None
     next_attempt_at: str | None
     updated_at: str | None
+    progress: dict[str, Any] | None = None  # a send to many recipients: how far it got
     payload: dict[str, Any] | None = None
     attempt_log: list[AttemptView] | None = None
 
@@ -103,9 +105,18 @@ class DeliveryView(BaseModel):
             delivered_at=iso(d.delivered_at),
             next_attempt_at=iso(d.next_attempt_at) if not d.state.settled else None,
             updated_at=iso(d.updated_at),
+            progress=_progress(d.progress),
             payload=dict(d.payload) if payload else None,
             attempt_log=None if attempts is None else [AttemptView.of(a) for a in attempts],
         )
+
+
+def _progress(progress: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What an operator needs of a multi-recipient cursor: counts and who refused."""
+    if not progress:
+        return None
+    keys = ("total", "sent", "refused", "refusals")
+    return {k: progress[k] for k in keys if k in progress}
 
 
 class AuditView(BaseModel):

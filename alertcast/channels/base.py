@@ -12,7 +12,7 @@ import asyncio
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -112,6 +112,13 @@ class Outgoing:
     action: Action = "post"
     target_remote_id: str | None = None
     attempt: int = 1
+    # A send that addresses many recipients one by one keeps its cursor here and updates it in
+    # place as it goes; the dispatcher stores it with the attempt whatever the outcome (a
+    # timeout included) and hands it back on the next attempt, which resumes from it.
+    progress: dict[str, Any] = field(default_factory=dict)
+    # Store ``progress`` durably now and extend the claim's lease; ``False`` means the claim is
+    # lost (another worker may hold the delivery) and the send must stop at once.
+    checkpoint: Callable[[], Awaitable[bool]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +167,10 @@ class Channel(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, deliberately empty
         """Release what :meth:`start` opened."""
 
+    def send_timeout_s(self, msg: Outgoing) -> float:
+        """The time one :meth:`send` of ``msg`` may take; longer for a send to many people."""
+        return self.timeout_s
+
     async def deliver(self, msg: Outgoing) -> Receipt:
         """Call :meth:`send` with log context and the adapter's timeout; map network failures.
 
@@ -167,14 +178,15 @@ class Channel(ABC):
         """
         log = self.log.bind(delivery_id=msg.delivery_id, attempt=msg.attempt, action=msg.action)
         started = time.monotonic()
+        timeout_s = self.send_timeout_s(msg)
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 receipt = await self.send(msg)
         except ChannelError as exc:
             log.debug("send.error", error=type(exc).__name__, reason=exc.reason, code=exc.code)
             raise
         except TimeoutError as exc:
-            raise Transient(f"timed out after {self.timeout_s:g} s") from exc
+            raise Transient(f"timed out after {timeout_s:g} s") from exc
         except aiohttp.ClientError as exc:
             detail = scrub_urls(f"{type(exc).__name__}: {exc}")
             raise Transient(f"connection error: {detail}") from exc

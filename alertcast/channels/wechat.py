@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, HttpUrl, model_validator
 
+from alertcast.channels._fanout import Result, fan_out
 from alertcast.channels._quota import DailyQuota
 from alertcast.channels._tokens import Fetched, PerSession, TokenCache
 from alertcast.channels._vendor import (
@@ -77,6 +78,7 @@ class WechatOptions(CallbackOptions):
     thumb_media_id: str | None = None
     template_id: str | None = None
     template_to: list[str] = Field(default_factory=list)
+    template_concurrency: int = Field(default=8, ge=1, le=64)
 
     @model_validator(mode="after")
     def _mode_needs(self) -> WechatOptions:
@@ -232,28 +234,55 @@ class WechatChannel(Channel):
     # -- template messages ------------------------------------------------------------------
 
     async def _template(self, msg: Outgoing) -> Receipt:
+        """One ``message/template/send`` per recipient, resumable (see ``_fanout``).
+
+        A refusal about one person (unfollowed, blocked, refused templates) is recorded and the
+        rest go on; any other error stops the delivery after the sends in flight, and the next
+        attempt resumes after the last recipient done, so nobody is alerted twice.
+        """
         recipients = _recipients(msg.payload, self._opts.template_to)
-        sent: dict[str, str] = {}
-        refused: dict[str, int] = {}
-        for openid in recipients:
+        single = len(recipients) == 1
+
+        async def send_one(openid: str) -> Result:
             data = await self._call(
                 "/cgi-bin/message/template/send",
                 self._template_body(msg, openid),
-                ok=(0, *self.RECIPIENT_CODES) if len(recipients) > 1 else (0,),
+                ok=(0,) if single else (0, *self.RECIPIENT_CODES),
             )
-            if _errcode(data):
-                refused[openid] = _errcode(data)
-            else:
-                sent[openid] = _msg_id(data) or ""
-        if not sent:
+            if code := _errcode(data):
+                return Result(sent=False, code=code)
+            return Result(sent=True, remote_id=_msg_id(data))
+
+        cursor = await fan_out(
+            msg,
+            recipients,
+            send_one,
+            concurrency=self._opts.template_concurrency,
+            timeout_s=self.timeout_s,
+        )
+        p = cursor.progress
+        if not p["sent"]:
+            codes = list(p["refusals"].values())
             raise Permanent(
-                f"no recipient took the template message: {refused}",
-                code=next(iter(refused.values()), None),
+                f"no recipient took the template message: {p['refusals']}",
+                code=codes[0] if codes else None,
             )
         return Receipt(
-            remote_id=next(iter(sent.values())) if len(sent) == 1 else None,
-            detail={"sent": sent, "refused": refused},
+            remote_id=cursor.first_remote_id if single else None,
+            detail={"sent": p["sent"], "refused": p["refused"], "refusals": p["refusals"]},
         )
+
+    def send_timeout_s(self, msg: Outgoing) -> float:
+        """Template sends time out per request; the whole list may take as long as it needs
+        at ``template_concurrency`` requests in flight, each bounded by ``timeout_s``."""
+        if self._opts.mode != "template" or msg.action == "delete":
+            return self.timeout_s
+        try:
+            count = len(_recipients(msg.payload, self._opts.template_to))
+        except Permanent:
+            return self.timeout_s
+        rounds = -(-count // self._opts.template_concurrency)
+        return self.timeout_s * (1 + rounds)
 
     def _template_body(self, msg: Outgoing, openid: str) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -124,6 +124,7 @@ class DeliveryRow:
     delivered_at: float | None = None
     priority: int = 0
     expires_at: float | None = None
+    progress: Mapping[str, Any] | None = None  # a multi-recipient send's cursor, see Outgoing
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,7 @@ class Outcome:
     last_error: str | None = None
     remote_id: str | None = None
     reason: str | None = None
+    progress: Mapping[str, Any] | None = None  # stored when given; None keeps what was there
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +232,13 @@ class Store(Protocol):
     ) -> DeliveryRow:
         """Record the attempt and the new state in one transaction, if ``worker`` still holds
         the claim (a claim taken over after its lease ran out is not overwritten)."""
+
+    async def save_progress(
+        self, delivery_id: str, progress: Mapping[str, Any], *, worker: str, lease_s: float
+    ) -> bool:
+        """Checkpoint a long send: store ``progress`` and extend the lease, if ``worker`` still
+        holds the claim. ``False`` means it does not (the lease ran out and another worker may
+        have the delivery): the sender must stop."""
 
     async def next_due_at(self) -> float | None: ...
     async def recover(self, *, now: float, everything: bool) -> int:

@@ -284,6 +284,7 @@ class PostgresStore:
                 outcome.remote_id,
                 delivered_at,
                 outcome.reason,
+                None if outcome.progress is None else sql.dumps(outcome.progress),
                 now,
                 claim.id,
                 worker,
@@ -292,6 +293,15 @@ class PostgresStore:
                 return sql.finished(claim, outcome, now, delivered_at)
             row = await conn.fetchrow("SELECT * FROM deliveries WHERE id = $1", claim.id)
         return sql.delivery_from(row)
+
+    async def save_progress(
+        self, delivery_id: str, progress: Mapping[str, Any], *, worker: str, lease_s: float
+    ) -> bool:
+        now = time.time()
+        status = await self.pool.execute(
+            N(sql.SAVE_PROGRESS), sql.dumps(progress), now + lease_s, now, delivery_id, worker
+        )
+        return _count(status) == 1
 
     async def next_due_at(self) -> float | None:
         value = await self.pool.fetchval(sql.NEXT_DUE)

@@ -86,7 +86,11 @@ WHERE (incident_id = ? OR incident_id IN (SELECT id FROM incidents WHERE refs = 
 FINISH_DELIVERY = """
 UPDATE deliveries SET state = ?, next_attempt_at = ?, last_error = ?,
        remote_id = COALESCE(?, remote_id), delivered_at = ?, reason = ?,
-       claimed_by = NULL, lease_until = NULL, updated_at = ?
+       progress = COALESCE(?, progress), claimed_by = NULL, lease_until = NULL, updated_at = ?
+WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
+
+SAVE_PROGRESS = """
+UPDATE deliveries SET progress = ?, lease_until = ?, updated_at = ?
 WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
 
 INSERT_ATTEMPT = """
@@ -240,6 +244,7 @@ def delivery_from(r: Mapping[str, Any]) -> DeliveryRow:
         delivered_at=r["delivered_at"],
         priority=r["priority"],
         expires_at=r["expires_at"],
+        progress=json.loads(r["progress"]) if r["progress"] else None,
     )
 
 
@@ -290,6 +295,7 @@ def finished(
         remote_id=outcome.remote_id or claim.remote_id,
         delivered_at=delivered_at,
         reason=outcome.reason,
+        progress=outcome.progress if outcome.progress is not None else claim.progress,
         updated_at=now,
     )
 

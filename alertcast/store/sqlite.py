@@ -296,6 +296,7 @@ class SQLiteStore:
                     outcome.remote_id,
                     delivered_at,
                     outcome.reason,
+                    None if outcome.progress is None else sql.dumps(outcome.progress),
                     now,
                     claim.id,
                     worker,
@@ -304,6 +305,17 @@ class SQLiteStore:
             if done.rowcount == 1:
                 return sql.finished(claim, outcome, now, delivered_at)
             return sql.delivery_from(_one(c, "SELECT * FROM deliveries WHERE id = ?", (claim.id,)))
+
+        return await self._write(op)
+
+    async def save_progress(
+        self, delivery_id: str, progress: Mapping[str, Any], *, worker: str, lease_s: float
+    ) -> bool:
+        now, data = time.time(), sql.dumps(progress)
+
+        def op(c: sqlite3.Connection) -> bool:
+            params = (data, now + lease_s, now, delivery_id, worker)
+            return c.execute(sql.SAVE_PROGRESS, params).rowcount == 1
 
         return await self._write(op)
 

@@ -328,7 +328,8 @@ async def test_template_message_per_subscriber(
         template_to=["o-alice", "o-bob"],
     )
     receipt = await channel.deliver(outgoing(TEMPLATE))
-    assert sorted(receipt.detail["sent"]) == ["o-alice", "o-bob"]
+    assert receipt.detail["sent"] == 2
+    assert sorted(b["touser"] for b in fake.template_sent) == ["o-alice", "o-bob"]
     sent = fake.template_sent[0]
     assert sent["url"] == TEMPLATE["url"] and len(sent["data"]["keyword1"]["value"]) == 20
     assert sent["data"]["first"]["value"] == "地震预警 请注意"
@@ -363,7 +364,8 @@ async def test_template_refusals(
         template_to=["o-alice", "o-carol"],
     )
     receipt = await many.deliver(outgoing(TEMPLATE))
-    assert receipt.detail["refused"] == {"o-carol": 43101}
+    assert receipt.detail["refusals"] == {"o-carol": 43101}
+    assert (receipt.detail["sent"], receipt.detail["refused"]) == (1, 1)
     with pytest.raises(Permanent) as err:
         await many.deliver(outgoing({**TEMPLATE, "touser": "o-stranger"}))
     assert err.value.code == "43004"

@@ -184,6 +184,43 @@ async def test_finish_records_attempt_and_state(store: Store) -> None:
     assert await _claim(store, now=later + 0.01) == ["d_1"]
 
 
+async def test_progress_is_checkpointed_by_the_holder_only_and_survives_a_crash(
+    store: Store,
+) -> None:
+    """A long send's cursor: saved (and the lease extended) only by the claim's holder, kept
+    through a crash recovery and a later attempt that reports none, replaced by one that does."""
+    await store.create_incident(_incident(), [_delivery(1)])
+    t0 = time.time()
+    (claim,) = await store.claim_due(now=t0, limit=1, lease_s=5, worker="w1", free={})
+    assert claim.delivery.progress is None
+    cursor = {"list": "3:abc", "next": 2, "ahead": [[3, 4]], "sent": 3, "refused": 0}
+    assert await store.save_progress("d_1", cursor, worker="w2", lease_s=600) is False
+    assert await store.save_progress("d_1", cursor, worker="w1", lease_s=600) is True
+    # The lease now runs 600 s: a sweep 60 s on does not take the delivery back ...
+    assert await store.recover(now=t0 + 60, everything=False) == 0
+    # ... a crash recovery does, and the next claim starts from the checkpoint.
+    assert await store.recover(now=t0 + 60, everything=True) == 1
+    (again,) = await store.claim_due(now=t0 + 61, limit=1, lease_s=30, worker="w2", free={})
+    assert again.delivery.progress == cursor
+    row = await store.finish_attempt(
+        again.delivery,
+        AttemptRow("d_1", 2, time.time(), 1, "retrying", 500, None, "HTTP 500", t0 + 3600),
+        Outcome(DeliveryState.retrying, next_attempt_at=t0 + 3600, last_error="HTTP 500"),
+        worker="w2",
+    )
+    assert row.progress == cursor == (await store.get_delivery("d_1")).progress  # type: ignore[union-attr]
+    done = {**cursor, "next": 5, "ahead": [], "sent": 5}
+    (last,) = await store.claim_due(now=t0 + 3601, limit=1, lease_s=30, worker="w3", free={})
+    await store.finish_attempt(
+        last.delivery,
+        AttemptRow("d_1", 3, time.time(), 1, "delivered"),
+        Outcome(DeliveryState.delivered, remote_id="r1", progress=done),
+        worker="w3",
+    )
+    assert (await store.get_delivery("d_1")).progress == done  # type: ignore[union-attr]
+    assert await store.save_progress("d_1", cursor, worker="w3", lease_s=30) is False
+
+
 async def test_finish_by_a_stale_worker_changes_nothing(store: Store) -> None:
     """A worker whose lease was taken over cannot overwrite the new owner's state."""
     await store.create_incident(_incident(), [_delivery(1)])

@@ -46,6 +46,7 @@ class _Injected:
     refusal: Refusal
     path: str | None
     times: int
+    after: int = 0  # matching requests to let through first
 
 
 @dataclass
@@ -96,9 +97,12 @@ class FakePlatform(ABC):
         app.add_routes(self.routes())
         return app
 
-    def inject(self, refusal: Refusal, *, path: str | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` requests (to ``path``, if given) with ``refusal``."""
-        self._injected.append(_Injected(refusal, path, times))
+    def inject(
+        self, refusal: Refusal, *, path: str | None = None, times: int = 1, after: int = 0
+    ) -> None:
+        """Answer ``times`` requests (to ``path``, if given) with ``refusal``, after letting
+        the next ``after`` of them through."""
+        self._injected.append(_Injected(refusal, path, times, after))
 
     def calls(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path == path]
@@ -118,6 +122,9 @@ class FakePlatform(ABC):
     def _take(self, path: str) -> Refusal | None:
         for item in self._injected:
             if item.path == path or (item.path is None and path not in self.quiet_paths):
+                if item.after > 0:
+                    item.after -= 1
+                    return None
                 item.times -= 1
                 if item.times <= 0:
                     self._injected.remove(item)

@@ -16,6 +16,7 @@ calls a minute (45011), known drafts (40007), followers (43004), refusals (43101
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -84,6 +85,8 @@ class FakeWechat(FakePlatform):
         refused: Iterable[str] = (),
         templates: Iterable[str] = ("TPL-ALERT",),
         mass_per_minute: int = 60,
+        template_dedupe: bool = True,
+        template_latency_s: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(clock)
@@ -94,6 +97,10 @@ class FakeWechat(FakePlatform):
         self.followers = set(followers)
         self.refused = set(refused)
         self.templates = set(templates)
+        # Whether template/send drops a repeated client_msg_id: facts §2.5 marks the field
+        # UNCONFIRMED, so tests run both readings.
+        self.template_dedupe = template_dedupe
+        self.template_latency_s = template_latency_s
         self.mass_sent: dict[int, dict[str, Any]] = {}
         self.drafts: dict[str, list[dict[str, Any]]] = {}
         self.published: dict[str, str] = {}
@@ -118,11 +125,21 @@ class FakeWechat(FakePlatform):
             token.expires_at = min(token.expires_at, self.clock() - 1)
 
     def fail_next(
-        self, errcode: int, *, path: str | None = None, times: int = 1, **extra: Any
+        self,
+        errcode: int,
+        *,
+        path: str | None = None,
+        times: int = 1,
+        after: int = 0,
+        **extra: Any,
     ) -> None:
-        """Answer the next API call(s) (not token calls, unless ``path`` says) with ``errcode``."""
+        """Answer the next API call(s) (not token calls, unless ``path`` says) with ``errcode``,
+        after letting ``after`` of them through."""
         self.inject(
-            Refusal(errcode, MESSAGES.get(errcode, "error"), extra=extra), path=path, times=times
+            Refusal(errcode, MESSAGES.get(errcode, "error"), extra=extra),
+            path=path,
+            times=times,
+            after=after,
         )
 
     def routes(self) -> list[web.RouteDef]:
@@ -264,7 +281,10 @@ class FakeWechat(FakePlatform):
         if body.get("template_id") not in self.templates:
             raise Refusal(40037, MESSAGES[40037])
         _check_template_data(body.get("data"))
-        key = (touser, str(body.get("client_msg_id") or secrets.token_hex(8)))
+        if self.template_latency_s:
+            await asyncio.sleep(self.template_latency_s)
+        client_id = body.get("client_msg_id") if self.template_dedupe else None
+        key = (touser, str(client_id or secrets.token_hex(8)))
         if key not in self._template_ids:  # client_msg_id dedupe (facts §2.5: unconfirmed)
             self._template_ids[key] = self._new_id()
             self.template_sent.append(body)
