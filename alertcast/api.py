@@ -279,9 +279,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await resp.prepare(request)
-    await resp.write(b": connected\n\n")
     async with request.app[appmod.EVENTS].subscribe() as queue:
+        # Subscribed before the client hears it is connected: nothing published after that
+        # line can be missed.
+        await resp.prepare(request)
+        await resp.write(b": connected\n\n")
         while True:
             try:
                 event = await asyncio.wait_for(queue.get(), timeout=15)

@@ -122,7 +122,14 @@ class Schedules:
                 misfire_grace_time=int(s.grace_s),
             )
         if self.schedules:
-            scheduler.add_job(self.catch_up, id="schedules:catch-up", name="schedules:catch-up")
+            # Runs once, now; however late a slow start-up makes it, it must still run (the
+            # default 1 s misfire grace would skip it and lose the missed runs).
+            scheduler.add_job(
+                self.catch_up,
+                id="schedules:catch-up",
+                name="schedules:catch-up",
+                misfire_grace_time=None,
+            )
 
     async def run_due(self, name: str) -> Fired | None:
         """The scheduled run: the latest run time, sent unless it is more than grace_s late."""
