@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
+import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,38 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data {path} is absent (needs the ../shared checkout)")
     return path
+
+
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` (plain or async) every 20 ms until it holds; fail after ``timeout_s``.
+
+    Returns as soon as it holds: the generous deadline only matters on a loaded machine.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = check()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole test.
+
+    The socket is bound but never listens: a connect gets RST at once, and no other process
+    can take the port meanwhile (unlike a fixed port such as 9, or a port found free and then
+    released).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 def incident(**changes: Any) -> dict[str, Any]:
@@ -113,7 +147,8 @@ class Daemon:
         resp = await self.client.get(path, headers={"Authorization": f"Bearer {token}"})
         return resp.status, await resp.json()
 
-    async def settled(self, incident_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
+    async def settled(self, incident_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The incident's view once every delivery is settled (returns as soon as they are)."""
         deadline = time.monotonic() + timeout_s
         while True:
             status, view = await self.get(f"/v1/incidents/{incident_id}")

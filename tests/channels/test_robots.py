@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -365,6 +366,8 @@ async def test_feishu_per_second_limit_and_body_size(
 ) -> None:
     """The 6th message within a second is throttled (11232); a body over 20 KB never leaves."""
     fake, url = feishu_fake
+    now = time.time()
+    fake.clock = lambda: now  # all six land within the same second, however slow the machine
     channel = feishu(session, url)
     results = await asyncio.gather(
         *(channel.deliver(outgoing(POST)) for _ in range(6)), return_exceptions=True
@@ -403,9 +406,9 @@ async def test_feishu_plain_text_payload(
     ids=["wecom", "dingtalk", "feishu"],
 )
 async def test_credentials_in_urls_never_reach_error_reasons(
-    session: aiohttp.ClientSession, make: Any
+    session: aiohttp.ClientSession, make: Any, refused_port: int
 ) -> None:
     """A connection failure is transient and its reason names neither key nor signature."""
     with pytest.raises(Transient) as err:
-        await make(session, "http://127.0.0.1:9").deliver(outgoing())
+        await make(session, f"http://127.0.0.1:{refused_port}").deliver(outgoing())
     assert "deadbeef" not in err.value.reason and "feed" not in err.value.reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -155,6 +156,8 @@ async def test_error_code_table(
 async def test_rate_limit_waits_for_the_window(weibo: WeiboChannel, fake: FakeWeibo) -> None:
     """Over the hourly post limit: RateLimited until the reset the platform reports."""
     fake.posts_per_hour = 1
+    now = time.time()
+    fake.clock = lambda: now  # both posts in one clock hour, even if one is about to end
     await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
     with pytest.raises(RateLimited) as err:
         await weibo.deliver(outgoing({"format": "weibo", "text": TEXT + "（续）"}))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from alertcast.testing.fakes import FakeWechat, FakeWecom, FakeWeibo, serve
-from tests.conftest import TOKEN, incident
+from tests.conftest import TOKEN, incident, until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -61,13 +61,16 @@ def _accounts(urls: dict[str, str], **weibo: Any) -> list[dict[str, Any]]:
 
 
 async def _paused(d: Any) -> dict[str, Any]:
-    """``/v1/channels`` once the first account shows paused (or after 5 s)."""
-    for _ in range(100):
+    """``/v1/channels`` once the first account shows paused (failing after 30 s)."""
+    channels: dict[str, Any] = {}
+
+    async def paused() -> bool:
+        nonlocal channels
         _, channels = await d.get("/v1/channels")
-        if channels["accounts"][0]["paused"]:
-            break
-        await asyncio.sleep(0.05)
-    return dict(channels)
+        return bool(channels["accounts"][0]["paused"])
+
+    await until(paused, what="the account paused")
+    return channels
 
 
 async def test_one_earthquake_reaches_every_platform(start_daemon: Any, fakes: Any) -> None:
@@ -127,7 +130,15 @@ async def test_auth_expired_pauses_the_account(start_daemon: Any, fakes: Any) ->
     channels = await _paused(d)
     (account,) = channels["accounts"]
     assert account["healthy"] is False and "credentials" in account["paused"]
-    _, view = await d.get(f"/v1/incidents/{answer['id']}")
+    # The dispatcher pauses the account before it records the attempt: wait for the record.
+    view: dict[str, Any] = {}
+
+    async def recorded() -> bool:
+        nonlocal view
+        _, view = await d.get(f"/v1/incidents/{answer['id']}")
+        return bool(view["deliveries"][0]["state"] not in ("pending", "sending"))
+
+    await until(recorded, what="the first attempt recorded")
     (delivery,) = view["deliveries"]
     assert delivery["state"] == "retrying" and delivery["attempts"] == 1
     assert "weibo-token" not in str(view) and "weibo-token" not in str(channels)
@@ -137,6 +148,8 @@ async def test_spent_wechat_quota_falls_back_to_wecom(start_daemon: Any, fakes: 
     """The day's one mass send is spent: the status says why and WeCom takes the alert over."""
     accounts = _accounts(fakes["urls"])
     accounts[2] = {**accounts[2], "kinds": ["fire"]}  # WeCom only gets what falls back to it
+    now = time.time()
+    fakes["fakes"]["wechat"].clock = lambda: now  # one day for both, even close to midnight
     d = await start_daemon(hooks=0, accounts=accounts[1:])
     first = await (await d.post(incident())).json()
     await d.settled(first["id"])

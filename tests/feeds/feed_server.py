@@ -99,8 +99,11 @@ async def server_fixture(aiohttp_server: Any) -> FeedServer:
     return feed
 
 
-async def until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait until ``check()`` holds, polling every 20 ms; fail after ``timeout_s``."""
+async def until(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Wait until ``check()`` holds, polling every 20 ms; fail after ``timeout_s``.
+
+    It returns as soon as the check holds: the generous default is for a loaded machine, where
+    a first poll (an HTTP fetch, then incidents committed to SQLite) can take seconds."""
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:

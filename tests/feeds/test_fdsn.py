@@ -84,10 +84,10 @@ async def test_is_deleted_unknown_on_timeout(
 
 
 async def test_is_deleted_unknown_when_unreachable(
-    session: aiohttp.ClientSession, unused_tcp_port: int
+    session: aiohttp.ClientSession, refused_port: int
 ) -> None:
     """Nobody listening leaves deletion unknown."""
-    base = f"http://127.0.0.1:{unused_tcp_port}/fdsnws/event/1/"
+    base = f"http://127.0.0.1:{refused_port}/fdsnws/event/1/"
     assert await fdsn.is_deleted(session, base, "x") is None
 
 

@@ -50,7 +50,7 @@ def serve(aiohttp_server: Any) -> Serve:
 
 
 def _poller(feed_config: MakeConfig, url: str, **overrides: Any) -> FeedPoller:
-    cfg = feed_config(url=url, **({"timeout_s": 2.0} | overrides))
+    cfg = feed_config(url=url, **({"timeout_s": 30.0} | overrides))
     return FeedPoller(cfg, clock=lambda: NOW, rng=FixedRandom(0.5))
 
 
@@ -109,7 +109,10 @@ async def test_failures_become_outcomes(
     reason: str,
 ) -> None:
     """Server errors, garbage, oversize bodies and timeouts are outcomes, logged, never raised."""
-    poller = _poller(feed_config, await serve(feed), timeout_s=0.1, max_body_bytes=1024)
+    # Only the timeout case may run into the timeout: a loaded machine can take over 0.1 s to
+    # answer the others. The timeout case's server sleeps 1 s, so 0.1 s always expires first.
+    timeout_s = 0.1 if outcome is Outcome.timeout else 30.0
+    poller = _poller(feed_config, await serve(feed), timeout_s=timeout_s, max_body_bytes=1024)
     with capture_logs() as logs:
         result = await poller.poll(session)
     assert (result.outcome, result.reason, result.ok, result.events) == (outcome, reason, False, ())
@@ -119,11 +122,9 @@ async def test_failures_become_outcomes(
     assert (logs[-1]["feed"], logs[-1]["reason"]) == ("test", reason)
 
 
-async def test_connection_refused(
-    feed_config: MakeConfig, session: Any, unused_tcp_port: int
-) -> None:
+async def test_connection_refused(feed_config: MakeConfig, session: Any, refused_port: int) -> None:
     """Nobody listening is a network outcome."""
-    poller = _poller(feed_config, f"http://127.0.0.1:{unused_tcp_port}/feed.geojson")
+    poller = _poller(feed_config, f"http://127.0.0.1:{refused_port}/feed.geojson")
     result = await poller.poll(session)
     assert result.outcome is Outcome.network
     assert result.reason.startswith("ClientConnectorError")

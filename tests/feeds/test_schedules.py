@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,10 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from alertcast import jobs
 from alertcast.config import ConfigError, load_config
 from alertcast.jobs import SCHEDULES, Schedules
 from alertcast.schedules import ScheduleConfig, last_fire
-from tests.conftest import Daemon
+from tests.conftest import Daemon, until
 
 SHANGHAI = "Asia/Shanghai"
 REMINDER: dict[str, Any] = {
@@ -106,9 +108,30 @@ def test_last_fire_finds_the_latest_run_within_the_window() -> None:
     assert last_fire(trigger, monday - timedelta(seconds=1), 3600) is None
 
 
-async def start(start_daemon: Any, *schedules: dict[str, Any]) -> tuple[Daemon, Schedules]:
+# Sunday 2 June 2024, 09:00 in Shanghai: no run of weekly() (nor of the 1st-of-month siren) is
+# within its grace, so the catch-up every start-up runs sends nothing.
+QUIET = datetime(2024, 6, 2, 1, 0, tzinfo=UTC)
+
+
+async def start(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, *schedules: dict[str, Any]
+) -> tuple[Daemon, Schedules]:
+    """A daemon with ``schedules``, once its start-up catch-up has run (and sent nothing).
+
+    That catch-up reads the clock: left on the real one, it would send a run of weekly() whenever
+    the suite runs on a Monday between 09:00 and 10:00 in Shanghai; left to run after a test has
+    set its own clock, it would send the run the test means to send itself.
+    """
+    monkeypatch.setattr(jobs, "utcnow", lambda: QUIET)
     d = await start_daemon(schedules=list(schedules))
-    return d, d.client.app[SCHEDULES]
+    schedules_ = d.client.app[SCHEDULES]
+    scheduler = schedules_.scheduler
+    assert scheduler is not None
+    await until(lambda: scheduler.get_job("schedules:catch-up") is None, what="catch-up submitted")
+    # APScheduler creates the job's task before it drops the job: one turn of the loop runs it,
+    # and at QUIET it finds nothing due, so it is done in that turn.
+    await asyncio.sleep(0)
+    return d, schedules_
 
 
 async def messages(d: Daemon) -> list[dict[str, Any]]:
@@ -116,9 +139,11 @@ async def messages(d: Daemon) -> list[dict[str, Any]]:
     return list(answer["incidents"])
 
 
-async def test_a_run_goes_through_the_normal_path_marked_routine(start_daemon: Any) -> None:
+async def test_a_run_goes_through_the_normal_path_marked_routine(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run is routed, rendered and delivered like any incident, marked routine, once."""
-    d, schedules = await start(start_daemon, weekly())
+    d, schedules = await start(start_daemon, monkeypatch, weekly())
     first = await schedules.fire("traffic", fired_at())
     view = await d.settled(first.incident_id or "")
     assert (view["issuer"], view["source"], view["severity"]) == (
@@ -134,9 +159,13 @@ async def test_a_run_goes_through_the_normal_path_marked_routine(start_daemon: A
     assert len(await messages(d)) == 1 and len(d.sink.received) == 1
 
 
-async def test_the_scheduler_holds_a_job_per_schedule(start_daemon: Any) -> None:
+async def test_the_scheduler_holds_a_job_per_schedule(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each schedule is a cron job whose next run is the crontab's next time in its zone."""
-    _, schedules = await start(start_daemon, weekly(), weekly(name="siren", cron="0 10 1 * *"))
+    _, schedules = await start(
+        start_daemon, monkeypatch, weekly(), weekly(name="siren", cron="0 10 1 * *")
+    )
     assert schedules.scheduler is not None
     job = schedules.scheduler.get_job("schedule:traffic")
     assert job.next_run_time.tzinfo is not None
@@ -157,25 +186,31 @@ async def test_the_scheduler_holds_a_job_per_schedule(start_daemon: Any) -> None
     ],
 )
 async def test_runs_missed_while_down_follow_the_policy(
-    start_daemon: Any, misfire: str, late: timedelta, sent: bool
+    start_daemon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    misfire: str,
+    late: timedelta,
+    sent: bool,
 ) -> None:
     """Down over a run: sent once late within grace_s (and not again after a restart), or
     skipped, as the schedule says."""
-    d, schedules = await start(start_daemon, weekly(misfire=misfire, grace_s=3600))
+    d, schedules = await start(start_daemon, monkeypatch, weekly(misfire=misfire, grace_s=3600))
     schedules.clock = lambda: fired_at() + late
     caught = await schedules.catch_up()
     assert [f.fire_at for f in caught] == ([fired_at()] if sent else [])
     assert len(await messages(d)) == int(sent)
     await d.client.close()
-    again, schedules = await start(start_daemon, weekly(misfire=misfire, grace_s=3600))
+    again, schedules = await start(start_daemon, monkeypatch, weekly(misfire=misfire, grace_s=3600))
     schedules.clock = lambda: fired_at() + late + timedelta(minutes=1)
     assert await schedules.catch_up() == []
     assert len(await messages(again)) == int(sent)
 
 
-async def test_a_run_later_than_grace_is_not_sent(start_daemon: Any) -> None:
+async def test_a_run_later_than_grace_is_not_sent(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A scheduled run that starts more than grace_s late is dropped, not sent."""
-    d, schedules = await start(start_daemon, weekly(grace_s=60))
+    d, schedules = await start(start_daemon, monkeypatch, weekly(grace_s=60))
     schedules.clock = lambda: fired_at() + timedelta(minutes=5)
     assert await schedules.run_due("traffic") is None
     schedules.clock = lambda: fired_at() + timedelta(seconds=30)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from tests.conftest import TOKEN, incident
+import pytest
+
+from alertcast.app import ACCOUNTS
+from tests.conftest import TOKEN, incident, until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -84,11 +88,23 @@ async def test_cancel_withdraws_an_original_still_retrying(start_daemon: Any) ->
     d = await start_daemon()
     d.sink.answer = lambda _: (503, {})
     first = await (await d.post(incident())).json()
-    while not d.sink.received:
-        await asyncio.sleep(0.02)
+    await until(lambda: bool(d.sink.received), what="a first attempt")
+    # Hold the account so the original stays "retrying" while we cancel: an attempt in flight
+    # ("sending") would be followed by a cancellation instead of withdrawn.
+    hook = d.client.app[ACCOUNTS].get("hook-0")
+    assert hook is not None
+    hook.pause("held by the test")
+
+    async def retrying() -> bool:
+        _, view = await d.get(f"/v1/incidents/{first['id']}")
+        return bool(view["deliveries"][0]["state"] == "retrying")
+
+    await until(retrying, what="the original retrying")
     status, cancel = await _post(d, f"/v1/incidents/{first['id']}/cancel", {"reason": "误报"})
     assert status == 202 and cancel["deliveries"] == []
     assert cancel["withdrawn"] == [first["deliveries"][0]["id"]]
+    resumed = await d.client.post("/v1/channels/hook-0/resume", headers=AUTH)
+    assert resumed.status == 200  # from here a row still due would be sent at once
     view = await d.settled(first["id"])
     (original,) = view["deliveries"]
     assert original["state"] == "skipped" and "cancelled" in original["reason"]
@@ -137,12 +153,14 @@ async def test_expired_original_stops_retrying(start_daemon: Any) -> None:
         expires_at=(now + timedelta(seconds=0.6)).isoformat(),
     )
     first = await (await d.post(body)).json()
-    view = await d.settled(first["id"], timeout_s=10)
+    view = await d.settled(first["id"], timeout_s=30)
     (original,) = view["deliveries"]
     assert original["state"] == "skipped" and original["reason"] == "expired"
 
 
-async def test_cancellation_outlives_the_expiry(start_daemon: Any) -> None:
+async def test_cancellation_outlives_the_expiry(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A cancellation of an expired, delivered incident still goes out."""
     from datetime import UTC, datetime, timedelta
 
@@ -150,11 +168,16 @@ async def test_cancellation_outlives_the_expiry(start_daemon: Any) -> None:
     now = datetime.now(UTC)
     body = incident(
         occurred_at=(now - timedelta(minutes=1)).isoformat(),
-        expires_at=(now + timedelta(seconds=0.5)).isoformat(),
+        expires_at=(now + timedelta(hours=1)).isoformat(),
     )
     first = await (await d.post(body)).json()
-    await d.settled(first["id"])
-    await asyncio.sleep(0.6)
+    view = await d.settled(first["id"])
+    assert view["counts"] == {"delivered": 1}  # delivered well before it expires
+    # Two hours on, for the whole process: the incident has expired. Moving the clock instead
+    # of expiring it within a second keeps the delivery above clear of the expiry on a slow
+    # machine. Nothing is in flight now, so no signature spans the jump.
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 2 * 3600)
     status, cancel = await _post(d, f"/v1/incidents/{first['id']}/cancel", {"reason": "解除"})
     assert status == 202, cancel
     done = await d.settled(cancel["id"])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
-from tests.conftest import OTHER_TOKEN, TOKEN, incident
+from tests.conftest import OTHER_TOKEN, TOKEN, incident, until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 APPROVER = "tok-duty-officer-44c1e0a9d2"
@@ -96,7 +97,9 @@ async def test_concurrent_cancels_post_one_cancellation(start_daemon: Any) -> No
         )
     )
     assert sorted(r.status for r in resps) == [202, 409, 409]
-    await asyncio.sleep(0.5)
+    (won,) = [r for r in resps if r.status == 202]
+    await d.settled((await won.json())["id"])  # the cancellation has gone out
+    await asyncio.sleep(0.5)  # time for a second one to go out, were there one
     assert [r.body["msg_type"] for r in d.sink.received] == ["alert", "cancel"]
 
 
@@ -127,7 +130,10 @@ async def test_a_rate_limited_account_is_claimed_only_within_its_window(
         hooks=0, accounts=[hook], dispatch={"lease_s": 5, "poll_interval_s": 0.2}
     )
     ids = [(await (await d.post(incident(headline=f"第{n}条"))).json())["id"] for n in range(3)]
-    await asyncio.sleep(6.5)  # past the lease: a claimed-and-waiting third would be re-claimed
+    posted = time.monotonic()
+    await until(lambda: len(d.sink.received) >= 2, what="the first two alerts sent")
+    # Past the lease: a claimed-and-waiting third would be re-claimed.
+    await asyncio.sleep(max(0.0, posted + 6.5 - time.monotonic()))
     _, view = await d.get(f"/v1/incidents/{ids[2]}")
     assert view["deliveries"][0]["state"] == "pending"
     assert len(d.sink.received) == 2 and len(d.sink.keys()) == 2

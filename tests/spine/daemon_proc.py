@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,6 +22,8 @@ ENV = {"T_TOKEN": TOKEN, "T_OTHER_TOKEN": OTHER_TOKEN, "T_HOOK_SECRET": HOOK_SEC
 
 
 def free_port() -> int:
+    """A port free now. Another process may take it before the daemon binds it: prefer port 0,
+    which :class:`DaemonProcess` resolves from the daemon's log."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -49,8 +53,14 @@ class DaemonProcess:
     def __init__(
         self, config: Path | None, port: int, log: Path, env: dict[str, str] | None = None
     ) -> None:
-        """``config`` None runs plain ``alertcast serve`` (the config comes from the env)."""
+        """``config`` None runs plain ``alertcast serve`` (the config comes from the env).
+
+        ``port`` 0 means the daemon binds any free port (as its config must say too);
+        :meth:`start` reads the one it bound from its ``alertcast.listening`` log line, so no
+        other process can take the port between choosing and binding it.
+        """
         self.config, self.port, self.log_path = config, port, log
+        self.requested_port = port
         self.env = {**ENV, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -59,7 +69,10 @@ class DaemonProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout_s: float = 20.0) -> None:
+    async def start(self, timeout_s: float = 60.0) -> None:
+        """Start the daemon; return once it answers /healthz (within ``timeout_s``: a loaded
+        machine can take many seconds to start Python and import everything)."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = self.log_path.open("ab")
         config = [] if self.config is None else ["--config", str(self.config)]
         self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; we poll /healthz
@@ -72,6 +85,9 @@ class DaemonProcess:
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, self.log_path.read_text()
+                if self.requested_port == 0 and not self._bound_port(offset):
+                    await asyncio.sleep(0.1)
+                    continue
                 try:
                     async with session.get(f"{self.url}/healthz") as resp:
                         if resp.status == 200:
@@ -80,6 +96,19 @@ class DaemonProcess:
                     pass
                 await asyncio.sleep(0.1)
         raise AssertionError("daemon did not come up:\n" + self.log_path.read_text())
+
+    def _bound_port(self, offset: int) -> bool:
+        """Set ``port`` from this run's ``alertcast.listening`` line, once it is logged."""
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        for line in lines:
+            with contextlib.suppress(ValueError):  # not JSON, or a line still being written
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("event") == "alertcast.listening":
+                    self.port = int(str(entry["url"]).rsplit(":", 1)[1])
+                    return True
+        return False
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.spine.daemon_proc import DaemonProcess, free_port
+from tests.spine.daemon_proc import DaemonProcess
 
 pytestmark = pytest.mark.slow
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -35,7 +35,6 @@ async def test_image_command_serves_and_passes_its_healthcheck(tmp_path: Path) -
     env = _env()
     assert env["ALERTCAST_CONFIG"] == "/etc/alertcast/config.toml"
     assert "USER alertcast" in DOCKERFILE and 'CMD ["serve"]' in DOCKERFILE
-    port = free_port()
     db = tmp_path / "alertcast.db"
     overrides = {
         **env,
@@ -43,16 +42,16 @@ async def test_image_command_serves_and_passes_its_healthcheck(tmp_path: Path) -
         "ALERTCAST_STORE__URL": env["ALERTCAST_STORE__URL"].replace(
             "/var/lib/alertcast/alertcast.db", str(db)
         ),
-        "ALERTCAST_SERVER__PORT": str(port),
+        "ALERTCAST_SERVER__PORT": "0",  # any free port: the daemon logs which
     }
     secrets = {
         n: "x" * 24
         for n in re.findall(r'_env = "(\w+)"', (ROOT / "config/example.toml").read_text())
     }
-    daemon = DaemonProcess(None, port, tmp_path / "d.log", env={**overrides, **secrets})
+    daemon = DaemonProcess(None, 0, tmp_path / "d.log", env={**overrides, **secrets})
     try:
         await daemon.start()
-        check = subprocess.run(_healthcheck(port), timeout=10)  # noqa: ASYNC221 - a 2 s probe
+        check = subprocess.run(_healthcheck(daemon.port), timeout=10)  # noqa: ASYNC221 - a 2 s probe
     finally:
         daemon.stop()
     assert check.returncode == 0

@@ -80,12 +80,12 @@ async def test_operator_retry_redrives_a_dead_delivery(start_daemon: Any) -> Non
     assert again.status == 409
 
 
-async def test_unreachable_receiver_is_transient(start_daemon: Any) -> None:
+async def test_unreachable_receiver_is_transient(start_daemon: Any, refused_port: int) -> None:
     """A connection refused is retried, then dead, with the error recorded."""
     dead_port = {
         "id": "nowhere",
         "channel": "webhook",
-        "url": "http://127.0.0.1:9/hook",
+        "url": f"http://127.0.0.1:{refused_port}/hook",
         "secret_env": "T_HOOK_SECRET",
         "max_attempts": 2,
     }
