@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alertcast.feeds.association import group_problems
 from alertcast.feeds.rules import FeedConfig
 from alertcast.models import Kind, Severity, Status
 from alertcast.schedules import ScheduleConfig
@@ -276,6 +277,7 @@ def load_config(path: str | Path | None = None, *, check_env: bool = False) -> C
         ]
         raise ConfigError(problems) from exc
     problems += _check_channels(config)
+    problems += group_problems(config.feeds)
     if check_env:
         problems += _check_env(config)
     if problems:

@@ -62,7 +62,7 @@ async def push_event(request: web.Request) -> web.Response:
     except FeedError as exc:
         raise web.HTTPBadRequest(text=f"not an event feed {name} reads: {exc.reason}") from None
     log.info("feed.pushed", feed=name, issuer=request[appmod.ISSUER].name, events=len(applied))
-    changed = any(a.decision.action.value != "ignore" for a in applied)
+    changed = any(a.decision.action.value not in ("ignore", "associate") for a in applied)
     return _json({"feed": name, "decisions": [_view(a) for a in applied]}, 202 if changed else 200)
 
 

@@ -59,6 +59,8 @@ class Action(StrEnum):
     update = "update"
     cancel = "cancel"
     ignore = "ignore"
+    # Recorded as part of an incident another feed of its associate group raised; nothing sent.
+    associate = "associate"
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,28 @@ class FeedConfig(_Table):
     status: Status = Status.actual
     token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     max_age_s: float | None = Field(default=3600.0, gt=0)
+    # Association across feeds (alertcast.feeds.association): feeds naming one group share
+    # events; the window and distance are the group's (every feed that states them agrees).
+    associate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    associate_window_s: float | None = Field(default=None, gt=0, le=3600)
+    associate_distance_km: float | None = Field(default=None, gt=0, le=1000)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+
+    @model_validator(mode="after")
+    def _association_keys(self) -> FeedConfig:
+        if self.associate is None:
+            given = [
+                key
+                for key, value in (
+                    ("associate_window_s", self.associate_window_s),
+                    ("associate_distance_km", self.associate_distance_km),
+                    ("priority", self.priority or None),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to a feed that sets associate")
+        return self
 
     @field_validator("event_types")
     @classmethod

@@ -32,11 +32,12 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 
 from alertcast._tasks import Running
 from alertcast.feeds import fdsn, usgs
+from alertcast.feeds.association import group_problems, group_settings
 from alertcast.feeds.events import QuakeEvent
 from alertcast.feeds.lifecycle import VANISH_MARGIN, KnownEvent, vanished
 from alertcast.feeds.rules import FeedConfig
 from alertcast.feeds.source import FeedPoller, Outcome, PollOutcome, parse_pushed
-from alertcast.feeds.tracker import Applied, Tracker
+from alertcast.feeds.tracker import Applied, GroupTracker, Tracker
 from alertcast.lifecycle import FollowUps
 from alertcast.service import Service
 from alertcast.store.base import Store
@@ -111,9 +112,26 @@ class FeedRunner:
         self._rng = rng or random.Random()
         self._scheduler: AsyncIOScheduler | None = None
         self._running = Running()
+        configs = list(feeds)
+        if problems := group_problems(configs):
+            raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
+        self.groups: dict[str, GroupTracker] = {
+            name: GroupTracker(settings, store, service, follow_ups)
+            for name, settings in group_settings(configs).items()
+        }
         self.feeds: dict[str, Feed] = {
-            cfg.name: Feed(cfg, Tracker(cfg, store, service, follow_ups), self._poller(cfg))
-            for cfg in feeds
+            cfg.name: Feed(
+                cfg,
+                Tracker(
+                    cfg,
+                    store,
+                    service,
+                    follow_ups,
+                    self.groups[cfg.associate] if cfg.associate else None,
+                ),
+                self._poller(cfg),
+            )
+            for cfg in configs
         }
 
     def _poller(self, cfg: FeedConfig) -> FeedPoller | None:
@@ -279,7 +297,7 @@ class FeedRunner:
     def _count(self, feed: Feed, applied: Iterable[Applied]) -> None:
         for a in applied:
             feed.decisions[a.decision.action.value] += 1
-            if a.decision.action.value != "ignore":
+            if a.decision.action.value not in ("ignore", "associate"):
                 log.info(
                     "feed.decided",
                     feed=feed.cfg.name,
@@ -311,6 +329,7 @@ class FeedRunner:
             "decisions": dict(sorted(feed.decisions.items())),
             "last_apply_error": feed.last_apply_error,
             "last_apply_error_at": _iso(feed.last_apply_error_at),
+            **_association(feed.cfg),
         }
 
     def _next_run(self, feed: Feed) -> datetime | None:
@@ -318,6 +337,13 @@ class FeedRunner:
             return None
         job = self._scheduler.get_job(feed.job_id)
         return None if job is None else job.next_run_time
+
+
+def _association(cfg: FeedConfig) -> dict[str, Any]:
+    """The group keys of an associated feed (none for a feed on its own)."""
+    if cfg.associate is None:
+        return {}
+    return {"associate": cfg.associate, "priority": cfg.priority}
 
 
 def _health(fields: Mapping[str, Any]) -> dict[str, Any]:
