@@ -3,27 +3,36 @@
 A WeChat template message (and, later, an SMS or a bot DM) addresses one person per request. A
 delivery to a list of subscribers is therefore many requests, and any of them can fail, time out
 or be cut short by a crash. Resending the whole list on the next attempt would alert everyone
-before the failure twice, so the delivery carries a :class:`Cursor` in ``Outgoing.progress``:
+before the failure twice, so the delivery carries a cursor in ``Outgoing.progress``.
 
-* ``next``: every recipient before this index is done (sent or refused for good);
-* ``ahead``: runs of indices past ``next`` that are done too (no more runs than sends in
-  flight);
+The audience comes in **pages** (a configured list is one page; a platform's follower list
+comes 10,000 at a time, each page fetched by the token the previous one ended with), and within
+a page the cursor works on the recipients' ids **in sorted order**, by key rather than by
+position, so the audience may change between attempts (someone follows or leaves, the config
+is reloaded) without anyone done being sent to again:
+
+* ``page``: the token of the page in progress (``""`` for the first);
+* ``after``: every recipient of that page whose id sorts at or before this one is done;
+* ``ahead``: ranges ``[first, last]`` of ids past ``after`` that are done too; between them
+  are only requests still in flight, so there are never more ranges than requests in flight;
 * ``sent``, ``refused``: counts over every attempt; ``refusals``: the first few refusals by
-  recipient, for the status API;
-* ``list``: a fingerprint of the recipient list, so a changed list is never resumed by index.
+  recipient, for the status API; ``total``: the audience's size when the platform says it.
 
-Its size depends on the sends in flight, never on the list, so a checkpoint of a delivery to a
-hundred thousand subscribers is a few hundred bytes. :func:`fan_out` sends to what the cursor has
-not done, a bounded number at a time, checkpoints every ``every`` completions or ``interval_s``
-seconds (which also extends the claim's lease), and on the first error that is not about one
-recipient lets the sends in flight finish, records them, and raises that error.
+Its size depends on the requests in flight, never on the audience, so a checkpoint of a send to
+a million followers is a few hundred bytes, and memory holds one page. :func:`fan_out` sends to
+what the cursor has not done, a bounded number at a time, checkpoints every ``every``
+completions or ``interval_s`` seconds and at each page's end (which also extends the claim's
+lease), and on the first error that is not about one recipient lets the requests in flight
+finish, records them, and raises that error.
+
+Someone who joins the audience between attempts with an id that sorts into a range already done
+is not sent to; everyone else who joins before their part of the list is reached is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,18 +42,10 @@ import structlog
 
 from alertcast.channels.base import ChannelError, Outgoing, Transient
 
-__all__ = ["Cursor", "Result", "fan_out", "fingerprint"]
+__all__ = ["Cursor", "Page", "Result", "fan_out", "one_page"]
 
 log = structlog.get_logger("alertcast.channels.fanout")
 MAX_REFUSALS_KEPT = 20
-
-
-def fingerprint(recipients: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for r in recipients:
-        digest.update(r.encode())
-        digest.update(b"\0")
-    return f"{len(recipients)}:{digest.hexdigest()[:16]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,56 +57,75 @@ class Result:
     code: int | str | None = None
 
 
-class Cursor:
-    """Which of an ordered recipient list are done, kept in ``progress`` (updated in place).
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Recipients of one page, the token of the next (``None``: this is the last), and the
+    audience's size when the platform says it."""
 
-    ``ahead`` holds runs ``[start, end)`` of done indices past ``next``; every index between
-    them was handed out and is still in flight, so there are never more runs than sends in
-    flight, however long the list and however slow one request is.
+    recipients: Sequence[str]
+    next_token: str | None = None
+    total: int | None = None
+
+
+PageSource = Callable[[str], Awaitable[Page]]
+
+
+def one_page(recipients: Sequence[str]) -> PageSource:
+    """A fixed list as a page source."""
+
+    async def fetch(token: str) -> Page:
+        return Page(recipients, None, len(set(recipients)))
+
+    return fetch
+
+
+class Cursor:
+    """Which recipients of the current page are done, kept in ``progress`` (updated in place).
+
+    Internally positions in the page's sorted ids: ``next`` (all before it done) and runs
+    ``[start, end)`` of done positions past it; ``progress`` holds them as ids, which survive
+    the page changing between attempts.
     """
 
     def __init__(self, progress: dict[str, Any], recipients: Sequence[str]) -> None:
         self.progress = progress
-        self.recipients = recipients
-        mark = fingerprint(recipients)
-        if progress and progress.get("list") != mark:
-            # The list changed since the last attempt (a config reload): indices mean other
-            # people now. Start over; each request's client id still names the same person.
-            log.warning("fanout.list_changed", was=progress.get("list"), now=mark)
-            progress.clear()
-        progress.setdefault("list", mark)
-        progress.setdefault("total", len(recipients))
-        progress.setdefault("next", 0)
-        progress.setdefault("ahead", [])
-        progress.setdefault("sent", 0)
+        self.ids = sorted(set(recipients))
+        for key, empty in (("page", ""), ("after", None), ("ahead", []), ("sent", 0)):
+            progress.setdefault(key, empty)
         progress.setdefault("refused", 0)
         progress.setdefault("refusals", {})
-        self.runs: list[list[int]] = [[int(a), int(b)] for a, b in progress["ahead"]]
-        progress["ahead"] = self.runs
         self.first_remote_id: str | None = progress.get("first_remote_id")
+        after = progress["after"]
+        self.next = 0 if after is None else bisect.bisect_right(self.ids, after)
+        self.runs: list[list[int]] = []
+        for lo, hi in progress["ahead"]:  # ids done past `after`, as position runs now
+            start, end = bisect.bisect_left(self.ids, lo), bisect.bisect_right(self.ids, hi)
+            if start < end:
+                self._add_run(start, end)
+        self._absorb()
 
     @property
     def done(self) -> bool:
-        return int(self.progress["next"]) >= len(self.recipients)
+        return self.next >= len(self.ids)
 
-    def is_done(self, index: int) -> bool:
-        if index < self.progress["next"]:
+    def is_done(self, pos: int) -> bool:
+        if pos < self.next:
             return True
-        at = bisect.bisect_right(self.runs, [index, len(self.recipients) + 1]) - 1
-        return at >= 0 and self.runs[at][0] <= index < self.runs[at][1]
+        at = bisect.bisect_right(self.runs, [pos, len(self.ids) + 1]) - 1
+        return at >= 0 and self.runs[at][0] <= pos < self.runs[at][1]
 
     def pending(self) -> Iterator[int]:
-        """Indices not done yet, in order (a live view: marks made meanwhile are honoured)."""
-        index = int(self.progress["next"])
-        while index < len(self.recipients):
-            if not self.is_done(index):
-                yield index
-            index += 1
+        """Positions not done yet, in order (a live view: marks made meanwhile are honoured)."""
+        pos = self.next
+        while pos < len(self.ids):
+            if not self.is_done(pos):
+                yield pos
+            pos += 1
 
-    def mark(self, index: int, result: Result) -> None:
-        p = self.progress
-        if self.is_done(index):
+    def mark(self, pos: int, result: Result) -> None:
+        if self.is_done(pos):
             return
+        p = self.progress
         if result.sent:
             p["sent"] += 1
             if self.first_remote_id is None and result.remote_id:
@@ -113,30 +133,38 @@ class Cursor:
         else:
             p["refused"] += 1
             if len(p["refusals"]) < MAX_REFUSALS_KEPT:
-                p["refusals"][self.recipients[index]] = result.code
-        runs = self.runs
-        if index == p["next"]:
-            p["next"] = index + 1
-            if runs and runs[0][0] == p["next"]:
-                p["next"] = runs.pop(0)[1]
-            return
-        at = bisect.bisect_left(runs, [index, index])
-        left = runs[at - 1] if at > 0 and runs[at - 1][1] == index else None
-        right = runs[at] if at < len(runs) and runs[at][0] == index + 1 else None
-        if left is not None and right is not None:
-            left[1] = right[1]
-            del runs[at]
-        elif left is not None:
-            left[1] = index + 1
-        elif right is not None:
-            right[0] = index
-        else:
-            runs.insert(at, [index, index + 1])
+                p["refusals"][self.ids[pos]] = result.code
+        self._add_run(pos, pos + 1)
+        self._absorb()
+
+    def next_page(self, token: str) -> None:
+        """The page is done: move the cursor to the page ``token`` names."""
+        self.progress.update(page=token, after=None, ahead=[])
+
+    def _add_run(self, start: int, end: int) -> None:
+        """Add positions ``[start, end)``, merging runs that touch (there are only a few)."""
+        bisect.insort(self.runs, [start, end])
+        merged: list[list[int]] = []
+        for s, e in self.runs:
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        self.runs = merged
+
+    def _absorb(self) -> None:
+        """Fold runs that start at ``next`` into it and write the id form to ``progress``."""
+        while self.runs and self.runs[0][0] <= self.next:
+            self.next = max(self.next, self.runs.pop(0)[1])
+        p = self.progress
+        if self.next > 0:
+            p["after"] = self.ids[self.next - 1]
+        p["ahead"] = [[self.ids[s], self.ids[e - 1]] for s, e in self.runs]
 
 
 async def fan_out(
     msg: Outgoing,
-    recipients: Sequence[str],
+    pages: PageSource,
     send_one: Callable[[str], Awaitable[Result]],
     *,
     concurrency: int,
@@ -144,34 +172,31 @@ async def fan_out(
     every: int = 50,
     interval_s: float = 1.0,
 ) -> Cursor:
-    """Send to each recipient ``msg.progress`` has not done; return the cursor when all are.
+    """Send to each recipient ``msg.progress`` has not done, page by page; return the cursor
+    of the last page when all are done.
 
     ``send_one`` returns a :class:`Result` for an answer about that recipient alone and raises
-    a :class:`ChannelError` for anything else, which stops the fan-out (after the sends in
-    flight) and is raised here. Each request gets ``timeout_s``.
+    a :class:`ChannelError` for anything else, which stops the fan-out (after the requests in
+    flight) and is raised here. Each request gets ``timeout_s``. ``pages`` raises a
+    :class:`ChannelError` when a page cannot be fetched.
     """
-    run = _Run(msg, Cursor(msg.progress, recipients), every, interval_s)
-    todo = run.cursor.pending()
-
-    async def worker() -> None:
-        for index in todo:
-            if run.failure:
-                return
-            result = await _one(send_one, recipients[index], timeout_s)
-            if isinstance(result, ChannelError):
-                run.failure.append(result)
-                return
-            run.cursor.mark(index, result)
-            await run.maybe_save()
-
-    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
-    if run.failure:
-        raise run.failure[0]
-    return run.cursor
+    progress = msg.progress
+    while True:
+        page = await pages(str(progress.get("page", "")))
+        if page.total is not None:
+            progress["total"] = page.total
+        run = _Run(msg, Cursor(progress, page.recipients), every, interval_s)
+        await run.send_all(send_one, concurrency, timeout_s)
+        if page.next_token is None or not page.recipients:
+            return run.cursor
+        run.cursor.next_page(page.next_token)
+        await run.save(force=True)
+        if run.failure:
+            raise run.failure[0]
 
 
 class _Run:
-    """One attempt's fan-out: its cursor, the first failure, and when to checkpoint next."""
+    """One page of one attempt: its cursor, the first failure, and when to checkpoint next."""
 
     def __init__(self, msg: Outgoing, cursor: Cursor, every: int, interval_s: float) -> None:
         self.msg, self.cursor = msg, cursor
@@ -180,12 +205,35 @@ class _Run:
         self.marked, self.saved_at = 0, time.monotonic()
         self.saving = asyncio.Lock()
 
-    async def maybe_save(self) -> None:
-        self.marked += 1
+    async def send_all(
+        self, send_one: Callable[[str], Awaitable[Result]], concurrency: int, timeout_s: float
+    ) -> None:
+        todo = self.cursor.pending()
+
+        async def worker() -> None:
+            for pos in todo:
+                if self.failure:
+                    return
+                result = await _one(send_one, self.cursor.ids[pos], timeout_s)
+                if isinstance(result, ChannelError):
+                    self.failure.append(result)
+                    return
+                self.cursor.mark(pos, result)
+                self.marked += 1
+                await self.save()
+
+        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+        if self.failure:
+            raise self.failure[0]
+
+    async def save(self, *, force: bool = False) -> None:
         checkpoint = self.msg.checkpoint
-        if checkpoint is None or self.saving.locked():  # a save in progress takes this mark too
+        if checkpoint is None:
             return
-        if self.marked < self.every and time.monotonic() - self.saved_at < self.interval_s:
+        if self.saving.locked() and not force:  # a save in progress takes this mark too
+            return
+        due = self.marked >= self.every or time.monotonic() - self.saved_at >= self.interval_s
+        if not (force or due):
             return
         async with self.saving:
             self.marked, self.saved_at = 0, time.monotonic()

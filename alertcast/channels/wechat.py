@@ -17,6 +17,7 @@ until the next midnight in Asia/Shanghai without calling the platform.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, HttpUrl, model_validator
 
-from alertcast.channels._fanout import Result, fan_out
+from alertcast.channels._fanout import Page, PageSource, Result, fan_out, one_page
 from alertcast.channels._quota import DailyQuota
 from alertcast.channels._tokens import Fetched, PerSession, TokenCache
 from alertcast.channels._vendor import (
@@ -57,6 +58,7 @@ __all__ = ["WechatChannel", "WechatOptions", "client_msg_id", "template_data"]
 
 DAILY = Fate(QuotaExhausted)  # until the next midnight, Asia/Shanghai
 TEMPLATE_VALUE_CHARS = 20
+FOLLOWER_SEND_TIMEOUT_S = 24 * 3600.0  # a backstop only: every request and page has its own
 MAX_CLIENT_MSG_ID_BYTES = 64
 MAX_ARTICLE_CHARS = 20_000
 
@@ -79,6 +81,7 @@ class WechatOptions(CallbackOptions):
     template_id: str | None = None
     template_to: list[str] = Field(default_factory=list)
     template_concurrency: int = Field(default=8, ge=1, le=64)
+    template_audience: Literal["list", "followers", "tag"] = "list"
 
     @model_validator(mode="after")
     def _mode_needs(self) -> WechatOptions:
@@ -86,6 +89,8 @@ class WechatOptions(CallbackOptions):
             raise ValueError("mode = 'article' needs thumb_media_id (a permanent image material)")
         if self.mode == "template" and not self.template_id:
             raise ValueError("mode = 'template' needs template_id")
+        if self.template_audience == "tag" and self.tag_id is None:
+            raise ValueError("template_audience = 'tag' needs tag_id")
         return self
 
     @property
@@ -236,12 +241,15 @@ class WechatChannel(Channel):
     async def _template(self, msg: Outgoing) -> Receipt:
         """One ``message/template/send`` per recipient, resumable (see ``_fanout``).
 
-        A refusal about one person (unfollowed, blocked, refused templates) is recorded and the
-        rest go on; any other error stops the delivery after the sends in flight, and the next
-        attempt resumes after the last recipient done, so nobody is alerted twice.
+        The audience is the payload's ``touser``, else ``template_audience``: the configured
+        ``template_to`` list, every follower (``user/get``) or a tag's followers
+        (``user/tag/get``), fetched a page (10,000) at a time. A refusal about one person
+        (unfollowed, blocked, refused templates) is recorded and the rest go on; any other error
+        stops the delivery after the requests in flight, and the next attempt resumes where this
+        one stopped, so nobody is alerted twice.
         """
-        recipients = _recipients(msg.payload, self._opts.template_to)
-        single = len(recipients) == 1
+        pages = self._audience(msg)
+        single = isinstance(msg.payload.get("touser"), str)
 
         async def send_one(openid: str) -> Result:
             data = await self._call(
@@ -255,7 +263,7 @@ class WechatChannel(Channel):
 
         cursor = await fan_out(
             msg,
-            recipients,
+            pages,
             send_one,
             concurrency=self._opts.template_concurrency,
             timeout_s=self.timeout_s,
@@ -263,6 +271,8 @@ class WechatChannel(Channel):
         p = cursor.progress
         if not p["sent"]:
             codes = list(p["refusals"].values())
+            if not p["refused"]:
+                raise Permanent("the template message's audience is empty")
             raise Permanent(
                 f"no recipient took the template message: {p['refusals']}",
                 code=codes[0] if codes else None,
@@ -272,16 +282,35 @@ class WechatChannel(Channel):
             detail={"sent": p["sent"], "refused": p["refused"], "refusals": p["refusals"]},
         )
 
+    def _audience(self, msg: Outgoing) -> PageSource:
+        opts = self._opts
+        if msg.payload.get("touser") or opts.template_audience == "list":
+            return one_page(_recipients(msg.payload, opts.template_to))
+
+        async def fetch(token: str) -> Page:
+            async with asyncio.timeout(self.timeout_s):
+                if opts.template_audience == "tag":
+                    body = {"tagid": opts.tag_id, "next_openid": token}
+                    data = await self._call("/cgi-bin/user/tag/get", body)
+                else:
+                    data = await self._call("/cgi-bin/user/get", None, query={"next_openid": token})
+            return _follower_page(data, token)
+
+        return fetch
+
     def send_timeout_s(self, msg: Outgoing) -> float:
-        """Template sends time out per request; the whole list may take as long as it needs
-        at ``template_concurrency`` requests in flight, each bounded by ``timeout_s``."""
-        if self._opts.mode != "template" or msg.action == "delete":
+        """Template sends time out per request; the whole audience may take as long as it
+        needs at ``template_concurrency`` requests in flight, each bounded by ``timeout_s``."""
+        opts = self._opts
+        if opts.mode != "template" or msg.action == "delete":
             return self.timeout_s
+        if not msg.payload.get("touser") and opts.template_audience != "list":
+            return FOLLOWER_SEND_TIMEOUT_S  # unknown size: each request and page is bounded
         try:
-            count = len(_recipients(msg.payload, self._opts.template_to))
+            count = len(_recipients(msg.payload, opts.template_to))
         except Permanent:
             return self.timeout_s
-        rounds = -(-count // self._opts.template_concurrency)
+        rounds = -(-count // opts.template_concurrency)
         return self.timeout_s * (1 + rounds)
 
     def _template_body(self, msg: Outgoing, openid: str) -> dict[str, Any]:
@@ -298,14 +327,20 @@ class WechatChannel(Channel):
     # -- the call, the token ----------------------------------------------------------------
 
     async def _call(
-        self, path: str, body: Mapping[str, Any], *, ok: tuple[int, ...] = (0,)
+        self,
+        path: str,
+        body: Mapping[str, Any] | None,
+        *,
+        ok: tuple[int, ...] = (0,),
+        query: Mapping[str, str] | None = None,
     ) -> Mapping[str, Any]:
-        """POST with the shared token; refresh it once if the platform rejects it."""
+        """POST ``body`` (GET when it is ``None``) with the shared token; refresh the token once
+        if the platform rejects it."""
         tokens = self._app().tokens
         token = await tokens.get()
-        data = await self._post(path, token, body)
+        data = await self._request(path, token, body, query)
         if _errcode(data) in self.TOKEN_CODES:
-            data = await self._post(path, await tokens.renew(token), body)
+            data = await self._request(path, await tokens.renew(token), body, query)
         code = _errcode(data)
         if code in ok:
             return data
@@ -320,9 +355,17 @@ class WechatChannel(Channel):
             until=next_midnight() if fate is DAILY else None,
         )
 
-    async def _post(self, path: str, token: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def _request(
+        self,
+        path: str,
+        token: str,
+        body: Mapping[str, Any] | None,
+        query: Mapping[str, str] | None,
+    ) -> Mapping[str, Any]:
+        params = {**(query or {}), "access_token": token}
+        method = "GET" if body is None else "POST"
         reply = await call_json(
-            self.session, "POST", self._url(path), params={"access_token": token}, json_body=body
+            self.session, method, self._url(path), params=params, json_body=body
         )
         raise_for_status(reply.status, reply.text)
         if reply.data is None:  # a proxy's page, say: retrying is safe, sends carry client ids
@@ -416,6 +459,24 @@ def _recipients(payload: Mapping[str, Any], configured: list[str]) -> list[str]:
     if not recipients:
         raise Permanent("template message without recipients (payload touser or template_to)")
     return [str(r) for r in recipients]
+
+
+def _follower_page(data: Mapping[str, Any], token: str) -> Page:
+    """A ``user/get`` or ``user/tag/get`` answer as a page.
+
+    The list ends with an empty page; its last full page names its own last openid as
+    ``next_openid`` (or an empty one, as some documents say: both end the list).
+    """
+    found = data.get("data")
+    ids = found.get("openid") if isinstance(found, Mapping) else None
+    recipients = [str(o) for o in ids or [] if o]
+    nxt = str(data.get("next_openid") or "")
+    total = data.get("total")
+    return Page(
+        recipients,
+        next_token=nxt if recipients and nxt and nxt != token else None,
+        total=int(total) if isinstance(total, int) else None,
+    )
 
 
 def client_msg_id(key: str, *, hashed: bool = False) -> str:

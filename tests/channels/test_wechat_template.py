@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alertcast.channels._fanout import Cursor, Result, fingerprint
+from alertcast.channels._fanout import Cursor, Result
 from alertcast.channels.base import Permanent, Transient
 from alertcast.channels.wechat import WechatChannel
 from alertcast.testing.fakes import FakeWechat, serve
@@ -127,18 +127,95 @@ async def test_checkpoints_carry_the_cursor_and_a_lost_claim_stops_the_send(
     with pytest.raises(Transient, match="claim"):
         await wx.deliver(msg)
     # Saved every 50 sends (or each second, on a slow machine), then stopped at the lost claim.
-    assert len(saved) == 2 and 0 < saved[0]["next"] < saved[1]["next"] <= 100
-    assert sum(received(fake).values()) == saved[1]["next"] < len(FOLLOWERS)
+    assert len(saved) == 2 and 0 < saved[0]["sent"] < saved[1]["sent"] <= 100
+    assert sum(received(fake).values()) == saved[1]["sent"] < len(FOLLOWERS)
+    assert saved[1]["after"] == sorted(FOLLOWERS)[saved[1]["sent"] - 1]
 
 
-async def test_a_changed_list_is_not_resumed_by_index(
+async def test_a_changed_list_resumes_by_id(
     fake: FakeWechat, base_url: str, session: aiohttp.ClientSession
 ) -> None:
-    """A cursor over another list starts over rather than skipping the wrong people."""
-    stale = {"list": fingerprint(["o-x", "o-y"]), "next": 2, "ahead": [], "sent": 2}
-    msg = replace(outgoing(TEMPLATE), progress=stale)
-    receipt = await channel(session, base_url, template_to=FOLLOWERS[:5]).deliver(msg)
-    assert received(fake) == Counter(FOLLOWERS[:5]) and receipt.detail["sent"] == 5
+    """Between attempts the list changes (a config reload): nobody done is sent to again, a
+    newcomer past the done part is, and someone removed is not."""
+    fake.fail_next(-1, path=TEMPLATE_SEND, after=40)
+    first = outgoing(TEMPLATE)
+    with pytest.raises(Transient):
+        await channel(session, base_url, template_concurrency=4).deliver(first)
+    done = set(received(fake))
+    not_done = sorted(set(FOLLOWERS) - done)
+    fake.follow("o-9999")
+    changed = [*FOLLOWERS, "o-9999"]
+    changed.remove(not_done[-1])
+    retry = replace(first, attempt=2, progress=json.loads(json.dumps(first.progress)))
+    await channel(session, base_url, template_to=changed).deliver(retry)
+    assert received(fake) == Counter(changed)
+
+
+async def test_followers_audience_pages_through_user_get_and_resumes(
+    fake: FakeWechat, base_url: str, session: aiohttp.ClientSession
+) -> None:
+    """Every follower, 25 a page: a failure on the second page resumes on that page; people
+    who follow or leave meanwhile are handled; nobody gets it twice."""
+    fake.page_size = 25
+    fake.fail_next(-1, path=TEMPLATE_SEND, after=40)
+    wx = channel(session, base_url, template_audience="followers", template_concurrency=4)
+    first = outgoing(TEMPLATE)
+    with pytest.raises(Transient):
+        await wx.deliver(first)
+    assert first.progress["page"] == FOLLOWERS[24] and first.progress["total"] == 120
+    fake.unfollow(FOLLOWERS[-1])  # leaves before their page is reached
+    fake.follow("o-late")  # joins at the end of the follower list
+    retry = replace(first, attempt=2, progress=json.loads(json.dumps(first.progress)))
+    receipt = await wx.deliver(retry)
+    assert received(fake) == Counter([*FOLLOWERS[:-1], "o-late"])
+    assert receipt.detail["sent"] == 120
+    pages = [dict(r.query).get("next_openid", "") for r in fake.calls("/cgi-bin/user/get")]
+    # Page 2 fetched again on the retry; the list ends with an empty page.
+    assert pages == [
+        "",
+        FOLLOWERS[24],
+        FOLLOWERS[24],
+        FOLLOWERS[49],
+        FOLLOWERS[74],
+        FOLLOWERS[99],
+        "o-late",
+    ]
+
+
+async def test_tag_audience_reaches_only_the_tag(
+    fake: FakeWechat, base_url: str, session: aiohttp.ClientSession
+) -> None:
+    """``template_audience = "tag"`` sends to the tag's followers (``user/tag/get``) only."""
+    fake.follow(*FOLLOWERS[10:30], tag=7)
+    wx = channel(session, base_url, template_audience="tag", tag_id=7)
+    receipt = await wx.deliver(outgoing(TEMPLATE))
+    assert received(fake) == Counter(FOLLOWERS[10:30]) and receipt.detail["sent"] == 20
+    assert json.loads(fake.calls("/cgi-bin/user/tag/get")[0].body) == {
+        "tagid": 7,
+        "next_openid": "",
+    }
+
+
+async def test_an_empty_audience_fails_and_says_so(
+    fake: FakeWechat, base_url: str, session: aiohttp.ClientSession
+) -> None:
+    fake.tags[8] = set()
+    wx = channel(session, base_url, template_audience="tag", tag_id=8)
+    with pytest.raises(Permanent, match="audience is empty"):
+        await wx.deliver(outgoing(TEMPLATE))
+
+
+def test_tag_audience_needs_a_tag() -> None:
+    with pytest.raises(ValueError, match="tag_id"):
+        WechatChannel.Options.model_validate(
+            {
+                "app_id": "wx-app",
+                "app_secret_env": "WX_SECRET",
+                "mode": "template",
+                "template_id": "T",
+                "template_audience": "tag",
+            }
+        )
 
 
 async def test_send_timeout_grows_with_the_list(session: aiohttp.ClientSession) -> None:
@@ -158,26 +235,39 @@ async def test_send_timeout_grows_with_the_list(session: aiohttp.ClientSession) 
     seed=st.integers(min_value=0, max_value=2**32 - 1),
     in_flight=st.integers(min_value=1, max_value=16),
     stop_at=st.floats(min_value=0, max_value=1),
+    churn=st.integers(min_value=0, max_value=20),
 )
-def test_cursor_resumes_exactly_the_rest(n: int, seed: int, in_flight: int, stop_at: float) -> None:
-    """Completions in any order within a window: the cursor, saved as JSON and reloaded, yields
-    exactly the recipients not done, and stays as small as the window, whatever the list."""
-    people = [f"o-{i}" for i in range(n)]
+def test_cursor_resumes_exactly_the_rest(
+    n: int, seed: int, in_flight: int, stop_at: float, churn: int
+) -> None:
+    """Completions in any order within a window; the cursor, saved as JSON, reloaded over a
+    list that changed meanwhile: nobody done is due again, everybody not done who is still on
+    the list is, and the cursor stays as small as the window, whatever the list."""
     rng = random.Random(seed)
+    people = [f"o-{rng.randrange(10**6):06d}" for _ in range(n)]
     progress: dict[str, Any] = {}
     cursor = Cursor(progress, people)
     window: list[int] = []
     todo = iter(cursor.pending())
-    done: set[int] = set()
-    stop = int(stop_at * n)
+    done: set[str] = set()
+    stop = int(stop_at * len(cursor.ids))
     while len(done) < stop:
         while len(window) < in_flight and (i := next(todo, None)) is not None:
             window.append(i)
         finished = window.pop(rng.randrange(len(window)))
         cursor.mark(finished, Result(sent=rng.random() < 0.9, code=43101))
-        done.add(finished)
+        done.add(cursor.ids[finished])
         assert len(progress["ahead"]) < in_flight
-    reloaded = Cursor(json.loads(json.dumps(progress)), people)
-    assert sorted(reloaded.pending()) == sorted(set(range(n)) - done)
     assert progress["sent"] + progress["refused"] == len(done)
-    assert reloaded.done == (len(done) == n)
+    # The list changes: some leave, some join.
+    changed = set(people)
+    for _ in range(churn):
+        if changed and rng.random() < 0.5:
+            changed.discard(rng.choice(sorted(changed)))
+        else:
+            changed.add(f"o-{rng.randrange(10**6):06d}")
+    reloaded = Cursor(json.loads(json.dumps(progress)), sorted(changed))
+    due = {reloaded.ids[i] for i in reloaded.pending()}
+    assert not due & done
+    assert (set(people) - done) & changed <= due
+    assert reloaded.done == (not due)

@@ -37,6 +37,8 @@ from alertcast.testing.fakes._base import FakePlatform, Refusal, Window, json_bo
 __all__ = ["FakeWechat", "callback_query", "text_message"]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+USER_PAGE = 10_000  # user/get returns at most 10,000 openids per call
+
 MESSAGES = {
     -1: "system error",
     40001: "invalid credential, access_token is invalid or not latest",
@@ -94,7 +96,10 @@ class FakeWechat(FakePlatform):
         self.mass_per_day = mass_per_day
         self.token_ttl_s = token_ttl_s
         self.overlap_s = overlap_s
-        self.followers = set(followers)
+        # Followers in the order they followed (what user/get pages through); tags by id.
+        self.followers: dict[str, None] = dict.fromkeys(followers)
+        self.tags: dict[int, set[str]] = {}
+        self.page_size = USER_PAGE
         self.refused = set(refused)
         self.templates = set(templates)
         # Whether template/send drops a repeated client_msg_id: facts §2.5 marks the field
@@ -151,6 +156,8 @@ class FakeWechat(FakePlatform):
             web.post("/cgi-bin/draft/add", self._draft_add),
             web.post("/cgi-bin/freepublish/submit", self._freepublish),
             web.post("/cgi-bin/message/template/send", self._template_send),
+            web.get("/cgi-bin/user/get", self._user_get),
+            web.post("/cgi-bin/user/tag/get", self._tag_get),
         ]
 
     def refuse(self, request: web.Request, refusal: Refusal) -> web.Response:
@@ -197,6 +204,14 @@ class FakeWechat(FakePlatform):
 
     async def _call(self, request: web.Request) -> tuple[str, dict[str, Any]]:
         """The app a call is made for, and its JSON body, after the checks every API makes."""
+        app_id = self._authorised(request)
+        raw = await request.read()
+        if _ESCAPED.search(raw):
+            raise Refusal(40033, MESSAGES[40033])
+        return app_id, json_body(raw, Refusal(47001, "data format error"))
+
+    def _authorised(self, request: web.Request) -> str:
+        """The app whose valid token the call carries."""
         token = request.query.get("access_token")
         if not token:
             raise Refusal(41001, MESSAGES[41001])
@@ -205,10 +220,7 @@ class FakeWechat(FakePlatform):
             raise Refusal(40001, MESSAGES[40001])
         if found.expires_at <= self.clock():
             raise Refusal(42001, MESSAGES[42001])
-        raw = await request.read()
-        if _ESCAPED.search(raw):
-            raise Refusal(40033, MESSAGES[40033])
-        return found.app_id, json_body(raw, Refusal(47001, "data format error"))
+        return found.app_id
 
     # -- mass sends and articles --------------------------------------------------------------
 
@@ -289,6 +301,49 @@ class FakeWechat(FakePlatform):
             self._template_ids[key] = self._new_id()
             self.template_sent.append(body)
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": self._template_ids[key]})
+
+    # -- followers --------------------------------------------------------------------------
+
+    def follow(self, *openids: str, tag: int | None = None) -> None:
+        for o in openids:
+            self.followers[o] = None
+            if tag is not None:
+                self.tags.setdefault(tag, set()).add(o)
+
+    def unfollow(self, *openids: str) -> None:
+        for o in openids:
+            self.followers.pop(o, None)
+            for members in self.tags.values():
+                members.discard(o)
+
+    def _page(self, ids: list[str], next_openid: str) -> dict[str, Any]:
+        """One page after ``next_openid`` (from the start when empty); the last full page names
+        its own last openid as ``next_openid``, and the page after it is empty."""
+        start = 0
+        if next_openid:
+            if next_openid not in ids:  # behaviour for a vanished cursor is undocumented
+                raise Refusal(40003, MESSAGES.get(40003, "invalid openid"))
+            start = ids.index(next_openid) + 1
+        page = ids[start : start + self.page_size]
+        return {
+            "count": len(page),
+            "data": {"openid": page},
+            "next_openid": page[-1] if page else "",
+        }
+
+    async def _user_get(self, request: web.Request) -> web.Response:
+        self._authorised(request)
+        ids = list(self.followers)
+        answer = self._page(ids, request.query.get("next_openid", ""))
+        return web.json_response({"total": len(ids), **answer})
+
+    async def _tag_get(self, request: web.Request) -> web.Response:
+        _, body = await self._call(request)
+        tag = body.get("tagid")
+        if not isinstance(tag, int) or tag not in self.tags:
+            raise Refusal(40003, "invalid tagid")  # the documented code is unknown
+        ids = [o for o in self.followers if o in self.tags[tag]]
+        return web.json_response(self._page(ids, str(body.get("next_openid") or "")))
 
     def _new_id(self) -> int:
         self._next_id += 1
