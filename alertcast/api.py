@@ -286,16 +286,28 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await resp.write(b": connected\n\n")
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), timeout=15)
+                events = [await asyncio.wait_for(queue.get(), timeout=15)]
             except TimeoutError:
                 await resp.write(b": keep-alive\n\n")
                 continue
-            if only and event.get("incident_id", event.get("id", only)) != only:
-                continue
-            data = json.dumps(event, ensure_ascii=False)
-            await resp.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
-            if event["type"] == "shutdown":
+            while not queue.empty():  # a fan-out publishes in bursts: one write per burst
+                events.append(queue.get_nowait())
+            chunk = b"".join(_sse(e) for e in events if _wanted(e, only))
+            if chunk:
+                await resp.write(chunk)
+            if any(e["type"] == "shutdown" for e in events):
                 return resp
+
+
+def _wanted(event: dict[str, Any], only: str | None) -> bool:
+    if event["type"] == "shutdown" or not only:
+        return True
+    return bool(event.get("incident_id", event.get("id", only)) == only)
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, ensure_ascii=False)
+    return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
 @routes.post("/v1/render")
