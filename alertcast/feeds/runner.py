@@ -218,7 +218,10 @@ class FeedRunner:
         rows = await self.store.live_feed_events(
             feed.cfg.name, since=(now - window + VANISH_MARGIN).timestamp()
         )
-        known = [KnownEvent.from_json(dict(r.known)) for r in rows]
+        # An action claimed but not taken (the store failed, the daemon stopped) on an event
+        # that has since been deleted: no sighting reads that row again, so finish it here.
+        rows = [await feed.tracker.finish(r) if r.pending is not None else r for r in rows]
+        known = [KnownEvent.from_json(dict(r.known)) for r in rows if r.live]
         due = time.monotonic()
         # Only an event a polled body once carried can vanish from it: one that came by push
         # and the source has not served yet is not "deleted" (FDSN may not know it either).

@@ -27,6 +27,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -216,6 +217,11 @@ class Tracker(_Acting):
             if done is not None:
                 return done
         raise LostRace(f"event {ev.event_id} kept changing under {MAX_RACES} attempts")
+
+    async def finish(self, row: FeedEventRow) -> FeedEventRow:
+        """``row`` with the action it claimed (if any) taken and confirmed: for a row no sighting
+        will read again (its event was deleted), which the runner finds by ``live``."""
+        return await self._settled(row)
 
     async def deleted(self, event_id: str) -> Applied | None:
         """The source confirmed ``event_id`` deleted: cancel its alert, if it has one."""
@@ -475,7 +481,10 @@ class GroupTracker(_Acting):
 
     def _row(self, state: GroupState, intent: Intent | None, version: int) -> FeedEventRow:
         newest = max((e.time for e in state.events.values()), default=None)
-        kept = state if newest is None else state.pruned(newest)
+        # Pruned by the newest origin time (a replay of old events keeps them), but never from
+        # a time past the clock: one report dated in the future must not forget the group.
+        now = datetime.fromtimestamp(time.time(), UTC)
+        kept = state if newest is None else state.pruned(min(newest, now))
         return FeedEventRow(
             feed=self.feed,
             event_id=GROUP_STATE,
@@ -531,7 +540,9 @@ def _row(feed: str, known: KnownEvent, intent: Intent | None, version: int) -> F
         ids=tuple(sorted(known.ids)),
         event_time=known.time.timestamp(),
         incident_id=known.incident_id,
-        live=known.alerted and not known.cancelled,
+        # A row with an action still to take stays live until it is confirmed, so that a
+        # cancellation claimed for a deleted event (which no sighting reads again) is found.
+        live=(known.alerted and not known.cancelled) or intent is not None,
         pending=None if intent is None else intent.to_json(),
         version=version,
     )

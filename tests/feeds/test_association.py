@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from alertcast.feeds.association import (
 from alertcast.feeds.events import QuakeEvent, alert_facts
 from alertcast.feeds.lifecycle import Action
 from alertcast.feeds.rules import FeedConfig
+from alertcast.feeds.tracker import GroupTracker
 
 from ._make import quake
 
@@ -154,6 +155,24 @@ def test_a_cancelled_event_raises_again() -> None:
     state, _ = run(GroupState(), report(quake()), report(quake(), 2, Action.cancel))
     _, plan = run(state, report(quake(magnitude=7.6), 3))
     assert plan.decision.action is Action.raise_
+
+
+def test_a_report_dated_in_the_future_forgets_no_event() -> None:
+    """The group's row keeps 45 days of events, counted back from the newest origin time but
+    never from past the clock: a report dated a year ahead (a bad push, a wrong year) must not
+    prune today's events, or USGS's deletion of its copy would cancel CENC's alert alone."""
+    now = datetime.now(UTC)
+    cenc = replace(CENC_OFFICIAL, time=now, updated=None)
+    usgs = quake(time=now, updated=None)
+    state, _ = run(GroupState(), report(cenc, priority=10), report(usgs))
+    ahead = quake(event_id="us9", ids=frozenset({"us9"}), time=now + timedelta(days=400))
+    state, _ = run(state, replace(report(ahead), latitude=0.0, longitude=0.0))
+    stored = GroupTracker(CHINA, Any, Any, Any)._row(state, None, 1)  # type: ignore[arg-type]
+    kept = GroupState.from_json(stored.known)
+    assert set(kept.events) == {"cenc/CC20240402235811", "usgs/us9"}
+    gone = replace(report(usgs, 2, Action.cancel), incident_id="inc_1")
+    plan = decide_group(kept, gone, CHINA)
+    assert (plan.decision.action, plan.root) == (Action.associate, None)
 
 
 # -- configuration ---------------------------------------------------------------------------

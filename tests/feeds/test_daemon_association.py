@@ -306,3 +306,37 @@ async def test_a_pushed_report_of_the_same_quake_is_associated(
     assert (decision["action"], decision["incident_id"]) == ("associate", alert["id"])
     assert decision["reason"].startswith(f"associated with incident {alert['id']}")
     assert len(await incidents(d)) == 1
+
+
+async def test_a_deletion_interrupted_before_the_group_is_finished_next_poll(
+    server: FeedServer, cenc: FeedServer, start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """USGS's deletion is claimed on its event's row, then the hand-over to the group fails
+    (the store went away, the daemon was stopping): the deleted event never shows in a feed
+    again, yet the next poll still cancels its alert, once."""
+    server.status = cenc.status = 503
+    d, runner = await start()
+    runner.clock = lambda: datetime(2013, 4, 20, 2, 0, tzinfo=UTC)
+    server.serve(collection(far_away()))
+    await runner.poll_now("usgs")
+    (far_alert,) = await incidents(d)
+    group = runner.groups["china"]
+    apply = group.apply
+
+    async def fails(report: Any) -> Any:
+        raise ConnectionError("store unreachable")
+
+    monkeypatch.setattr(group, "apply", fails)
+    server.fdsn = {"us7000far1": (409, b"Conflict")}
+    server.serve(collection())
+    with pytest.raises(ConnectionError):
+        await runner.poll_now("usgs")
+    assert len(await incidents(d)) == 1
+    monkeypatch.setattr(group, "apply", apply)
+    await runner.poll_now("usgs")
+    (cancel,) = [i for i in await incidents(d) if i["msg_type"] == "cancel"]
+    assert (cancel["references"], cancel["reason"]) == (far_alert["id"], "deleted by the source")
+    row = await d.client.app[STORE].get_feed_event("usgs", "us7000far1")
+    assert row is not None and row.pending is None and not row.live
+    await runner.poll_now("usgs")
+    assert len(await incidents(d)) == 2

@@ -16,6 +16,7 @@ from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 
 from .feed_server import FeedServer, collection, server_fixture, until  # noqa: F401
 from .test_daemon_association import OFFICIAL, cenc_fixture, group_feeds, lushan, rows  # noqa: F401
+from .test_daemon_feeds import incidents
 from .test_daemon_replicas import roots
 
 pytestmark = pytest.mark.postgres
@@ -61,5 +62,16 @@ async def test_two_replicas_two_feeds_one_incident(
     counts = await roots(a)
     assert counts["alert"] == 1 and counts["update"] <= 1 and counts["cancel"] == 0
     assert set(counts) <= {"alert", "update"}
+    # Whoever won the race, the incident ends stating CENC's official report (an update that
+    # outranks USGS's alert must not be lost to a version conflict), and both replicas agree.
+    messages = {i["msg_type"]: i for i in await incidents(a)}
+    newest = await a.settled(messages.get("update", messages["alert"])["id"])
+    assert newest["incident"]["details"]["source"] == "cenc"
+    assert newest["incident"]["details"]["magnitude"] == 7.0
+    for d in (a, b):
+        (event,) = (await d.client.app[FEEDS].groups["china"].state()).events.values()
+        assert (
+            event.owner == "cenc/CC20130420080246" and event.incident_id == messages["alert"]["id"]
+        )
     await until(lambda: len(a.sink.delivered_keys()) >= sum(counts.values()))
     assert max(a.sink.keys().values()) == 1
