@@ -218,6 +218,7 @@ def _resources(dispatch: bool) -> Callable[[web.Application], AsyncIterator[None
         )
         app[FOLLOW_UPS] = FollowUps(service)
         dispatcher.on_quota = service.fallback
+        service.handoff = dispatcher
         callback.latest = service.latest
         if dispatch:
             await dispatcher.start()

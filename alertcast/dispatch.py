@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,7 +35,17 @@ from alertcast.config import DispatchConfig
 from alertcast.events import EventBus
 from alertcast.models import DeliveryState
 from alertcast.secrets import Secrets
-from alertcast.store.base import ActiveClaim, AttemptRow, DeliveryRow, Outcome, Store
+from alertcast.store import sql
+from alertcast.store.base import (
+    ActiveClaim,
+    AttemptRow,
+    DeliveryRow,
+    IncidentRow,
+    NewDelivery,
+    Outcome,
+    Store,
+    Taken,
+)
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
@@ -102,6 +112,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # slots promised to deliveries taken at creation, not yet spawned
+        self._claiming = False  # a claim_due is on its way: no taking at creation meanwhile
+        self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
         self.on_quota: Callable[[DeliveryRow], Awaitable[None]] | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -161,18 +174,91 @@ class Dispatcher:
         if recovered:
             log.warning("dispatch.leases_recovered", deliveries=recovered)
 
+    # -- deliveries taken at creation -------------------------------------------------------
+    def reserve(
+        self,
+        deliveries: Sequence[NewDelivery],
+        targets: Mapping[str, str | None] | None = None,
+    ) -> Taken | None:
+        """Which of a new incident's deliveries this worker claims in the creating transaction:
+        those due now that wait for nothing — posts, and follow-ups whose original is delivered
+        (``targets``: its remote id by delivery id) — on accounts with a free slot (and
+        rate-window room), within the dispatcher's concurrency. Their slots are held until
+        :meth:`adopt` or :meth:`release`. The rest are claimed from the store as usual."""
+        room = self.config.concurrency - self.inflight - self._reserved
+        if self._stopping or self._claiming or room <= 0:
+            # A claim from the store is on its way: its slots are not counted yet, so taking
+            # any here could overbook an account (and its rate window). The loop claims these.
+            return None
+        now = time.time()
+        free: dict[str, int] = {}
+        ids: list[str] = []
+        for d in sorted(deliveries, key=lambda d: -d.priority):
+            if len(ids) >= room:
+                break
+            if d.state is not DeliveryState.pending or d.hold or d.wait_for:
+                continue
+            if d.target_delivery_id and d.target_delivery_id not in (targets or {}):
+                continue
+            runtime = self.accounts.get(d.account)
+            if runtime is None:
+                continue
+            if d.account not in free:
+                free[d.account] = runtime.free(now)
+            if free[d.account] > 0:
+                free[d.account] -= 1
+                runtime.inflight += 1
+                runtime.waiting += 1
+                ids.append(d.id)
+        if not ids:
+            return None
+        self._reserved += len(ids)
+        return Taken(self.worker, now + self.config.lease_s, frozenset(ids))
+
+    def adopt(
+        self,
+        taken: Taken,
+        incident: IncidentRow,
+        deliveries: Sequence[NewDelivery],
+        targets: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """The creating transaction committed: send what it claimed, right away."""
+        for d in deliveries:
+            if d.id in taken.ids:
+                self._reserved -= 1
+                target = d.target_delivery_id
+                claim = ActiveClaim(
+                    sql.taken_row(incident.id, d, incident.created_at),
+                    target_remote_id=(targets or {}).get(target) if target else None,
+                    msg_type=incident.msg_type,
+                    target_delivered=target is not None,
+                )
+                self._spawn(claim)
+
+    def release(self, taken: Taken, deliveries: Sequence[NewDelivery]) -> None:
+        """The creating transaction failed: give the slots back."""
+        for d in deliveries:
+            if d.id in taken.ids and (runtime := self.accounts.get(d.account)) is not None:
+                runtime.inflight -= 1
+                runtime.waiting -= 1
+        self._reserved -= len(taken.ids)
+
     async def _claim(self) -> list[ActiveClaim]:
-        room = self.config.concurrency - self.inflight
+        room = self.config.concurrency - self.inflight - self._reserved
         if room <= 0:
             return []
         now = time.time()
-        claims = await self.store.claim_due(
-            now=now,
-            limit=room,
-            lease_s=self.config.lease_s,
-            worker=self.worker,
-            free=self.accounts.free(now),
-        )
+        self._claiming = True
+        try:
+            claims = await self.store.claim_due(
+                now=now,
+                limit=room,
+                lease_s=self.config.lease_s,
+                worker=self.worker,
+                free=self.accounts.free(now),
+            )
+        finally:
+            self._claiming = False
         for claim in claims:
             runtime = self.accounts.get(claim.delivery.account)
             if runtime is not None:
@@ -190,9 +276,13 @@ class Dispatcher:
         due = await self.store.next_due_at()
         if due is not None and due > time.time():
             timeout = min(timeout, max(0.005, due - time.time()))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
+        self.sleeping = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+        finally:
+            self.sleeping = False
 
     def _spawn(self, claim: ActiveClaim) -> None:
         task = asyncio.create_task(self._handle(claim), name=f"deliver-{claim.delivery.id}")
@@ -318,9 +408,11 @@ class Dispatcher:
             error=self.secrets.redact(result.reason) if isinstance(result, ChannelError) else None,
             next_attempt_at=outcome.next_attempt_at,
         )
-        row = await self.store.finish_attempt(d, attempt, outcome, worker=self.worker)
         if isinstance(result, QuotaExhausted) and self.on_quota is not None:
-            await self.on_quota(row)
+            # The fallback's deliveries are stored before this one is settled, so the incident
+            # never looks settled (to the status API, the stream, `send --follow`) in between.
+            await self.on_quota(replace(d, state=outcome.state, reason=outcome.reason))
+        row = await self.store.finish_attempt(d, attempt, outcome, worker=self.worker)
         metrics.DELIVERIES.labels(d.channel, outcome.state.value).inc()
         self._publish(row, row.state)
         log.info(

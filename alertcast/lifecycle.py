@@ -80,22 +80,32 @@ class FollowUps:
         effects: Effects,
         sub: Submission,
         answer: dict[str, Any],
+        origins: dict[str, list[DeliveryRow]],
     ) -> dict[str, Any]:
-        """Store the follow-up in one transaction; a replayed key returns the first answer."""
+        """Store the follow-up in one transaction; a replayed key returns the first answer.
+
+        Follow-ups threaded to an original already delivered go to the dispatcher in that
+        transaction, like a new alert's posts: a correction is never slower than the mistake.
+        """
         idem = None
         if sub.idempotency_key:
             idem = IdempotencyRecord(
                 sub.issuer, sub.idempotency_key, sub.body_sha256, answer, row.created_at
             )
+        targets = {
+            r.id: r.remote_id
+            for rows in origins.values()
+            for r in rows
+            if r.state is DeliveryState.delivered
+        }
         try:
-            await self.store.create_incident(
-                row, deliveries, audit=audit, effects=effects, idempotency=idem
+            await self.service.commit_new(
+                row, deliveries, idempotency=idem, audit=audit, effects=effects, targets=targets
             )
         except IdempotencyConflict as exc:
             return self.service.replay(exc.record, sub)[1]
         except StateConflict as exc:  # a concurrent cancellation won
             raise web.HTTPConflict(text=str(exc)) from None
-        self.service.accepted(row, len(deliveries))
         return answer
 
     async def _replayed(self, sub: Submission) -> dict[str, Any] | None:
@@ -123,7 +133,8 @@ class FollowUps:
         )
         withdraw, deliveries = [], []
         memo: Memo = {}
-        for account_id, rows in (await self._origins(root)).items():
+        origins = await self._origins(root)
+        for account_id, rows in origins.items():
             withdraw += [r.id for r in rows if r.state in UNSENT]
             origin = _public_post(rows)
             account = self.service.config.account(account_id)
@@ -162,7 +173,7 @@ class FollowUps:
             "references": root.id,
             "withdrawn": withdraw,
         }
-        return await self._commit(row, deliveries, audit, effects, sub, answer)
+        return await self._commit(row, deliveries, audit, effects, sub, answer, origins)
 
     def _cancel_deliveries(
         self,
@@ -226,9 +237,8 @@ class FollowUps:
             self.service.needs_approval(incident, sub)
             and root.severity not in {s.value for s in self.service.config.approval.severities}
         )
-        withdraw, deliveries = self._update_plan(
-            incident, ctx, await self._origins(root), hold=held
-        )
+        origins = await self._origins(root)
+        withdraw, deliveries = self._update_plan(incident, ctx, origins, hold=held)
         state = IncidentState.awaiting_approval if held else IncidentState.active
         row = self.service.incident_row(
             incident,
@@ -257,7 +267,7 @@ class FollowUps:
             "references": root.id,
             "superseded": withdraw,
         }
-        return await self._commit(row, deliveries, audit, effects, sub, answer)
+        return await self._commit(row, deliveries, audit, effects, sub, answer, origins)
 
     def _update_plan(
         self,

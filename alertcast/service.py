@@ -6,9 +6,11 @@ entry point gets the same routing, rendering, idempotency and audit.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -32,11 +34,13 @@ from alertcast.routing import Decision, route
 from alertcast.store.base import (
     AuditRow,
     DeliveryRow,
+    Effects,
     IdempotencyConflict,
     IdempotencyRecord,
     IncidentRow,
     NewDelivery,
     Store,
+    Taken,
 )
 
 __all__ = ["Conflict", "Service", "Submission"]
@@ -58,6 +62,24 @@ class Submission:
     body_sha256: str = ""
 
 
+class Handoff(Protocol):
+    """What the service needs of the dispatcher to hand it new deliveries directly."""
+
+    def reserve(
+        self,
+        deliveries: Sequence[NewDelivery],
+        targets: Mapping[str, str | None] | None = None,
+    ) -> Taken | None: ...
+    def adopt(
+        self,
+        taken: Taken,
+        incident: IncidentRow,
+        deliveries: Sequence[NewDelivery],
+        targets: Mapping[str, str | None] | None = None,
+    ) -> None: ...
+    def release(self, taken: Taken, deliveries: Sequence[NewDelivery]) -> None: ...
+
+
 class Service:
     def __init__(
         self,
@@ -75,6 +97,9 @@ class Service:
         self.events = events
         self.regions = Hierarchy(config.regions.parents)
         self._wake = wake or (lambda: None)
+        # The dispatcher, when there is one: it takes a new incident's deliveries in the
+        # creating transaction (see Dispatcher.reserve), saving a round trip to the store.
+        self.handoff: Handoff | None = None
 
     def wake(self) -> None:
         self._wake()
@@ -128,13 +153,56 @@ class Service:
             },
         )
         try:
-            await self.store.create_incident(row, deliveries, idempotency=idem, audit=audit)
+            await self.commit_new(row, deliveries, idempotency=idem, audit=audit)
         except IdempotencyConflict as exc:  # a concurrent twin won the race
             return self.replay(exc.record, sub)
-        self.accepted(row, len(deliveries))
         return 202, answer
 
-    def accepted(self, row: IncidentRow, deliveries: int) -> None:
+    async def commit_new(
+        self,
+        row: IncidentRow,
+        deliveries: Sequence[NewDelivery],
+        *,
+        idempotency: IdempotencyRecord | None,
+        audit: AuditRow,
+        effects: Effects | None = None,
+        targets: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """Store an incident (an alert or a follow-up) and its deliveries in one transaction,
+        handing the dispatcher the deliveries it took in that transaction (``targets``: the
+        delivered originals a follow-up may thread to, by delivery id, with their remote ids).
+
+        Shielded: a caller cancelled mid-commit must not leave deliveries claimed by this
+        worker and never sent; the commit's outcome is always acted on.
+        """
+        commit = self._commit_new(row, deliveries, idempotency, audit, effects, targets)
+        await asyncio.shield(asyncio.ensure_future(commit))
+
+    async def _commit_new(
+        self,
+        row: IncidentRow,
+        deliveries: Sequence[NewDelivery],
+        idempotency: IdempotencyRecord | None,
+        audit: AuditRow,
+        effects: Effects | None,
+        targets: Mapping[str, str | None] | None,
+    ) -> None:
+        handoff = self.handoff
+        taken = handoff.reserve(deliveries, targets) if handoff is not None else None
+        try:
+            await self.store.create_incident(
+                row, deliveries, idempotency=idempotency, audit=audit, effects=effects, taken=taken
+            )
+        except BaseException:
+            if taken is not None and handoff is not None:
+                handoff.release(taken, deliveries)
+            raise
+        if taken is not None and handoff is not None:
+            handoff.adopt(taken, row, deliveries, targets)
+        # Nothing left for the dispatcher to claim when it took every delivery.
+        self.accepted(row, len(deliveries), wake=taken is None or len(taken.ids) < len(deliveries))
+
+    def accepted(self, row: IncidentRow, deliveries: int, *, wake: bool = True) -> None:
         """After a commit: count, log, tell the live stream, wake the dispatcher."""
         metrics.INCIDENTS.labels(row.kind, row.msg_type).inc()
         log.info(
@@ -157,7 +225,8 @@ class Service:
                 "references": row.references,
             }
         )
-        self._wake()
+        if wake:
+            self._wake()
 
     def needs_approval(self, incident: Incident, sub: Submission) -> bool:
         """The two-person rule: extreme incidents (by default) wait for a second issuer."""

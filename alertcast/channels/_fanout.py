@@ -204,6 +204,8 @@ class _Run:
         self.failure: list[ChannelError] = []
         self.marked, self.saved_at = 0, time.monotonic()
         self.saving = asyncio.Lock()
+        self.clear = asyncio.Event()  # cleared while a checkpoint is being stored
+        self.clear.set()
 
     async def send_all(
         self, send_one: Callable[[str], Awaitable[Result]], concurrency: int, timeout_s: float
@@ -212,6 +214,9 @@ class _Run:
 
         async def worker() -> None:
             for pos in todo:
+                # No new request while a checkpoint is being stored: what a crash can repeat
+                # stays within one checkpoint's worth (`every`) plus the requests in flight.
+                await self.clear.wait()
                 if self.failure:
                     return
                 result = await _one(send_one, self.cursor.ids[pos], timeout_s)
@@ -237,8 +242,12 @@ class _Run:
             return
         async with self.saving:
             self.marked, self.saved_at = 0, time.monotonic()
-            if not await checkpoint():
-                self.failure.append(Transient("the claim on this delivery was lost; stopping"))
+            self.clear.clear()
+            try:
+                if not await checkpoint():
+                    self.failure.append(Transient("the claim on this delivery was lost; stopping"))
+            finally:
+                self.clear.set()
 
 
 async def _one(

@@ -92,6 +92,17 @@ class NewDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Taken:
+    """New deliveries the creating worker claims in the same transaction that stores them, so
+    they are on their way without another round trip to the store (``ids`` only: the rest of
+    the new deliveries wait to be claimed as usual)."""
+
+    worker: str
+    lease_until: float
+    ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Effects:
     """What a follow-up changes besides adding itself, in the same transaction."""
 
@@ -191,8 +202,10 @@ class Store(Protocol):
         idempotency: IdempotencyRecord | None = None,
         audit: AuditRow | None = None,
         effects: Effects | None = None,
+        taken: Taken | None = None,
     ) -> None:
-        """Write the incident, its deliveries, key, audit row and effects in ONE transaction."""
+        """Write the incident, its deliveries, key, audit row and effects in ONE transaction;
+        the deliveries ``taken`` names are stored claimed (``sending``, first attempt)."""
 
     async def get_idempotency(self, issuer: str, key: str) -> IdempotencyRecord | None: ...
     async def get_incident(self, incident_id: str) -> IncidentRow | None: ...

@@ -29,6 +29,7 @@ from alertcast.store.base import (
     NewDelivery,
     Outcome,
     StateConflict,
+    Taken,
 )
 
 __all__ = ["PostgresStore"]
@@ -113,6 +114,7 @@ class PostgresStore:
         idempotency: IdempotencyRecord | None = None,
         audit: AuditRow | None = None,
         effects: Effects | None = None,
+        taken: Taken | None = None,
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             if idempotency is not None:
@@ -130,7 +132,7 @@ class PostgresStore:
             await conn.execute(N(sql.INSERT_INCIDENT), *sql.incident_params(incident))
             await conn.executemany(
                 N(sql.INSERT_DELIVERY),
-                [sql.delivery_params(incident.id, d, incident.created_at) for d in deliveries],
+                sql.deliveries_params(incident.id, deliveries, incident.created_at, taken),
             )
             for statement, params in sql.effect_statements(effects, incident.created_at):
                 touched = _count(await conn.execute(N(statement), *params))
@@ -146,7 +148,7 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
                 N(sql.INSERT_DELIVERY),
-                [sql.delivery_params(incident_id, d, audit.at) for d in deliveries],
+                sql.deliveries_params(incident_id, deliveries, audit.at),
             )
             await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))
             await conn.execute(f"NOTIFY {CHANNEL}")

@@ -25,6 +25,7 @@ from alertcast.store.base import (
     IncidentRow,
     NewDelivery,
     Outcome,
+    Taken,
 )
 
 _SETTLED_SQL = ", ".join(f"'{s}'" for s in SETTLED)
@@ -37,8 +38,9 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 INSERT_DELIVERY = """
 INSERT INTO deliveries (id, incident_id, account, channel, state, reason, payload, idempotency_key,
                         action, target_delivery_id, wait_for, priority, attempts, max_attempts,
-                        next_attempt_at, expires_at, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"""
+                        next_attempt_at, expires_at, created_at, updated_at, claimed_by,
+                        lease_until)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 INSERT_IDEMPOTENCY = """
 INSERT INTO idempotency_keys (issuer, key, body_sha256, response, created_at)
@@ -158,26 +160,74 @@ def incident_params(row: IncidentRow) -> tuple[Any, ...]:
     )
 
 
-def delivery_params(incident_id: str, d: NewDelivery, now: float) -> tuple[Any, ...]:
+def delivery_params(
+    incident_id: str,
+    d: NewDelivery,
+    now: float,
+    taken: Taken | None = None,
+    dumped: dict[int, str] | None = None,
+) -> tuple[Any, ...]:
+    """The INSERT_DELIVERY row; ``dumped`` serialises a payload shared by many deliveries once
+    (keyed by the object's id, valid for one call site's lifetime of the payloads)."""
     next_at = now if d.state is DeliveryState.pending and not d.hold else None
+    if dumped is None:
+        payload = dumps(d.payload)
+    else:
+        known = dumped.get(id(d.payload))
+        payload = known if known is not None else dumped.setdefault(id(d.payload), dumps(d.payload))
+    claimed = taken is not None and d.id in taken.ids
     return (
         d.id,
         incident_id,
         d.account,
         d.channel,
-        d.state.value,
+        DeliveryState.sending.value if claimed else d.state.value,
         d.reason,
-        dumps(d.payload),
+        payload,
         d.idempotency_key,
         d.action,
         d.target_delivery_id,
         d.wait_for,
         d.priority,
+        1 if claimed else 0,
         d.max_attempts,
         next_at,
         d.expires_at,
         now,
         now,
+        taken.worker if claimed and taken is not None else None,
+        taken.lease_until if claimed and taken is not None else None,
+    )
+
+
+def deliveries_params(
+    incident_id: str, deliveries: Sequence[NewDelivery], now: float, taken: Taken | None = None
+) -> list[tuple[Any, ...]]:
+    dumped: dict[int, str] = {}
+    return [delivery_params(incident_id, d, now, taken, dumped) for d in deliveries]
+
+
+def taken_row(incident_id: str, d: NewDelivery, now: float) -> DeliveryRow:
+    """The row a delivery claimed at creation was stored as (see ``delivery_params``)."""
+    return DeliveryRow(
+        id=d.id,
+        incident_id=incident_id,
+        account=d.account,
+        channel=d.channel,
+        state=DeliveryState.sending,
+        payload=d.payload,
+        idempotency_key=d.idempotency_key,
+        attempts=1,
+        max_attempts=d.max_attempts,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+        reason=d.reason,
+        action=d.action,
+        target_delivery_id=d.target_delivery_id,
+        wait_for=d.wait_for,
+        priority=d.priority,
+        expires_at=d.expires_at,
     )
 
 

@@ -31,6 +31,7 @@ from alertcast.store.base import (
     NewDelivery,
     Outcome,
     StateConflict,
+    Taken,
 )
 
 __all__ = ["SQLiteStore"]
@@ -122,6 +123,7 @@ class SQLiteStore:
         idempotency: IdempotencyRecord | None = None,
         audit: AuditRow | None = None,
         effects: Effects | None = None,
+        taken: Taken | None = None,
     ) -> None:
         def op(c: sqlite3.Connection) -> None:
             if idempotency is not None:
@@ -137,7 +139,7 @@ class SQLiteStore:
             c.execute(sql.INSERT_INCIDENT, sql.incident_params(incident))
             c.executemany(
                 sql.INSERT_DELIVERY,
-                [sql.delivery_params(incident.id, d, incident.created_at) for d in deliveries],
+                sql.deliveries_params(incident.id, deliveries, incident.created_at, taken),
             )
             for statement, params in sql.effect_statements(effects, incident.created_at):
                 if c.execute(statement, params).rowcount == 0 and sql.must_touch(statement):
@@ -153,7 +155,7 @@ class SQLiteStore:
         def op(c: sqlite3.Connection) -> None:
             c.executemany(
                 sql.INSERT_DELIVERY,
-                [sql.delivery_params(incident_id, d, audit.at) for d in deliveries],
+                sql.deliveries_params(incident_id, deliveries, audit.at),
             )
             c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
 

@@ -25,6 +25,7 @@ from alertcast.store.base import (
     NewDelivery,
     Outcome,
     Store,
+    Taken,
 )
 
 PG_URL = os.environ.get("ALERTCAST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -219,6 +220,31 @@ async def test_progress_is_checkpointed_by_the_holder_only_and_survives_a_crash(
     )
     assert (await store.get_delivery("d_1")).progress == done  # type: ignore[union-attr]
     assert await store.save_progress("d_1", cursor, worker="w3", lease_s=30) is False
+
+
+async def test_deliveries_taken_in_the_creating_transaction(store: Store) -> None:
+    """Taken rows are stored claimed (first attempt, the worker's lease): no one else claims
+    them, their worker finishes them, and a lease that runs out brings them back."""
+    t0 = time.time()
+    taken = Taken("w1", t0 + 30, frozenset({"d_1", "d_2"}))
+    await store.create_incident(_incident(), [_delivery(i) for i in (1, 2, 3)], taken=taken)
+    rows = {d.id: d for d in await store.list_deliveries()}
+    assert [(rows[i].state, rows[i].attempts) for i in ("d_1", "d_2", "d_3")] == [
+        (DeliveryState.sending, 1),
+        (DeliveryState.sending, 1),
+        (DeliveryState.pending, 0),
+    ]
+    assert await _claim(store, worker="w2") == ["d_3"]
+    row = await store.finish_attempt(
+        rows["d_1"],
+        AttemptRow("d_1", 1, time.time(), 1, "delivered"),
+        Outcome(DeliveryState.delivered, remote_id="r1"),
+        worker="w1",
+    )
+    assert row.state is DeliveryState.delivered
+    assert await store.recover(now=t0 + 10, everything=False) == 0
+    assert await store.recover(now=t0 + 31, everything=False) == 1  # d_2's lease ran out
+    assert await _claim(store, worker="w2", now=t0 + 32) == ["d_2"]
 
 
 async def test_finish_by_a_stale_worker_changes_nothing(store: Store) -> None:
