@@ -7,8 +7,12 @@ process has read, whatever field it hides in.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import logging
 import sys
+import threading
 from typing import Any, TextIO
 
 import structlog
@@ -33,6 +37,45 @@ def _redactor(secrets: Secrets) -> Processor:
     return redact
 
 
+class LineWriter:
+    """Log lines written in bursts: within a running event loop, the lines of one loop turn
+    are written (and flushed) together at its end, instead of a write and a flush per line;
+    elsewhere, at once. A crash loses at most the current turn's lines; exit flushes the rest.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._scheduled: asyncio.AbstractEventLoop | None = None  # the loop a flush waits on
+        atexit.register(self.flush)
+
+    def msg(self, message: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lock:
+            self._lines.append(message)
+            if loop is not None and self._scheduled is loop:
+                return
+            self._scheduled = loop
+        if loop is None:
+            self.flush()
+        else:
+            loop.call_soon(self.flush)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines, self._scheduled = self._lines, [], None
+        if lines:
+            with contextlib.suppress(ValueError, OSError):  # a closed stream at exit
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+
+
 def configure(
     secrets: Secrets, *, level: str = "info", fmt: str = "auto", stream: TextIO | None = None
 ) -> None:
@@ -53,9 +96,16 @@ def configure(
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=_factory(LineWriter(stream)),
         cache_logger_on_first_use=False,
     )
+
+
+def _factory(writer: LineWriter) -> Any:
+    def factory(*_: Any) -> LineWriter:
+        return writer
+
+    return factory
 
 
 def quiet_aiohttp_access(level: int = logging.WARNING) -> Any:
