@@ -218,10 +218,10 @@ def _resources(dispatch: bool) -> Callable[[web.Application], AsyncIterator[None
         )
         app[FOLLOW_UPS] = FollowUps(service)
         dispatcher.on_quota = service.fallback
-        service.handoff = dispatcher
         callback.latest = service.latest
         if dispatch:
             await dispatcher.start()
+            service.handoff = dispatcher  # only a running dispatcher takes at creation
         log.info("alertcast.started", accounts=len(config.accounts), store=store.describe())
         try:
             yield

@@ -69,6 +69,17 @@ def _needless(runtime: AccountRuntime, claim: ActiveClaim) -> str | None:
     return None
 
 
+def _takeable(d: NewDelivery, targets: Mapping[str, str | None], now: float) -> bool:
+    """Whether a new delivery may be claimed in the transaction that creates it: due now and
+    waiting for nothing (not held, not after another delivery, not a follow-up of an original
+    not delivered), and not expired (the store's claim skips those as expired, unsent)."""
+    if d.state is not DeliveryState.pending or d.hold or d.wait_for:
+        return False
+    if d.expires_at is not None and d.expires_at <= now:
+        return False
+    return not d.target_delivery_id or d.target_delivery_id in targets
+
+
 def _cannot(runtime: AccountRuntime, claim: ActiveClaim) -> str | None:
     if claim.delivery.action == "delete" and "delete" not in runtime.channel.capabilities:
         return f"{runtime.config.channel} cannot delete a post; the cancellation stands alone"
@@ -196,9 +207,7 @@ class Dispatcher:
         for d in sorted(deliveries, key=lambda d: -d.priority):
             if len(ids) >= room:
                 break
-            if d.state is not DeliveryState.pending or d.hold or d.wait_for:
-                continue
-            if d.target_delivery_id and d.target_delivery_id not in (targets or {}):
+            if not _takeable(d, targets or {}, now):
                 continue
             runtime = self.accounts.get(d.account)
             if runtime is None:
@@ -222,7 +231,12 @@ class Dispatcher:
         deliveries: Sequence[NewDelivery],
         targets: Mapping[str, str | None] | None = None,
     ) -> None:
-        """The creating transaction committed: send what it claimed, right away."""
+        """The creating transaction committed: send what it claimed, right away; unless the
+        dispatcher is stopping, when the rows stay claimed and the next start (or another
+        replica's lease sweep) sends them."""
+        if self._stopping:
+            self.release(taken, deliveries)
+            return
         for d in deliveries:
             if d.id in taken.ids:
                 self._reserved -= 1

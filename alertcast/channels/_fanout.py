@@ -246,6 +246,13 @@ class _Run:
             try:
                 if not await checkpoint():
                     self.failure.append(Transient("the claim on this delivery was lost; stopping"))
+            except Exception as exc:
+                # Stop like a lost claim: raised from one worker, it would end the gather while
+                # the other workers went on sending, past the cursor the attempt records.
+                log.warning("fanout.checkpoint_failed", error=type(exc).__name__)
+                self.failure.append(
+                    Transient(f"could not store progress ({type(exc).__name__}); stopping")
+                )
             finally:
                 self.clear.set()
 

@@ -7,6 +7,7 @@ a second alert on someone's phone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alertcast.channels._fanout import Cursor, Result
+from alertcast.channels._fanout import Cursor, Result, fan_out, one_page
 from alertcast.channels.base import Permanent, Transient
 from alertcast.channels.wechat import WechatChannel
 from alertcast.testing.fakes import FakeWechat, serve
@@ -271,3 +272,30 @@ def test_cursor_resumes_exactly_the_rest(
     assert not due & done
     assert (set(people) - done) & changed <= due
     assert reloaded.done == (not due)
+
+
+async def test_a_checkpoint_that_raises_stops_every_request() -> None:
+    """A checkpoint that cannot be stored (the database is briefly unreachable) stops the
+    fan-out like a lost claim: every request in flight is finished and recorded before it
+    returns, and no request is sent after it, whose recipient the next attempt would alert a
+    second time."""
+    sent: list[str] = []
+    returned = False
+
+    async def send_one(openid: str) -> Result:
+        await asyncio.sleep(0.002)
+        assert not returned, f"{openid} sent after the fan-out returned"
+        sent.append(openid)
+        return Result(sent=True, remote_id=f"m-{openid}")
+
+    async def checkpoint() -> bool:
+        raise ConnectionError("the store is unreachable")
+
+    msg = replace(outgoing(TEMPLATE), checkpoint=checkpoint)
+    with pytest.raises(Transient):
+        await fan_out(msg, one_page(FOLLOWERS), send_one, concurrency=4, timeout_s=5, every=5)
+    returned = True
+    await asyncio.sleep(0.1)  # any worker left running would send meanwhile
+    assert msg.progress["sent"] == len(sent) < len(FOLLOWERS)
+    done = Cursor(json.loads(json.dumps(msg.progress)), FOLLOWERS)
+    assert {done.ids[i] for i in done.pending()} == set(FOLLOWERS) - set(sent)

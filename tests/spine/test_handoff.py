@@ -8,10 +8,10 @@ import asyncio
 import time
 from typing import Any
 
-from alertcast.app import ACCOUNTS, DISPATCHER, STORE
+from alertcast.app import ACCOUNTS, DISPATCHER, STORE, create_app
 from alertcast.models import DeliveryState
 from alertcast.store.base import ActiveClaim, NewDelivery, Taken
-from tests.conftest import TOKEN, incident
+from tests.conftest import TOKEN, incident, make_config
 from tests.store.test_contract import _incident
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -143,3 +143,34 @@ async def test_a_crash_right_after_the_commit_loses_nothing(start_daemon: Any) -
         rows = await store.list_deliveries(incident_id=row.id)
     assert {x.attempts for x in rows} == {2}
     assert sorted(d.sink.delivered_keys()) == ["d0", "d1"]
+
+
+async def test_an_incident_already_expired_is_not_taken(start_daemon: Any) -> None:
+    """An alert that arrives after its own expiry (a late feed report, a replayed CAP message)
+    is stored but never sent: taking it at creation must honour ``expires_at`` as the store's
+    claim does (there it is skipped as expired)."""
+    d = await start_daemon(hooks=2)
+    dispatcher = d.client.app[DISPATCHER]
+    stale = _new(1, "hook-0", expires_at=time.time() - 1)
+    assert dispatcher.reserve(stale) is None
+    answer = await (await d.post(incident(expires_at="2022-09-05T13:52:18+08:00"))).json()
+    view = await d.settled(answer["id"])
+    assert view["counts"] == {"skipped": 2}
+    assert {x["reason"] for x in view["deliveries"]} == {"expired"}
+    assert d.sink.received == []
+
+
+async def test_an_app_without_a_dispatcher_sends_nothing(
+    env: None, tmp_path: Any, sink: Any, aiohttp_client: Any
+) -> None:
+    """``create_app(dispatch=False)`` stores what it accepts and sends none of it: the
+    dispatcher it does not start takes nothing at creation either."""
+    config = make_config(tmp_path, [sink.url.replace("/hook", "/hook/0")])
+    client = await aiohttp_client(create_app(config, dispatch=False))
+    resp = await client.post("/v1/incidents", json=incident(), headers=AUTH)
+    assert resp.status == 202
+    answer = await resp.json()
+    await asyncio.sleep(0.3)
+    rows = await client.app[STORE].list_deliveries(incident_id=answer["id"])
+    assert [(x.state, x.attempts) for x in rows] == [(DeliveryState.pending, 0)]
+    assert sink.received == []
