@@ -9,9 +9,10 @@ retrying means neither is posted; an update of one still pending replaces it wit
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from alertcast.config import AccountConfig, IssuerConfig
@@ -28,6 +29,7 @@ from alertcast.store.base import (
     IdempotencyRecord,
     IncidentRow,
     NewDelivery,
+    StaleRead,
     StateConflict,
 )
 
@@ -36,6 +38,7 @@ __all__ = ["FollowUps", "merge"]
 UNSENT = (DeliveryState.pending, DeliveryState.retrying)
 CANCEL_PRIORITY, UPDATE_PRIORITY = 10, 5
 FIXED = ("kind", "status")
+log = structlog.get_logger("alertcast.lifecycle")
 
 
 def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +120,9 @@ class FollowUps:
     # -- cancel -----------------------------------------------------------------------------
     async def cancel(self, incident_id: str, reason: str, sub: Submission) -> dict[str, Any]:
         """Cancel the incident ``incident_id`` names (or its root) on behalf of ``sub``."""
+        return await _replanned(lambda: self._cancel(incident_id, reason, sub))
+
+    async def _cancel(self, incident_id: str, reason: str, sub: Submission) -> dict[str, Any]:
         if (first := await self._replayed(sub)) is not None:
             return first
         root = await self._root(incident_id)
@@ -214,6 +220,11 @@ class FollowUps:
         self, incident_id: str, patch: dict[str, Any], sub: Submission
     ) -> dict[str, Any]:
         """New facts for the incident on behalf of ``sub``; a replayed key answers as before."""
+        return await _replanned(lambda: self._update(incident_id, patch, sub))
+
+    async def _update(
+        self, incident_id: str, patch: dict[str, Any], sub: Submission
+    ) -> dict[str, Any]:
         if (first := await self._replayed(sub)) is not None:
             return first
         root = await self._root(incident_id)
@@ -349,3 +360,23 @@ def _public_post(rows: Sequence[DeliveryRow]) -> DeliveryRow | None:
         and r.state in (DeliveryState.delivered, DeliveryState.sending)
     ]
     return posted[0] if posted else None
+
+
+REPLANS = 8
+
+
+async def _replanned(plan: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run a follow-up's read-plan-commit again while the originals it read change under it
+    (an original to withdraw was claimed meanwhile: it must get a correction instead)."""
+    for _ in range(REPLANS - 1):
+        try:
+            return await plan()
+        except StaleRead as exc:
+            log.info("follow_up.replanned", why=str(exc))
+    try:
+        return await plan()
+    except StaleRead as exc:
+        raise web.HTTPServiceUnavailable(
+            text=f"the originals kept changing while this was planned ({exc}); try again",
+            headers={"Retry-After": "1"},
+        ) from None

@@ -39,6 +39,11 @@ class StateConflict(Exception):
     """A write found the incident in another state than it requires (cancelled, approved)."""
 
 
+class StaleRead(Exception):
+    """A follow-up was planned on deliveries that changed before it committed (an original
+    meant to be withdrawn was claimed, or settled, meanwhile): read again and plan again."""
+
+
 class IdempotencyConflict(Exception):
     """An ``Idempotency-Key`` was already used by this issuer; ``record`` is the first use."""
 

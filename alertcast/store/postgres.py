@@ -136,8 +136,7 @@ class PostgresStore:
             )
             for statement, params in sql.effect_statements(effects, incident.created_at):
                 touched = _count(await conn.execute(N(statement), *params))
-                if touched == 0 and sql.must_touch(statement):
-                    raise StateConflict(f"incident {params[-1]} is already cancelled")
+                sql.check_touched(statement, params, touched)
             if audit is not None:
                 await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))
             await conn.execute(f"NOTIFY {CHANNEL}")

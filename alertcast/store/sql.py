@@ -25,6 +25,8 @@ from alertcast.store.base import (
     IncidentRow,
     NewDelivery,
     Outcome,
+    StaleRead,
+    StateConflict,
     Taken,
 )
 
@@ -68,6 +70,7 @@ JOIN incidents i ON i.id = d.incident_id
 LEFT JOIN deliveries t ON t.id = d.target_delivery_id
 WHERE d.id IN ({ids})"""
 
+WITHDRAW_HEAD = "\nUPDATE deliveries SET state = 'skipped', reason = ?,"
 WITHDRAW = """
 UPDATE deliveries SET state = 'skipped', reason = ?, next_attempt_at = NULL, updated_at = ?
 WHERE id IN ({ids}) AND state IN ('pending', 'retrying')"""
@@ -406,5 +409,12 @@ def effect_statements(effects: Effects | None, now: float) -> list[tuple[str, tu
     return out
 
 
-def must_touch(statement: str) -> bool:
-    return statement is SET_INCIDENT_STATE or statement is GUARD_LIVE
+def check_touched(statement: str, params: tuple[Any, ...], touched: int) -> None:
+    """Raise when an effect did not touch what its plan counted on: the incident must still be
+    live (:class:`StateConflict`), and every original to withdraw must still be unsent
+    (:class:`StaleRead`; one claimed meanwhile would go out with no correction to follow it)."""
+    if statement is SET_INCIDENT_STATE or statement is GUARD_LIVE:
+        if touched == 0:
+            raise StateConflict(f"incident {params[-1]} is already cancelled")
+    elif statement.startswith(WITHDRAW_HEAD) and touched < len(params) - 2:
+        raise StaleRead(f"{len(params) - 2 - touched} of the deliveries to withdraw changed")

@@ -142,8 +142,7 @@ class SQLiteStore:
                 sql.deliveries_params(incident.id, deliveries, incident.created_at, taken),
             )
             for statement, params in sql.effect_statements(effects, incident.created_at):
-                if c.execute(statement, params).rowcount == 0 and sql.must_touch(statement):
-                    raise StateConflict(f"incident {params[-1]} is already cancelled")
+                sql.check_touched(statement, params, c.execute(statement, params).rowcount)
             if audit is not None:
                 c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
 

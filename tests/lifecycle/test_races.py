@@ -147,3 +147,56 @@ def test_limit_must_be_ascii_digits() -> None:
 
     with pytest.raises(web.HTTPBadRequest):
         _limit("²")
+
+
+async def test_an_original_claimed_while_the_cancellation_is_planned_is_still_corrected(
+    start_daemon: Any,
+) -> None:
+    """The cancellation reads the original as unsent and plans to withdraw it; before it
+    commits, a worker claims the original. The withdrawal would touch nothing and the original
+    would go out uncorrected: instead the cancellation is planned again, waits for the
+    original and replies to it."""
+    from alertcast.app import ACCOUNTS, FOLLOW_UPS, STORE
+    from alertcast.models import DeliveryState
+    from alertcast.store.base import AttemptRow, Outcome
+
+    d = await start_daemon()
+    hook = d.client.app[ACCOUNTS].get("hook-0")
+    assert hook is not None
+    hook.pause("held by the test")  # the original stays pending, unclaimed
+    first = await (await d.post(incident())).json()
+    (original_id,) = [x["id"] for x in first["deliveries"]]
+    store, service = d.client.app[STORE], d.client.app[FOLLOW_UPS].service
+    commit = service.commit_new
+    raced: list[str] = []
+
+    async def claimed_meanwhile(*args: Any, **kw: Any) -> None:
+        if not raced:  # another worker claims the original between the read and the commit
+            (claim,) = await store.claim_due(
+                now=time.time() + 1, limit=10, lease_s=60, worker="w-other", free={}
+            )
+            raced.append(claim.delivery.id)
+        await commit(*args, **kw)
+
+    service.commit_new = claimed_meanwhile
+    resp = await d.client.post(
+        f"/v1/incidents/{first['id']}/cancel", json={"reason": "误报"}, headers=AUTH
+    )
+    cancel = await resp.json()
+    assert resp.status == 202 and raced == [original_id]
+    assert cancel["withdrawn"] == []
+    (correction,) = cancel["deliveries"]
+    # The other worker delivers the original; the cancellation, waiting for it, follows it.
+    row = await store.get_delivery(original_id)
+    assert row is not None and row.state is DeliveryState.sending
+    await store.finish_attempt(
+        row,
+        AttemptRow(original_id, 1, time.time(), 1, "delivered"),
+        Outcome(DeliveryState.delivered, remote_id="post-1"),
+        worker="w-other",
+    )
+    hook.resume()
+    view = await d.settled(cancel["id"])
+    (sent,) = view["deliveries"]
+    assert sent["id"] == correction["id"] and sent["state"] == "delivered"
+    assert sent["target_delivery_id"] == original_id

@@ -18,12 +18,14 @@ from alertcast.store import open_store
 from alertcast.store.base import (
     AttemptRow,
     AuditRow,
+    Effects,
     FeedEventRow,
     IdempotencyConflict,
     IdempotencyRecord,
     IncidentRow,
     NewDelivery,
     Outcome,
+    StaleRead,
     Store,
     Taken,
 )
@@ -245,6 +247,23 @@ async def test_deliveries_taken_in_the_creating_transaction(store: Store) -> Non
     assert await store.recover(now=t0 + 10, everything=False) == 0
     assert await store.recover(now=t0 + 31, everything=False) == 1  # d_2's lease ran out
     assert await _claim(store, worker="w2", now=t0 + 32) == ["d_2"]
+
+
+async def test_a_withdrawal_planned_on_a_stale_read_changes_nothing(store: Store) -> None:
+    """A follow-up that would withdraw an original claimed meanwhile is refused whole
+    (StaleRead), so its planner reads again; nothing of it is stored."""
+    await store.create_incident(_incident(), [_delivery(1), _delivery(2)])
+    (sending,) = await _claim(store, free={"a": 1}, limit=1)  # on its way now
+    (unsent,) = {"d_1", "d_2"} - {sending}
+    follow = _incident(1, references="inc_0")
+    why = "withdrawn: the incident was cancelled"
+    with pytest.raises(StaleRead):
+        await store.create_incident(follow, [_delivery(3)], effects=Effects(("d_1", "d_2"), why))
+    assert await store.get_incident("inc_1") is None
+    rows = {d.id: d.state for d in await store.list_deliveries()}
+    assert rows == {sending: DeliveryState.sending, unsent: DeliveryState.pending}
+    await store.create_incident(follow, [_delivery(3)], effects=Effects((unsent,), why))
+    assert (await store.get_delivery(unsent)).state is DeliveryState.skipped  # type: ignore[union-attr]
 
 
 async def test_finish_by_a_stale_worker_changes_nothing(store: Store) -> None:
