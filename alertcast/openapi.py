@@ -46,12 +46,12 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str | None, dict[int, str | None]]]
     ("POST", "/v1/incidents/{id}/update"): (
         "New facts for an incident, threaded to every account that got it",
         None,
-        {202: "AcceptedView", 404: "Problem", 409: "Problem", 422: "Problem"},
+        {202: "AcceptedView", 404: "Problem", 409: "Problem", 422: "Problem", 503: "Problem"},
     ),
     ("POST", "/v1/incidents/{id}/cancel"): (
         "Cancel an incident with a reason; withdraws what has not gone out",
         "CancelBody",
-        {202: "AcceptedView", 404: "Problem", 409: "Problem", 422: "Problem"},
+        {202: "AcceptedView", 404: "Problem", 409: "Problem", 422: "Problem", 503: "Problem"},
     ),
     ("POST", "/v1/incidents/{id}/approve"): (
         "Second-person approval of an incident awaiting approval",
