@@ -313,6 +313,7 @@ class Service:
         expires: float | None = None,
         hold: bool = False,
         memo: Memo | None = None,
+        delivery_id: str | None = None,
         **kw: Any,
     ) -> NewDelivery:
         """A rendered delivery for ``account``; a render error fails it, never the incident.
@@ -320,7 +321,7 @@ class Service:
         ``memo`` shares one payload between accounts that render alike (same format, language
         and rendering options), so a fan-out to a hundred webhooks renders once.
         """
-        delivery_id = new_id("dlv")
+        delivery_id = delivery_id or new_id("dlv")
         state, reason = DeliveryState.pending, "awaiting approval" if hold else None
         try:
             payload = self.render(incident, account, ctx, memo)
@@ -400,8 +401,18 @@ class Service:
             link=self.public_link(incident, row.references or row.id),
         )
         memo: Memo = {}
+        # One fallback delivery per account and message, whichever spent account asks first:
+        # two accounts sharing a fallback, spent at the same moment, add it once.
         deliveries = [
-            self.delivery(incident, a, ctx, priority=spent.priority, memo=memo) for a in targets
+            self.delivery(
+                incident,
+                a,
+                ctx,
+                priority=spent.priority,
+                memo=memo,
+                delivery_id=f"dlv_{row.id.removeprefix('inc_')}_fb_{a.id}",
+            )
+            for a in targets
         ]
         audit = AuditRow(
             time.time(),

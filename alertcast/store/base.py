@@ -270,7 +270,9 @@ class Store(Protocol):
     async def add_deliveries(
         self, incident_id: str, deliveries: Sequence[NewDelivery], audit: AuditRow
     ) -> None:
-        """More deliveries for a stored incident (a fallback taking over), with an audit row."""
+        """More deliveries for a stored incident (a fallback taking over), with an audit row.
+        A delivery whose id is already stored is left as it is: with ids derived from what
+        they are for, adding the same deliveries twice (two racing fallbacks) adds them once."""
 
     async def release(self, incident_id: str, audit: AuditRow, *, now: float) -> int:
         """Approve: the incident becomes active and its held deliveries become due."""

@@ -146,7 +146,7 @@ class PostgresStore:
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
-                N(sql.INSERT_DELIVERY),
+                N(sql.INSERT_DELIVERY + sql.IF_NEW),
                 sql.deliveries_params(incident_id, deliveries, audit.at),
             )
             await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))

@@ -44,6 +44,8 @@ INSERT INTO deliveries (id, incident_id, account, channel, state, reason, payloa
                         lease_until)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
+IF_NEW = " ON CONFLICT (id) DO NOTHING"  # SQLite 3.24+ and PostgreSQL alike
+
 INSERT_IDEMPOTENCY = """
 INSERT INTO idempotency_keys (issuer, key, body_sha256, response, created_at)
 VALUES (?, ?, ?, ?, ?)"""

@@ -153,7 +153,7 @@ class SQLiteStore:
     ) -> None:
         def op(c: sqlite3.Connection) -> None:
             c.executemany(
-                sql.INSERT_DELIVERY,
+                sql.INSERT_DELIVERY + sql.IF_NEW,
                 sql.deliveries_params(incident_id, deliveries, audit.at),
             )
             c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))

@@ -200,3 +200,28 @@ async def test_an_original_claimed_while_the_cancellation_is_planned_is_still_co
     (sent,) = view["deliveries"]
     assert sent["id"] == correction["id"] and sent["state"] == "delivered"
     assert sent["target_delivery_id"] == original_id
+
+
+async def test_two_spent_accounts_sharing_a_fallback_add_it_once(start_daemon: Any) -> None:
+    """Two accounts run out of quota at the same moment and both hand over to the same
+    fallback account: it gets the message once."""
+    from alertcast.app import FOLLOW_UPS, STORE
+
+    hook = {"channel": "webhook", "url": "{sink}", "secret_env": "T_HOOK_SECRET"}
+    d = await start_daemon(
+        hooks=0,
+        accounts=[
+            {"id": "a", **hook, "fallback": ["spare"]},
+            {"id": "b", **hook, "fallback": ["spare"]},
+            {"id": "spare", **hook, "kinds": ["fire"]},  # only what falls back to it
+        ],
+    )
+    first = await (await d.post(incident())).json()
+    await d.settled(first["id"])
+    store, service = d.client.app[STORE], d.client.app[FOLLOW_UPS].service
+    spent = await store.list_deliveries(incident_id=first["id"])
+    assert sorted(x.account for x in spent) == ["a", "b"]
+    await asyncio.gather(*(service.fallback(x) for x in spent))
+    view = await d.settled(first["id"])
+    assert sorted(x["account"] for x in view["deliveries"]) == ["a", "b", "spare"]
+    assert sum(1 for r in d.sink.received if r.path.endswith("/hook")) == 3
