@@ -368,15 +368,12 @@ REPLANS = 8
 async def _replanned(plan: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
     """Run a follow-up's read-plan-commit again while the originals it read change under it
     (an original to withdraw was claimed meanwhile: it must get a correction instead)."""
-    for _ in range(REPLANS - 1):
+    for _ in range(REPLANS):
         try:
             return await plan()
         except StaleRead as exc:
             log.info("follow_up.replanned", why=str(exc))
-    try:
-        return await plan()
-    except StaleRead as exc:
-        raise web.HTTPServiceUnavailable(
-            text=f"the originals kept changing while this was planned ({exc}); try again",
-            headers={"Retry-After": "1"},
-        ) from None
+    raise web.HTTPServiceUnavailable(
+        text="the originals kept changing while this was planned; try again",
+        headers={"Retry-After": "1"},
+    )

@@ -134,9 +134,8 @@ class PostgresStore:
                 N(sql.INSERT_DELIVERY),
                 sql.deliveries_params(incident.id, deliveries, incident.created_at, taken),
             )
-            for statement, params in sql.effect_statements(effects, incident.created_at):
-                touched = _count(await conn.execute(N(statement), *params))
-                sql.check_touched(statement, params, touched)
+            for effect in sql.effect_statements(effects, incident.created_at):
+                effect.check(_count(await conn.execute(N(effect.statement), *effect.params)))
             if audit is not None:
                 await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))
             await conn.execute(f"NOTIFY {CHANNEL}")
@@ -183,12 +182,8 @@ class PostgresStore:
         status: str | None = None,
         before: float | None = None,
     ) -> list[IncidentRow]:
-        where, params = sql.filters(kind=kind, state=state, status=status)
-        if before is not None:
-            where.append("created_at < ?")
-            params.append(before)
-        query = N(f"SELECT * FROM incidents {sql.where(where)} ORDER BY created_at DESC LIMIT ?")
-        return [sql.incident_from(r) for r in await self.pool.fetch(query, *params, limit)]
+        query, params = sql.incidents_query(kind, state, status, before, limit)
+        return [sql.incident_from(r) for r in await self.pool.fetch(N(query), *params)]
 
     async def follow_ups(self, incident_id: str) -> list[IncidentRow]:
         rows = await self.pool.fetch(
@@ -221,9 +216,8 @@ class PostgresStore:
         account: str | None = None,
         limit: int = 500,
     ) -> list[DeliveryRow]:
-        where, params = sql.filters(incident_id=incident_id, state=state, account=account)
-        query = N(f"SELECT * FROM deliveries {sql.where(where)} ORDER BY created_at, id LIMIT ?")
-        return [sql.delivery_from(r) for r in await self.pool.fetch(query, *params, limit)]
+        query, params = sql.deliveries_query(incident_id, state, account, limit)
+        return [sql.delivery_from(r) for r in await self.pool.fetch(N(query), *params)]
 
     async def counts(self, incident_id: str) -> dict[str, int]:
         rows = await self.pool.fetch(

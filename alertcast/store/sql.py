@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -72,7 +72,6 @@ JOIN incidents i ON i.id = d.incident_id
 LEFT JOIN deliveries t ON t.id = d.target_delivery_id
 WHERE d.id IN ({ids})"""
 
-WITHDRAW_HEAD = "\nUPDATE deliveries SET state = 'skipped', reason = ?,"
 WITHDRAW = """
 UPDATE deliveries SET state = 'skipped', reason = ?, next_attempt_at = NULL, updated_at = ?
 WHERE id IN ({ids}) AND state IN ('pending', 'retrying')"""
@@ -381,6 +380,27 @@ def pick_within_capacity(
     return chosen
 
 
+def incidents_query(
+    kind: str | None, state: str | None, status: str | None, before: float | None, limit: int
+) -> tuple[str, list[Any]]:
+    """``list_incidents``: the newest first, filtered."""
+    clauses, params = filters(kind=kind, state=state, status=status)
+    if before is not None:
+        clauses.append("created_at < ?")
+        params.append(before)
+    query = f"SELECT * FROM incidents {where(clauses)} ORDER BY created_at DESC LIMIT ?"
+    return query, [*params, limit]
+
+
+def deliveries_query(
+    incident_id: str | None, state: str | None, account: str | None, limit: int
+) -> tuple[str, list[Any]]:
+    """``list_deliveries``: in creation order, filtered."""
+    clauses, params = filters(incident_id=incident_id, state=state, account=account)
+    query = f"SELECT * FROM deliveries {where(clauses)} ORDER BY created_at, id LIMIT ?"
+    return query, [*params, limit]
+
+
 def filters(**given: str | None) -> tuple[list[str], list[Any]]:
     """Equality clauses (``?`` placeholders) for the arguments that are not ``None``."""
     pairs = [(k, v) for k, v in given.items() if v is not None]
@@ -391,32 +411,46 @@ def where(clauses: list[str]) -> str:
     return ("WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
-def effect_statements(effects: Effects | None, now: float) -> list[tuple[str, tuple[Any, ...]]]:
-    """The SQL (``?`` placeholders) that applies a follow-up's effects.
+@dataclass(frozen=True, slots=True)
+class EffectSQL:
+    """One statement of a follow-up's effects (``?`` placeholders) and the rows it must touch:
+    fewer means the plan was made on a state that changed, and ``conflict`` is raised."""
 
-    The incident-state statement is last and must touch its row: an engine raises
-    :class:`StateConflict` when it does not (the incident was cancelled meanwhile).
+    statement: str
+    params: tuple[Any, ...]
+    must_touch: int
+    conflict: Exception
+
+    def check(self, touched: int) -> None:
+        if touched < self.must_touch:
+            raise self.conflict
+
+
+def effect_statements(effects: Effects | None, now: float) -> list[EffectSQL]:
+    """The SQL that applies a follow-up's effects, in order.
+
+    Every original to withdraw must still be unsent (:class:`StaleRead` otherwise: one
+    claimed meanwhile would go out with no correction to follow it), and the incident must
+    still be live (:class:`StateConflict`: it was cancelled meanwhile).
     """
     if effects is None:
         return []
-    out: list[tuple[str, tuple[Any, ...]]] = []
+    out: list[EffectSQL] = []
     if effects.withdraw:
-        marks = ", ".join("?" * len(effects.withdraw))
-        out.append((WITHDRAW.format(ids=marks), (effects.withdraw_reason, now, *effects.withdraw)))
+        n = len(effects.withdraw)
+        out.append(
+            EffectSQL(
+                WITHDRAW.format(ids=", ".join("?" * n)),
+                (effects.withdraw_reason, now, *effects.withdraw),
+                n,
+                StaleRead(f"some of the {n} deliveries to withdraw changed"),
+            )
+        )
     if effects.incident_state is not None:
         incident_id, state = effects.incident_state
-        out.append((SET_INCIDENT_STATE, (state, incident_id)))
+        cancelled = StateConflict(f"incident {incident_id} is already cancelled")
+        out.append(EffectSQL(SET_INCIDENT_STATE, (state, incident_id), 1, cancelled))
     if effects.live is not None:
-        out.append((GUARD_LIVE, (effects.live,)))
+        cancelled = StateConflict(f"incident {effects.live} is already cancelled")
+        out.append(EffectSQL(GUARD_LIVE, (effects.live,), 1, cancelled))
     return out
-
-
-def check_touched(statement: str, params: tuple[Any, ...], touched: int) -> None:
-    """Raise when an effect did not touch what its plan counted on: the incident must still be
-    live (:class:`StateConflict`), and every original to withdraw must still be unsent
-    (:class:`StaleRead`; one claimed meanwhile would go out with no correction to follow it)."""
-    if statement is SET_INCIDENT_STATE or statement is GUARD_LIVE:
-        if touched == 0:
-            raise StateConflict(f"incident {params[-1]} is already cancelled")
-    elif statement.startswith(WITHDRAW_HEAD) and touched < len(params) - 2:
-        raise StaleRead(f"{len(params) - 2 - touched} of the deliveries to withdraw changed")

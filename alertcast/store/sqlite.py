@@ -141,8 +141,8 @@ class SQLiteStore:
                 sql.INSERT_DELIVERY,
                 sql.deliveries_params(incident.id, deliveries, incident.created_at, taken),
             )
-            for statement, params in sql.effect_statements(effects, incident.created_at):
-                sql.check_touched(statement, params, c.execute(statement, params).rowcount)
+            for effect in sql.effect_statements(effects, incident.created_at):
+                effect.check(c.execute(effect.statement, effect.params).rowcount)
             if audit is not None:
                 c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
 
@@ -192,12 +192,8 @@ class SQLiteStore:
         status: str | None = None,
         before: float | None = None,
     ) -> list[IncidentRow]:
-        where, params = sql.filters(kind=kind, state=state, status=status)
-        if before is not None:
-            where.append("created_at < ?")
-            params.append(before)
-        query = f"SELECT * FROM incidents {sql.where(where)} ORDER BY created_at DESC LIMIT ?"
-        rows = await self._read(lambda c: c.execute(query, (*params, limit)).fetchall())
+        query, params = sql.incidents_query(kind, state, status, before, limit)
+        rows = await self._read(lambda c: c.execute(query, params).fetchall())
         return [sql.incident_from(r) for r in rows]
 
     async def follow_ups(self, incident_id: str) -> list[IncidentRow]:
@@ -235,9 +231,8 @@ class SQLiteStore:
         account: str | None = None,
         limit: int = 500,
     ) -> list[DeliveryRow]:
-        where, params = sql.filters(incident_id=incident_id, state=state, account=account)
-        query = f"SELECT * FROM deliveries {sql.where(where)} ORDER BY created_at, id LIMIT ?"
-        rows = await self._read(lambda c: c.execute(query, (*params, limit)).fetchall())
+        query, params = sql.deliveries_query(incident_id, state, account, limit)
+        rows = await self._read(lambda c: c.execute(query, params).fetchall())
         return [sql.delivery_from(r) for r in rows]
 
     async def counts(self, incident_id: str) -> dict[str, int]:

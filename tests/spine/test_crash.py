@@ -114,6 +114,7 @@ async def test_kill9_mid_template_list_resumes_from_the_checkpoint(tmp_path: Pat
                 await asyncio.sleep(0.1)
         finally:
             daemon.stop()
+    assert at_kill < len(followers)  # the kill came in the middle of the list
     alerted = Counter(str(b["touser"]) for b in fake.template_sent)
     assert set(alerted) == set(followers)
     repeats = sum(alerted.values()) - len(followers)
