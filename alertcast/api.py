@@ -13,12 +13,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from alertcast import app as appmod
-from alertcast import openapi
-from alertcast.lifecycle import merge
-from alertcast.models import DeliveryState, Incident, Kind, parse_incident
+from alertcast import keys, openapi
+from alertcast.models import DeliveryState, Incident, parse_incident
 from alertcast.page import render_page
-from alertcast.service import Submission
+from alertcast.plan import Asker
+from alertcast.preview import preview
 from alertcast.store.base import AuditRow, IncidentRow
 from alertcast.views import AuditView, CancelBody, DeliveryView, IncidentSummary, IncidentView
 
@@ -36,7 +35,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 async def _read_body(request: web.Request) -> bytes:
-    limit = request.app[appmod.CONFIG].server.max_body_bytes
+    limit = request.app[keys.CONFIG].server.max_body_bytes
     if (request.content_length or 0) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length or 0)
     return await request.read()
@@ -68,33 +67,15 @@ async def _incident_from_request(request: web.Request) -> tuple[Incident, bytes]
     return parse_incident(_parse_json(body)), body
 
 
-def _check_scope(request: web.Request, incident: Incident) -> None:
-    """403 unless the issuer may raise this kind in these regions."""
-    issuer, regions = request[appmod.ISSUER], request.app[appmod.SERVICE].regions
-    if Kind(incident.kind) not in issuer.kinds:
-        raise web.HTTPForbidden(
-            text=f"issuer {issuer.name} may not raise {incident.kind} incidents"
-        )
-    if issuer.regions:
-        outside = [c for c in incident.area.codes if not regions.any_covers(issuer.regions, [c])]
-        if outside or not incident.area.codes:
-            raise web.HTTPForbidden(
-                text=f"issuer {issuer.name} may only raise incidents in regions "
-                f"{', '.join(issuer.regions)}; area codes {outside or '(none)'} are outside"
-            )
-
-
 @routes.post("/v1/incidents")
 async def post_incident(request: web.Request) -> web.Response:
     incident, body = await _incident_from_request(request)
-    _check_scope(request, incident)
-    sub = _submission(request, body)
-    status, answer = await request.app[appmod.SERVICE].submit(incident, sub)
-    return _json(answer, status)
+    answer = await request.app[keys.DOOR].alert(incident, _asker(request, body))
+    return _json(answer, 202)
 
 
 async def _incident_or_404(request: web.Request) -> IncidentRow:
-    row = await request.app[appmod.STORE].get_incident(request.match_info["id"])
+    row = await request.app[keys.STORE].get_incident(request.match_info["id"])
     if row is None:
         raise web.HTTPNotFound(text=f"no incident {request.match_info['id']}")
     return row
@@ -108,7 +89,7 @@ async def get_incident(request: web.Request) -> web.Response:
 
 async def incident_view(app: web.Application, row: IncidentRow) -> dict[str, Any]:
     """One consistent view: counts and ``settled`` come from the same read as the deliveries."""
-    store = app[appmod.STORE]
+    store = app[keys.STORE]
     deliveries, follow, audit = await asyncio.gather(
         store.list_deliveries(incident_id=row.id, limit=MAX_VIEW_DELIVERIES),
         store.follow_ups(row.id),
@@ -138,21 +119,21 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _submission(request: web.Request, body: bytes = b"") -> Submission:
+def _asker(request: web.Request, body: bytes = b"") -> Asker:
+    """The issuer behind the request, and the key and digest that recognise a replay."""
     key = request.headers.get("Idempotency-Key", "").strip() or None
     if key is not None and len(key) > 200:
         raise web.HTTPBadRequest(text="Idempotency-Key is longer than 200 characters")
     digest = hashlib.sha256(request.path.encode() + b"\n" + body).hexdigest()
-    return Submission(issuer=request[appmod.ISSUER].name, idempotency_key=key, body_sha256=digest)
+    issuer = request[keys.ISSUER]
+    return Asker(issuer.name, idempotency_key=key, body_sha256=digest, issuer=issuer)
 
 
 @routes.post("/v1/incidents/{id}/update")
 async def update_incident(request: web.Request) -> web.Response:
     patch = await _json_object(request)
-    root = await _incident_or_404(request)
-    _check_scope(request, parse_incident(merge(dict(root.body), patch)))
-    sub = _submission(request, await request.read())
-    answer = await request.app[appmod.FOLLOW_UPS].update(root.id, patch, sub)
+    asker = _asker(request, await request.read())
+    answer = await request.app[keys.DOOR].update(request.match_info["id"], patch, asker)
     return _json(answer, 202)
 
 
@@ -162,27 +143,21 @@ async def cancel_incident(request: web.Request) -> web.Response:
         body = CancelBody.model_validate(await _json_object(request))
     except ValidationError as exc:
         raise web.HTTPUnprocessableEntity(text=f"reason: {exc.errors()[0]['msg']}") from None
-    root = await _incident_or_404(request)
-    _check_scope(request, parse_incident(dict(root.body)))
-    sub = _submission(request, await request.read())
-    answer = await request.app[appmod.FOLLOW_UPS].cancel(root.id, body.reason, sub)
+    asker = _asker(request, await request.read())
+    answer = await request.app[keys.DOOR].cancel(request.match_info["id"], body.reason, asker)
     return _json(answer, 202)
 
 
 @routes.post("/v1/incidents/{id}/approve")
 async def approve_incident(request: web.Request) -> web.Response:
-    row = await _incident_or_404(request)
-    _check_scope(request, parse_incident(dict(row.body)))
-    answer = await request.app[appmod.FOLLOW_UPS].approve(
-        request.match_info["id"], request[appmod.ISSUER]
-    )
+    answer = await request.app[keys.DOOR].approve(request.match_info["id"], _asker(request))
     return _json(answer)
 
 
 @routes.get("/v1/incidents")
 async def list_incidents(request: web.Request) -> web.Response:
     q = request.query
-    rows = await request.app[appmod.STORE].list_incidents(
+    rows = await request.app[keys.STORE].list_incidents(
         limit=_limit(q.get("limit")),
         kind=q.get("kind"),
         state=q.get("state"),
@@ -207,7 +182,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text=f"state must be one of {', '.join(DeliveryState.__members__)}"
         )
-    rows = await request.app[appmod.STORE].list_deliveries(
+    rows = await request.app[keys.STORE].list_deliveries(
         state=state,
         account=q.get("account"),
         incident_id=q.get("incident_id"),
@@ -218,7 +193,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 @routes.get("/v1/deliveries/{id}")
 async def get_delivery(request: web.Request) -> web.Response:
-    store = request.app[appmod.STORE]
+    store = request.app[keys.STORE]
     row = await store.get_delivery(request.match_info["id"])
     if row is None:
         raise web.HTTPNotFound(text=f"no delivery {request.match_info['id']}")
@@ -228,44 +203,31 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 @routes.post("/v1/deliveries/{id}/retry")
 async def retry_delivery(request: web.Request) -> web.Response:
-    app, issuer = request.app, request[appmod.ISSUER]
-    delivery_id = request.match_info["id"]
-    row = await app[appmod.STORE].get_delivery(delivery_id)
-    if row is None:
-        raise web.HTTPNotFound(text=f"no delivery {delivery_id}")
-    audit = AuditRow(time.time(), issuer.name, "delivery.retry", row.incident_id, delivery_id)
-    budget = app[appmod.CONFIG].dispatch.max_attempts
-    again = await app[appmod.STORE].requeue(delivery_id, audit, budget=budget)
-    if again is None:
-        raise web.HTTPConflict(
-            text=f"delivery {delivery_id} is {row.state.value}; only failed, "
-            "dead or skipped deliveries can be retried"
-        )
-    app[appmod.DISPATCHER].wake()
+    again = await request.app[keys.DOOR].retry(request.match_info["id"], _asker(request))
     return _json(DeliveryView.of(again).model_dump(mode="json"), 202)
 
 
 @routes.get("/v1/channels")
 async def channels(request: web.Request) -> web.Response:
     now = time.time()
-    return _json({"accounts": [a.describe(now) for a in request.app[appmod.ACCOUNTS]]})
+    return _json({"accounts": [a.describe(now) for a in request.app[keys.ACCOUNTS]]})
 
 
 @routes.post("/v1/channels/{id}/resume")
 async def resume_channel(request: web.Request) -> web.Response:
-    runtime = request.app[appmod.ACCOUNTS].get(request.match_info["id"])
+    runtime = request.app[keys.ACCOUNTS].get(request.match_info["id"])
     if runtime is None:
         raise web.HTTPNotFound(text=f"no account {request.match_info['id']}")
     runtime.resume()
-    await request.app[appmod.STORE].add_audit(
+    await request.app[keys.STORE].add_audit(
         AuditRow(
             time.time(),
-            request[appmod.ISSUER].name,
+            request[keys.ISSUER].name,
             "account.resume",
             detail={"account": runtime.id},
         )
     )
-    request.app[appmod.DISPATCHER].wake()
+    request.app[keys.DISPATCHER].wake()
     return _json(runtime.describe(time.time()))
 
 
@@ -279,7 +241,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    async with request.app[appmod.EVENTS].subscribe() as queue:
+    async with request.app[keys.EVENTS].subscribe() as queue:
         # Subscribed before the client hears it is connected: nothing published after that
         # line can be missed.
         await resp.prepare(request)
@@ -313,7 +275,12 @@ def _sse(event: dict[str, Any]) -> bytes:
 @routes.post("/v1/render")
 async def render_preview(request: web.Request) -> web.Response:
     incident, _ = await _incident_from_request(request)
-    return _json(request.app[appmod.SERVICE].preview(incident, request.query.get("account")))
+    app = request.app
+    account = request.query.get("account")
+    planner = app[keys.PLANNER]
+    return _json(
+        preview(app[keys.CONFIG], planner.drafter.renderer, incident, account, planner.regions)
+    )
 
 
 @routes.get("/p/{id}")
@@ -321,7 +288,7 @@ async def public_page(request: web.Request) -> web.Response:
     row = await _incident_or_404(request)
     if row.references:
         raise web.HTTPFound(f"/p/{row.references}")
-    follow = await request.app[appmod.STORE].follow_ups(row.id)
+    follow = await request.app[keys.STORE].follow_ups(row.id)
     return web.Response(
         text=render_page(row, follow),
         content_type="text/html",
@@ -332,12 +299,10 @@ async def public_page(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     try:
-        await request.app[appmod.STORE].next_due_at()
+        await request.app[keys.STORE].next_due_at()
     except Exception as exc:
         return _json({"status": "degraded", "store": f"unreachable: {type(exc).__name__}"}, 503)
-    return _json(
-        {"status": "ok", "store": "ok", "inflight": request.app[appmod.DISPATCHER].inflight}
-    )
+    return _json({"status": "ok", "store": "ok", "inflight": request.app[keys.DISPATCHER].inflight})
 
 
 @routes.get("/metrics")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import structlog
@@ -16,34 +16,41 @@ from pydantic import ValidationError
 
 from alertcast import api, jobs, metrics
 from alertcast.accounts import Accounts
-from alertcast.channels.wechat_callback import Latest, WechatCallback
+from alertcast.capacity import Capacity
+from alertcast.chains import Chains
+from alertcast.channels.wechat_callback import WechatCallback
+from alertcast.commit import Claims, Committer
 from alertcast.config import Config, IssuerConfig
 from alertcast.dispatch import Dispatcher
+from alertcast.door import Door
+from alertcast.errors import Busy, Conflict, DomainError, Forbidden, Invalid, NotFound, invalid
 from alertcast.events import EventBus
 from alertcast.feeds import api as feeds_api
-from alertcast.lifecycle import FollowUps
+from alertcast.inbox import Inbox
+from alertcast.keys import (
+    ACCOUNTS,
+    CONFIG,
+    DISPATCHER,
+    DOOR,
+    EVENTS,
+    ISSUER,
+    PLANNER,
+    SECRETS,
+    STORE,
+    TOKENS,
+)
+from alertcast.latest import Latest
+from alertcast.plan import Planner
 from alertcast.render import Renderer
 from alertcast.secrets import Secrets
-from alertcast.service import Conflict, Service
 from alertcast.store import open_store
 from alertcast.store.base import Store
 from alertcast.views import Problem
 
-__all__ = ["ISSUER", "SERVICE", "create_app", "problem"]
+__all__ = ["create_app", "problem"]
 
 log = structlog.get_logger("alertcast.app")
 
-CONFIG = web.AppKey("config", Config)
-SECRETS = web.AppKey("secrets", Secrets)
-EVENTS = web.AppKey("events", EventBus)
-STORE = web.AppKey("store", Store)
-SERVICE = web.AppKey("service", Service)
-DISPATCHER = web.AppKey("dispatcher", Dispatcher)
-FOLLOW_UPS = web.AppKey("follow_ups", FollowUps)
-LATEST = web.AppKey("latest", object)
-ACCOUNTS = web.AppKey("accounts", Accounts)
-TOKENS = web.AppKey("tokens", list[tuple[bytes, IssuerConfig]])
-ISSUER = web.RequestKey("issuer", IssuerConfig)
 PUBLIC_PATHS = ("/healthz", "/metrics", "/openapi.json", "/p/", "/wechat/")
 
 
@@ -70,22 +77,6 @@ def _reason(status: int) -> str:
     return HTTPStatus(status).phrase
 
 
-def field_errors(exc: ValidationError, *, strip_tag: bool = True) -> list[dict[str, str]]:
-    """Pydantic errors as ``{field, message}`` with dotted paths (the discriminator tag dropped)."""
-    out = []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        if (
-            strip_tag
-            and len(loc) > 1
-            and loc[0] in {"earthquake", "fire", "police", "weather", "general"}
-        ):
-            loc = loc[1:]
-        path = ".".join(str(p) for p in loc) or "(body)"
-        out.append({"field": path, "message": err["msg"]})
-    return out
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -99,16 +90,31 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Forbidden: 403,
+    Invalid: 422,
+    Busy: 503,
+}
+
+
+def domain_problem(exc: DomainError) -> web.Response:
+    """A domain error as ``application/problem+json``: the edge's one translation."""
+    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
+    errors = [{"field": e.field, "message": e.message} for e in getattr(exc, "errors", ())]
+    headers = {"Retry-After": str(round(exc.retry_after_s))} if isinstance(exc, Busy) else None
+    return problem(status, exc.detail, errors=errors or None, headers=headers)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ValidationError as exc:
-        errs = field_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errs)
-        return problem(422, f"invalid incident: {detail}", errors=errs)
-    except Conflict as exc:
-        return problem(409, str(exc))
+        return domain_problem(invalid(exc))
+    except DomainError as exc:
+        return domain_problem(exc)
     except web.HTTPException as exc:
         if exc.status < 400 or request.path.startswith("/wechat/"):
             raise  # redirects, and WeChat's servers, get the plain response
@@ -166,18 +172,17 @@ def create_app(
         client_max_size=config.server.max_body_bytes,
         middlewares=[metrics_middleware, errors_middleware, auth_middleware],
     )
-    app[CONFIG] = config
-    app[SECRETS] = secrets
-    app[EVENTS] = EventBus()
-    app[TOKENS] = _tokens(config, secrets)
+    inbox = Inbox()
+    planner = Planner(config, Renderer(config.render))
+    store = open_store(config.store.url, on_due=inbox.wake)
+    app[CONFIG], app[SECRETS], app[EVENTS] = config, secrets, EventBus()
+    app[TOKENS], app[STORE], app[PLANNER] = _tokens(config, secrets), store, planner
     app.on_shutdown.append(_end_streams)
-    app.cleanup_ctx.append(_resources(dispatch))
+    app.cleanup_ctx.append(_resources(store, inbox, dispatch))
     app.cleanup_ctx.append(jobs.context)
     api.setup_routes(app)
     feeds_api.setup_routes(app)
-    callback = _LateLatest()
-    WechatCallback(config.accounts, secrets, callback).install(app)
-    app[LATEST] = callback
+    WechatCallback(config.accounts, secrets, Latest(store, planner.regions)).install(app)
     return app
 
 
@@ -186,42 +191,21 @@ async def _end_streams(app: web.Application) -> None:
     app[EVENTS].close()
 
 
-class _LateLatest:
-    """The WeChat keyword reply's view of recent incidents, bound once the store is open."""
-
-    latest: Latest | None = None
-
-    async def __call__(self, kind: str | None, regions: list[str], limit: int) -> list[Any]:
-        if self.latest is None:
-            return []
-        return await self.latest(kind, regions, limit)
-
-
-def _resources(dispatch: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+def _resources(
+    store: Store, inbox: Inbox, dispatch: bool
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        config, secrets, callback = app[CONFIG], app[SECRETS], app[LATEST]
-        assert isinstance(callback, _LateLatest)
-        store = open_store(config.store.url)
+        config = app[CONFIG]
         await store.open()
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30, connect=10),
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
         )
-        accounts = Accounts(config, session, secrets)
+        accounts = Accounts(config, session, app[SECRETS])
         await accounts.start()
-        dispatcher = Dispatcher(store, accounts, config.dispatch, secrets, app[EVENTS])
-        if hasattr(store, "on_due"):  # replicas wake each other (PostgreSQL LISTEN/NOTIFY)
-            store.on_due = dispatcher.wake
-        app[STORE], app[ACCOUNTS], app[DISPATCHER] = store, accounts, dispatcher
-        service = app[SERVICE] = Service(
-            config, store, accounts, Renderer(config.render), app[EVENTS], wake=dispatcher.wake
-        )
-        app[FOLLOW_UPS] = FollowUps(service)
-        dispatcher.on_quota = service.fallback
-        callback.latest = service.latest
+        dispatcher = _wire(app, store, inbox, accounts)
         if dispatch:
-            await dispatcher.start()
-            service.handoff = dispatcher  # only a running dispatcher takes at creation
+            await dispatcher.start()  # only a running dispatcher takes deliveries at creation
         log.info("alertcast.started", accounts=len(config.accounts), store=store.describe())
         try:
             yield
@@ -233,3 +217,24 @@ def _resources(dispatch: bool) -> Callable[[web.Application], AsyncIterator[None
             log.info("alertcast.stopped")
 
     return ctx
+
+
+def _wire(app: web.Application, store: Store, inbox: Inbox, accounts: Accounts) -> Dispatcher:
+    """The core, each part given what it needs in its constructor, once."""
+    config, events = app[CONFIG], app[EVENTS]
+    capacity = Capacity(accounts, config.dispatch.concurrency)
+    claims = Claims(f"w-{uuid.uuid4().hex[:12]}", config.dispatch.lease_s)
+    committer = Committer(store, capacity, inbox, events, claims)
+    door = Door(Chains(store), app[PLANNER], committer)
+    dispatcher = Dispatcher(
+        store,
+        capacity,
+        inbox,
+        door,
+        config.dispatch,
+        secrets=app[SECRETS],
+        events=events,
+        worker=claims.worker,
+    )
+    app[ACCOUNTS], app[DOOR], app[DISPATCHER] = accounts, door, dispatcher
+    return dispatcher

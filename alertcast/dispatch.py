@@ -8,20 +8,19 @@ restarted daemon resumes exactly where this one stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import tenacity
 from structlog.contextvars import bound_contextvars
 
 from alertcast import metrics
-from alertcast.accounts import AccountRuntime, Accounts
+from alertcast.accounts import AccountRuntime
+from alertcast.capacity import Capacity, Ticket
 from alertcast.channels.base import (
     AuthExpired,
     ChannelError,
@@ -33,19 +32,11 @@ from alertcast.channels.base import (
 )
 from alertcast.config import DispatchConfig
 from alertcast.events import EventBus
+from alertcast.inbox import Inbox
 from alertcast.models import DeliveryState
+from alertcast.plan import Skip, plan_send
 from alertcast.secrets import Secrets
-from alertcast.store import sql
-from alertcast.store.base import (
-    ActiveClaim,
-    AttemptRow,
-    DeliveryRow,
-    IncidentRow,
-    NewDelivery,
-    Outcome,
-    Store,
-    Taken,
-)
+from alertcast.store.base import ActiveClaim, AttemptRow, DeliveryRow, Outcome, Store
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
@@ -57,33 +48,10 @@ class Skipped(ChannelError):
     """Not an error of the platform: there is nothing (left) to send for this delivery."""
 
 
-def _needless(runtime: AccountRuntime, claim: ActiveClaim) -> str | None:
-    """Why a follow-up must not go out at all, or ``None`` when it should be sent."""
-    d = claim.delivery
-    if d.target_delivery_id is None or claim.target_delivered:
-        return None
-    if claim.msg_type == "cancel":
-        return "the original never reached this account; there is nothing to cancel"
-    if d.action == "delete":
-        return "the original was never posted on this account; nothing to delete"
-    return None
+class Fallback(Protocol):
+    """What the dispatcher asks of the door when an account's quota is spent."""
 
-
-def _takeable(d: NewDelivery, targets: Mapping[str, str | None], now: float) -> bool:
-    """Whether a new delivery may be claimed in the transaction that creates it: due now and
-    waiting for nothing (not held, not after another delivery, not a follow-up of an original
-    not delivered), and not expired (the store's claim skips those as expired, unsent)."""
-    if d.state is not DeliveryState.pending or d.hold or d.wait_for:
-        return False
-    if d.expires_at is not None and d.expires_at <= now:
-        return False
-    return not d.target_delivery_id or d.target_delivery_id in targets
-
-
-def _cannot(runtime: AccountRuntime, claim: ActiveClaim) -> str | None:
-    if claim.delivery.action == "delete" and "delete" not in runtime.channel.capabilities:
-        return f"{runtime.config.channel} cannot delete a post; the cancellation stands alone"
-    return None
+    async def fallback(self, spent: DeliveryRow) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -105,45 +73,52 @@ class RetryPolicy:
 
 
 class Dispatcher:
+    """Claims due deliveries (and takes those handed to it at creation), sends each through
+    its account's adapter within the account's capacity, and records the outcome."""
+
     def __init__(
         self,
         store: Store,
-        accounts: Accounts,
+        capacity: Capacity,
+        inbox: Inbox,
+        fallbacks: Fallback,
         config: DispatchConfig,
+        *,
         secrets: Secrets,
         events: EventBus,
+        worker: str,
     ) -> None:
         self.store = store
-        self.accounts = accounts
+        self.capacity = capacity
+        self.inbox = inbox
+        self.fallbacks = fallbacks
         self.config = config
         self.secrets = secrets
         self.events = events
+        self.worker = worker
         self.policy = RetryPolicy(config.backoff_initial_s, config.backoff_max_s)
-        self.worker = f"w-{uuid.uuid4().hex[:12]}"
-        self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reserved = 0  # slots promised to deliveries taken at creation, not yet spawned
-        self._claiming = False  # a claim_due is on its way: no taking at creation meanwhile
         self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
-        self.on_quota: Callable[[DeliveryRow], Awaitable[None]] | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
     # -- life -------------------------------------------------------------------------------
     async def start(self) -> None:
-        recovered = await self.store.recover(
-            now=time.time(), everything=getattr(self.store, "single_process", False)
-        )
+        recovered = await self.store.recover(now=time.time(), everything=self.store.single_process)
         if recovered:
             log.warning("dispatch.recovered", deliveries=recovered)
+        self.inbox.open = True
         self._loop_task = asyncio.create_task(self._supervise(), name="dispatcher")
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming, let in-flight sends finish within ``grace_s``, cancel the rest."""
         self._stopping = True
-        self._wake.set()
+        self.inbox.open = False
+        self.inbox.wake()
         if self._loop_task is not None:
             await asyncio.gather(self._loop_task, return_exceptions=True)
+        for _, ticket in self.inbox.take():  # handed but never spawned: the lease brings them
+            ticket.release()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
             for task in pending:
@@ -151,7 +126,8 @@ class Dispatcher:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def wake(self) -> None:
-        self._wake.set()
+        """Claim again now (an account was resumed, a retry became due)."""
+        self.inbox.wake()
 
     @property
     def inflight(self) -> int:
@@ -169,14 +145,15 @@ class Dispatcher:
     async def _run_loop(self) -> None:
         next_sweep = 0.0
         while not self._stopping:
-            self._wake.clear()
+            self._spawn_handed()
+            self.inbox.due()
             if time.monotonic() >= next_sweep:
                 await self._sweep_leases()
                 next_sweep = time.monotonic() + self.config.lease_s / 4
             claimed = await self._claim()
-            for claim in claimed:
-                self._spawn(claim)
-            if not claimed or self.inflight >= self.config.concurrency:
+            for claim, ticket in claimed:
+                self._spawn(claim, ticket)
+            if not claimed or self.capacity.room <= 0:
                 await self._sleep()
 
     async def _sweep_leases(self) -> None:
@@ -185,103 +162,29 @@ class Dispatcher:
         if recovered:
             log.warning("dispatch.leases_recovered", deliveries=recovered)
 
-    # -- deliveries taken at creation -------------------------------------------------------
-    def reserve(
-        self,
-        deliveries: Sequence[NewDelivery],
-        targets: Mapping[str, str | None] | None = None,
-    ) -> Taken | None:
-        """Which of a new incident's deliveries this worker claims in the creating transaction:
-        those due now that wait for nothing — posts, and follow-ups whose original is delivered
-        (``targets``: its remote id by delivery id) — on accounts with a free slot (and
-        rate-window room), within the dispatcher's concurrency. Their slots are held until
-        :meth:`adopt` or :meth:`release`. The rest are claimed from the store as usual."""
-        room = self.config.concurrency - self.inflight - self._reserved
-        if self._stopping or self._claiming or room <= 0:
-            # A claim from the store is on its way: its slots are not counted yet, so taking
-            # any here could overbook an account (and its rate window). The loop claims these.
-            return None
-        now = time.time()
-        free: dict[str, int] = {}
-        ids: list[str] = []
-        for d in sorted(deliveries, key=lambda d: -d.priority):
-            if len(ids) >= room:
-                break
-            if not _takeable(d, targets or {}, now):
-                continue
-            runtime = self.accounts.get(d.account)
-            if runtime is None:
-                continue
-            if d.account not in free:
-                free[d.account] = runtime.free(now)
-            if free[d.account] > 0:
-                free[d.account] -= 1
-                runtime.inflight += 1
-                runtime.waiting += 1
-                ids.append(d.id)
-        if not ids:
-            return None
-        self._reserved += len(ids)
-        return Taken(self.worker, now + self.config.lease_s, frozenset(ids))
+    def _spawn_handed(self) -> None:
+        """Send what the commit path claimed at creation, right away."""
+        for claim, ticket in self.inbox.take():
+            self._spawn(claim, ticket)
 
-    def adopt(
-        self,
-        taken: Taken,
-        incident: IncidentRow,
-        deliveries: Sequence[NewDelivery],
-        targets: Mapping[str, str | None] | None = None,
-    ) -> None:
-        """The creating transaction committed: send what it claimed, right away; unless the
-        dispatcher is stopping, when the rows stay claimed and the next start (or another
-        replica's lease sweep) sends them."""
-        if self._stopping:
-            self.release(taken, deliveries)
-            return
-        for d in deliveries:
-            if d.id in taken.ids:
-                self._reserved -= 1
-                target = d.target_delivery_id
-                claim = ActiveClaim(
-                    sql.taken_row(incident.id, d, incident.created_at),
-                    target_remote_id=(targets or {}).get(target) if target else None,
-                    msg_type=incident.msg_type,
-                    target_delivered=target is not None,
-                )
-                self._spawn(claim)
-
-    def release(self, taken: Taken, deliveries: Sequence[NewDelivery]) -> None:
-        """The creating transaction failed: give the slots back."""
-        for d in deliveries:
-            if d.id in taken.ids and (runtime := self.accounts.get(d.account)) is not None:
-                runtime.inflight -= 1
-                runtime.waiting -= 1
-        self._reserved -= len(taken.ids)
-
-    async def _claim(self) -> list[ActiveClaim]:
-        room = self.config.concurrency - self.inflight - self._reserved
+    async def _claim(self) -> list[tuple[ActiveClaim, Ticket]]:
+        room = self.capacity.room
         if room <= 0:
             return []
         now = time.time()
-        self._claiming = True
-        try:
+        with self.capacity.claiming():
             claims = await self.store.claim_due(
                 now=now,
                 limit=room,
                 lease_s=self.config.lease_s,
                 worker=self.worker,
-                free=self.accounts.free(now),
+                free=self.capacity.free(now),
             )
-        finally:
-            self._claiming = False
-        for claim in claims:
-            runtime = self.accounts.get(claim.delivery.account)
-            if runtime is not None:
-                runtime.inflight += 1
-                runtime.waiting += 1
-        return claims
+            return [(c, self.capacity.take(c.delivery.account)) for c in claims]
 
     async def _sleep(self) -> None:
-        """Until woken, the next retry is due, or the poll interval, whichever is first.
+        """Until woken, the next retry is due, or the poll interval, whichever is first;
+        deliveries handed over meanwhile are sent without waking the claim loop.
 
         Rows already due but not claimable (a paused or saturated account, a follow-up waiting
         for its original) wait for a wake-up or the poll, never a busy loop.
@@ -290,16 +193,18 @@ class Dispatcher:
         due = await self.store.next_due_at()
         if due is not None and due > time.time():
             timeout = min(timeout, max(0.005, due - time.time()))
+        deadline = time.monotonic() + timeout
         self.sleeping = True
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            while not self._stopping and await self.inbox.wait(deadline - time.monotonic()):
+                self._spawn_handed()
+                if self.inbox.due():
+                    return
         finally:
             self.sleeping = False
 
-    def _spawn(self, claim: ActiveClaim) -> None:
-        task = asyncio.create_task(self._handle(claim), name=f"deliver-{claim.delivery.id}")
+    def _spawn(self, claim: ActiveClaim, ticket: Ticket) -> None:
+        task = asyncio.create_task(self._handle(claim, ticket), name=f"deliver-{claim.delivery.id}")
         self._tasks.add(task)
         metrics.INFLIGHT.set(len(self._tasks))
         task.add_done_callback(self._done)
@@ -307,47 +212,41 @@ class Dispatcher:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         metrics.INFLIGHT.set(len(self._tasks))
-        self._wake.set()
+        self.inbox.wake()
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch.task_failed", exc_info=task.exception())
 
     # -- one delivery -----------------------------------------------------------------------
-    async def _handle(self, claim: ActiveClaim) -> None:
+    async def _handle(self, claim: ActiveClaim, ticket: Ticket) -> None:
         d = claim.delivery
-        runtime = self.accounts.get(d.account)
-        waiting = [runtime is not None]  # until the send holds its rate-limit slot
+        runtime = ticket.runtime
         with bound_contextvars(
             incident_id=d.incident_id, delivery_id=d.id, account=d.account, attempt=d.attempts
         ):
             try:
-                if runtime is None:
-                    await self._finish(
-                        d,
-                        None,
-                        time.time(),
-                        0.0,
-                        Permanent(f"account {d.account!r} is no longer configured"),
-                    )
-                    return
-                if (needless := _needless(runtime, claim) or _cannot(runtime, claim)) is not None:
-                    await self._finish(d, runtime, time.time(), 0.0, Skipped(needless))
-                    return
-                self._publish(d, DeliveryState.sending)
-                await self._send(runtime, claim, waiting)
+                await self._deliver(claim, runtime, ticket)
             except Exception:  # recording failed: the lease brings it back, never lost
                 log.exception("dispatch.record_failed")
             finally:
-                if runtime is not None:
-                    runtime.inflight -= 1
-                    runtime.waiting -= int(waiting[0])
+                ticket.release()
 
-    async def _send(self, runtime: AccountRuntime, claim: ActiveClaim, waiting: list[bool]) -> None:
+    async def _deliver(
+        self, claim: ActiveClaim, runtime: AccountRuntime | None, ticket: Ticket
+    ) -> None:
         d = claim.delivery
+        if runtime is None:
+            gone = Permanent(f"account {d.account!r} is no longer configured")
+            await self._finish(d, None, time.time(), 0.0, gone)
+            return
+        how = plan_send(claim, runtime.config.channel, runtime.channel.capabilities)
+        if isinstance(how, Skip):
+            await self._finish(d, runtime, time.time(), 0.0, Skipped(how.reason))
+            return
+        self._publish(d, DeliveryState.sending)
         async with runtime.limiter.slot():
-            runtime.waiting -= 1
-            waiting[0] = False
+            ticket.sending()
             started, t0 = time.time(), time.monotonic()
-            msg = self._outgoing(runtime, claim)
+            msg = self._outgoing(claim, how.action, how.target_remote_id)
             result = await self._attempt(runtime, msg)
             duration_ms = 1000 * (time.monotonic() - t0)
         metrics.ATTEMPT_SECONDS.labels(runtime.config.channel).observe(duration_ms / 1000)
@@ -364,21 +263,16 @@ class Dispatcher:
             log.exception("dispatch.adapter_bug")
             return Transient(f"internal error in adapter: {type(exc).__name__}")
 
-    def _outgoing(self, runtime: AccountRuntime, claim: ActiveClaim) -> Outgoing:
+    def _outgoing(self, claim: ActiveClaim, action: str, target: str | None) -> Outgoing:
         d = claim.delivery
-        action = d.action
         progress: dict[str, Any] = json.loads(json.dumps(d.progress)) if d.progress else {}
-        if action != "post" and (
-            claim.target_remote_id is None or action not in runtime.channel.capabilities
-        ):
-            action = "post"  # nothing to thread to, or the platform cannot: stand alone
         return Outgoing(
             delivery_id=d.id,
             incident_id=d.incident_id,
             idempotency_key=d.idempotency_key,
             payload=d.payload,
             action=action,  # type: ignore[arg-type]
-            target_remote_id=claim.target_remote_id if action != "post" else None,
+            target_remote_id=target,
             attempt=d.attempts,
             progress=progress,
             checkpoint=self._checkpoint(d.id, progress),
@@ -422,10 +316,10 @@ class Dispatcher:
             error=self.secrets.redact(result.reason) if isinstance(result, ChannelError) else None,
             next_attempt_at=outcome.next_attempt_at,
         )
-        if isinstance(result, QuotaExhausted) and self.on_quota is not None:
+        if isinstance(result, QuotaExhausted):
             # The fallback's deliveries are stored before this one is settled, so the incident
             # never looks settled (to the status API, the stream, `send --follow`) in between.
-            await self.on_quota(replace(d, state=outcome.state, reason=outcome.reason))
+            await self.fallbacks.fallback(replace(d, state=outcome.state, reason=outcome.reason))
         row = await self.store.finish_attempt(d, attempt, outcome, worker=self.worker)
         metrics.DELIVERIES.labels(d.channel, outcome.state.value).inc()
         self._publish(row, row.state)

@@ -29,13 +29,16 @@ from apscheduler.events import (  # type: ignore[import-untyped]
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
-from alertcast import app as appmod
+from alertcast import keys
 from alertcast._tasks import Running
+from alertcast.door import Door
+from alertcast.errors import Conflict
 from alertcast.feeds.runner import FeedRunner, utcnow
 from alertcast.feeds.source import USER_AGENT
 from alertcast.models import incident_json
+from alertcast.plan import Asker
 from alertcast.schedules import ScheduleConfig, last_fire, routine_incident, run_identity
-from alertcast.service import Conflict, Service, Submission
+from alertcast.store.base import Store
 
 __all__ = ["FEEDS", "SCHEDULES", "Fired", "Schedules", "context"]
 
@@ -46,15 +49,13 @@ log = structlog.get_logger("alertcast.jobs")
 
 async def context(app: web.Application) -> AsyncIterator[None]:
     """Start the scheduler, the feeds and the schedules; stop them in order."""
-    config = app[appmod.CONFIG]
+    config = app[keys.CONFIG]
     base_dir = config.source_path.parent if config.source_path else None
     scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_listener(_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
-    schedules = Schedules(config.schedules, app[appmod.SERVICE], base_dir=base_dir)
+    schedules = Schedules(config.schedules, app[keys.STORE], app[keys.DOOR], base_dir=base_dir)
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
-        feeds = FeedRunner(
-            config.feeds, app[appmod.STORE], app[appmod.SERVICE], app[appmod.FOLLOW_UPS], session
-        )
+        feeds = FeedRunner(config.feeds, app[keys.STORE], app[keys.DOOR], session)
         app[FEEDS], app[SCHEDULES] = feeds, schedules
         scheduler.start()
         feeds.start(scheduler)
@@ -94,9 +95,15 @@ class Schedules:
     """Runs every ``[[schedules]]`` entry, once per run across restarts and replicas."""
 
     def __init__(
-        self, schedules: Iterable[ScheduleConfig], service: Service, *, base_dir: Path | None
+        self,
+        schedules: Iterable[ScheduleConfig],
+        store: Store,
+        door: Door,
+        *,
+        base_dir: Path | None,
     ) -> None:
-        self.service = service
+        self.store = store
+        self.door = door
         self.schedules = {s.name: s for s in schedules}
         self.templates = {s.name: s.template(base_dir) for s in self.schedules.values()}
         self.clock: Callable[[], datetime] = utcnow
@@ -164,7 +171,7 @@ class Schedules:
         if fire_at is None:
             return None
         issuer, key = run_identity(s.name, fire_at)
-        if await self.service.store.get_idempotency(issuer, key) is not None:
+        if await self.store.get_idempotency(issuer, key) is not None:
             return None  # it went out (or is going out) already
         if s.misfire == "skip":
             log.info("schedule.missed", schedule=s.name, fire_at=fire_at.isoformat(), policy="skip")
@@ -176,15 +183,15 @@ class Schedules:
         issuer, key = run_identity(name, fire_at)
         incident = routine_incident(self.templates[name], fire_at)
         body = json.dumps(incident_json(incident), sort_keys=True, ensure_ascii=False)
-        first = await self.service.store.get_idempotency(issuer, key)
-        sub = Submission(
-            issuer=issuer,
+        first = await self.store.get_idempotency(issuer, key)
+        asker = Asker(
+            issuer,
             source=issuer,
             idempotency_key=key,
             body_sha256=hashlib.sha256(body.encode()).hexdigest(),
         )
         try:
-            _, answer = await self.service.submit(incident, sub)
+            answer = await self.door.alert(incident, asker)
         except Conflict:  # sent already, from a configuration that has changed since
             log.warning("schedule.sent_with_other_content", schedule=name, key=key)
             return Fired(name, fire_at, None, new=False)

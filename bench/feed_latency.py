@@ -33,9 +33,10 @@ import aiohttp
 from _common import SinkProcess, load_average, machine, percentile, scratch_dir
 from aiohttp import web
 
-from alertcast.app import EVENTS, create_app
+from alertcast.app import create_app
 from alertcast.config import Config
 from alertcast.jobs import FEEDS
+from alertcast.keys import EVENTS
 from alertcast.logs import configure
 from alertcast.secrets import Secrets
 

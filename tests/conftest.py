@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from alertcast.app import STORE, create_app
+from alertcast.app import create_app
 from alertcast.config import Config
+from alertcast.keys import STORE
 from alertcast.testing.sink import WebhookSink
 
 ROOT = Path(__file__).resolve().parent.parent

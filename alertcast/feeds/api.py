@@ -23,8 +23,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from alertcast import app as appmod
-from alertcast import jobs
+from alertcast import jobs, keys
 from alertcast.feeds.events import FeedError
 from alertcast.feeds.rules import FeedConfig
 from alertcast.feeds.tracker import Applied
@@ -61,20 +60,20 @@ async def push_event(request: web.Request) -> web.Response:
         applied = await runner.push(name, await request.read())
     except FeedError as exc:
         raise web.HTTPBadRequest(text=f"not an event feed {name} reads: {exc.reason}") from None
-    log.info("feed.pushed", feed=name, issuer=request[appmod.ISSUER].name, events=len(applied))
+    log.info("feed.pushed", feed=name, issuer=request[keys.ISSUER].name, events=len(applied))
     changed = any(a.decision.action.value not in ("ignore", "associate") for a in applied)
     return _json({"feed": name, "decisions": [_view(a) for a in applied]}, 202 if changed else 200)
 
 
 def _authorize(request: web.Request, cfg: FeedConfig) -> None:
     """403 unless the bearer may push to this feed (see the module's docstring)."""
-    issuer = request[appmod.ISSUER]
+    issuer = request[keys.ISSUER]
     if cfg.token_env is None:
         if Kind.earthquake not in issuer.kinds:
             raise web.HTTPForbidden(text=f"issuer {issuer.name} may not raise earthquakes")
         return
     try:
-        expected = request.app[appmod.SECRETS].get(cfg.token_env)
+        expected = request.app[keys.SECRETS].get(cfg.token_env)
     except MissingSecret:
         raise web.HTTPForbidden(
             text=f"feed {cfg.name} takes no pushes: its token is not set"

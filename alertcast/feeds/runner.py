@@ -31,6 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from alertcast._tasks import Running
+from alertcast.door import Door
 from alertcast.feeds import fdsn, usgs
 from alertcast.feeds.association import group_problems, group_settings
 from alertcast.feeds.events import QuakeEvent
@@ -38,8 +39,6 @@ from alertcast.feeds.lifecycle import VANISH_MARGIN, KnownEvent, vanished
 from alertcast.feeds.rules import FeedConfig
 from alertcast.feeds.source import FeedPoller, Outcome, PollOutcome, parse_pushed
 from alertcast.feeds.tracker import Applied, GroupTracker, Tracker
-from alertcast.lifecycle import FollowUps
-from alertcast.service import Service
 from alertcast.store.base import Store
 
 __all__ = ["Feed", "FeedRunner", "utcnow"]
@@ -100,8 +99,7 @@ class FeedRunner:
         self,
         feeds: Iterable[FeedConfig],
         store: Store,
-        service: Service,
-        follow_ups: FollowUps,
+        door: Door,
         session: aiohttp.ClientSession,
         *,
         rng: random.Random | None = None,
@@ -116,7 +114,7 @@ class FeedRunner:
         if problems := group_problems(configs):
             raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
         self.groups: dict[str, GroupTracker] = {
-            name: GroupTracker(settings, store, service, follow_ups)
+            name: GroupTracker(settings, store, door)
             for name, settings in group_settings(configs).items()
         }
         self.feeds: dict[str, Feed] = {
@@ -125,8 +123,7 @@ class FeedRunner:
                 Tracker(
                     cfg,
                     store,
-                    service,
-                    follow_ups,
+                    door,
                     self.groups[cfg.associate] if cfg.associate else None,
                 ),
                 self._poller(cfg),

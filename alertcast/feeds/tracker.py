@@ -6,13 +6,13 @@ Every sighting reads the feed's candidate events from the store, lets
 1. **claim**: the new :class:`~alertcast.feeds.lifecycle.KnownEvent` and the action it implies
    (an :class:`Intent`), on condition that the stored version is still the one read. A replica
    that read the same version loses the write and decides again from what the winner stored.
-2. **act**: raise, update or cancel through the service with issuer ``feed:{name}`` and the
+2. **act**: raise, update or cancel through the door with issuer ``feed:{name}`` and the
    idempotency key ``{event_id}:{version}`` of the claim.
 3. **confirm**: the raised incident's id, and no pending action.
 
 An intent whose confirmation never landed (a crash, a lost connection, a shutdown) is finished
 by whoever reads the event next, this daemon after a restart or another replica, under the
-same key: the service answers a reused key with its first answer, so nothing is sent twice.
+same key: the door answers a reused key with its first answer, so nothing is sent twice.
 
 A feed of an ``associate`` group claims, instead of an action, a
 :class:`~alertcast.feeds.association.Report` to its group; the group's :class:`GroupTracker`
@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiohttp import web
 from pydantic import ValidationError
 
+from alertcast.door import Door
+from alertcast.errors import DomainError
 from alertcast.feeds.association import (
     GroupSettings,
     GroupState,
@@ -54,11 +56,9 @@ from alertcast.feeds.lifecycle import (
     remember,
 )
 from alertcast.feeds.rules import FeedConfig, to_incident
-from alertcast.lifecycle import FollowUps
 from alertcast.models import parse_incident
-from alertcast.service import Conflict, Service, Submission
+from alertcast.plan import Asker
 from alertcast.store.base import FeedEventRow, Store
-from alertcast.store.sql import dumps
 
 __all__ = ["Applied", "GroupOutcome", "GroupTracker", "Intent", "LostRace", "Tracker"]
 
@@ -67,6 +67,11 @@ GROUP_RACES = 20  # every feed of a group writes the group's one row
 GROUP_STATE = "~state"  # the event_id of a group's row (feed ``group:{name}``)
 
 log = structlog.get_logger("alertcast.feeds")
+
+
+def _canonical(value: Any) -> str:
+    """One text per value (sorted keys, no spaces): what an intent's digest is taken over."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 class LostRace(Exception):
@@ -104,7 +109,7 @@ class Intent:
 
     def digest(self) -> str:
         """What a replay must match: the same stored intent gives the same digest."""
-        return hashlib.sha256(dumps(self.to_json()).encode()).hexdigest()
+        return hashlib.sha256(_canonical(self.to_json()).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -140,26 +145,22 @@ class _Done:
 
 
 class _Acting:
-    """Raise, update or cancel through the service, idempotently (shared by both trackers)."""
+    """Raise, update or cancel through the door, idempotently (shared by both trackers)."""
 
-    service: Service
-    follow_ups: FollowUps
+    door: Door
     issuer: str
     _log: Any
 
     async def _act(self, intent: Intent) -> str | None:
-        """The alert, update or cancellation id; None when the service refuses for good."""
+        """The alert, update or cancellation id; None when the door refuses for good."""
         issuer = intent.issuer or self.issuer
-        sub = Submission(
-            issuer=issuer,
-            source=issuer,
-            idempotency_key=intent.key,
-            body_sha256=intent.digest(),
+        asker = Asker(
+            issuer, source=issuer, idempotency_key=intent.key, body_sha256=intent.digest()
         )
         try:
-            answer = await self._send(intent, sub)
-        except (web.HTTPException, Conflict, ValidationError) as exc:
-            reason = exc.text if isinstance(exc, web.HTTPException) else str(exc)
+            answer = await self._send(intent, asker)
+        except (DomainError, ValidationError) as exc:
+            reason = str(exc)
             self._log.warning(
                 "feed.action_refused", action=intent.action.value, key=intent.key, reason=reason
             )
@@ -174,14 +175,13 @@ class _Acting:
         )
         return str(answer["id"])
 
-    async def _send(self, intent: Intent, sub: Submission) -> dict[str, Any]:
+    async def _send(self, intent: Intent, asker: Asker) -> Mapping[str, Any]:
         if intent.action is Action.raise_:
-            _, answer = await self.service.submit(parse_incident(intent.body), sub)
-            return answer
+            return await self.door.alert(parse_incident(intent.body), asker)
         assert intent.root is not None
         if intent.action is Action.update:
-            return await self.follow_ups.update(intent.root, dict(intent.body or {}), sub)
-        return await self.follow_ups.cancel(intent.root, intent.reason, sub)
+            return await self.door.update(intent.root, dict(intent.body or {}), asker)
+        return await self.door.cancel(intent.root, intent.reason, asker)
 
 
 class Tracker(_Acting):
@@ -196,14 +196,12 @@ class Tracker(_Acting):
         self,
         cfg: FeedConfig,
         store: Store,
-        service: Service,
-        follow_ups: FollowUps,
+        door: Door,
         group: GroupTracker | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
-        self.service = service
-        self.follow_ups = follow_ups
+        self.door = door
         self.group = group
         self.issuer = f"feed:{cfg.name}"
         self._log = log.bind(feed=cfg.name)
@@ -408,13 +406,10 @@ class GroupTracker(_Acting):
     crash between the group's write and the feed's confirmation) is applied once.
     """
 
-    def __init__(
-        self, settings: GroupSettings, store: Store, service: Service, follow_ups: FollowUps
-    ) -> None:
+    def __init__(self, settings: GroupSettings, store: Store, door: Door) -> None:
         self.settings = settings
         self.store = store
-        self.service = service
-        self.follow_ups = follow_ups
+        self.door = door
         self.feed = f"group:{settings.name}"
         self.issuer = self.feed  # every intent names the reporting feed's issuer instead
         self._lock = asyncio.Lock()  # the feeds of a group share one row: take turns here

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from alertcast.store.base import Store
 
 __all__ = ["Store", "open_store"]
 
 
-def open_store(url: str) -> Store:
-    """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``postgresql://…``."""
+def open_store(url: str, *, on_due: Callable[[], None] | None = None) -> Store:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``postgresql://…``.
+
+    ``on_due`` is called when another process stores due work (PostgreSQL's LISTEN/NOTIFY);
+    SQLite has one process, which knows what it stored.
+    """
     if url.startswith("sqlite://"):
         from alertcast.store.sqlite import SQLiteStore
 
@@ -22,5 +28,5 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from alertcast.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, on_due=on_due)
     raise ValueError(f"unknown store URL scheme in {url.split(':', 1)[0]!r}")

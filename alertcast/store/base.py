@@ -18,6 +18,7 @@ from alertcast.models import DeliveryState
 
 __all__ = [
     "ActiveClaim",
+    "Applied",
     "AttemptRow",
     "AuditRow",
     "DeliveryRow",
@@ -28,8 +29,12 @@ __all__ = [
     "IncidentRow",
     "NewDelivery",
     "Outcome",
+    "Requeue",
+    "StaleRead",
     "StateConflict",
     "Store",
+    "Taken",
+    "Write",
 ]
 
 SETTLED = tuple(s.value for s in DeliveryState if s.settled)
@@ -105,6 +110,7 @@ class Taken:
     worker: str
     lease_until: float
     ids: frozenset[str]
+    targets: Mapping[str, str | None] = field(default_factory=dict)  # original -> remote id
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +194,38 @@ class AuditRow:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """An operator's re-drive of a settled delivery: back to ``pending`` with ``budget`` tries."""
+
+    delivery_id: str
+    budget: int
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Everything one plan changes, applied by :meth:`Store.apply` in one transaction."""
+
+    incident: IncidentRow | None = None  # a new alert, update or cancellation
+    deliveries: Sequence[NewDelivery] = ()  # the new incident's, or ``attach_to``'s
+    attach_to: str | None = None  # a stored incident that gets more deliveries (a fallback)
+    idempotency: IdempotencyRecord | None = None
+    effects: Effects | None = None
+    release: str | None = None  # a held incident approved: its held deliveries become due
+    requeue: Requeue | None = None
+    audit: Sequence[AuditRow] = ()
+    taken: Taken | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What :meth:`Store.apply` did beyond the write itself."""
+
+    released: int = 0  # held deliveries made due by a release
+    requeued: DeliveryRow | None = None
+    claims: Sequence[ActiveClaim] = ()  # the deliveries ``taken`` names, as stored
+
+
 class Store(Protocol):
     """Durable state: incidents, deliveries, attempts, idempotency keys and the audit trail."""
 
@@ -199,18 +237,16 @@ class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
 
-    async def create_incident(
-        self,
-        incident: IncidentRow,
-        deliveries: Sequence[NewDelivery],
-        *,
-        idempotency: IdempotencyRecord | None = None,
-        audit: AuditRow | None = None,
-        effects: Effects | None = None,
-        taken: Taken | None = None,
-    ) -> None:
-        """Write the incident, its deliveries, key, audit row and effects in ONE transaction;
-        the deliveries ``taken`` names are stored claimed (``sending``, first attempt)."""
+    async def apply(self, write: Write) -> Applied:
+        """Make every change ``write`` holds in ONE transaction, or none of them.
+
+        The incident, its deliveries (or ``attach_to``'s, added once by id), the idempotency
+        key (:class:`IdempotencyConflict` when the issuer used it already), the effects
+        (:class:`StaleRead`, :class:`StateConflict` when the plan's reading changed), the
+        release of a held incident and the re-drive of a delivery (:class:`StateConflict` when
+        either no longer applies), and the audit rows. The deliveries ``taken`` names are
+        stored claimed (``sending``, first attempt) and come back as claims.
+        """
 
     async def get_idempotency(self, issuer: str, key: str) -> IdempotencyRecord | None: ...
     async def get_incident(self, incident_id: str) -> IncidentRow | None: ...
@@ -224,10 +260,6 @@ class Store(Protocol):
         before: float | None = None,
     ) -> list[IncidentRow]: ...
     async def follow_ups(self, incident_id: str) -> list[IncidentRow]: ...
-    async def set_incident_state(
-        self, incident_id: str, state: str, audit: AuditRow, *, reason: str | None = None
-    ) -> None: ...
-
     async def get_delivery(self, delivery_id: str) -> DeliveryRow | None: ...
     async def list_deliveries(
         self,
@@ -261,21 +293,6 @@ class Store(Protocol):
     async def next_due_at(self) -> float | None: ...
     async def recover(self, *, now: float, everything: bool) -> int:
         """Return ``sending`` deliveries whose lease ran out (or all) to ``retrying``."""
-
-    async def requeue(
-        self, delivery_id: str, audit: AuditRow, *, budget: int = 1
-    ) -> DeliveryRow | None:
-        """Operator re-drive of a settled delivery: back to ``pending`` with ``budget`` tries."""
-
-    async def add_deliveries(
-        self, incident_id: str, deliveries: Sequence[NewDelivery], audit: AuditRow
-    ) -> None:
-        """More deliveries for a stored incident (a fallback taking over), with an audit row.
-        A delivery whose id is already stored is left as it is: with ids derived from what
-        they are for, adding the same deliveries twice (two racing fallbacks) adds them once."""
-
-    async def release(self, incident_id: str, audit: AuditRow, *, now: float) -> int:
-        """Approve: the incident becomes active and its held deliveries become due."""
 
     async def add_audit(self, row: AuditRow) -> None: ...
     async def audit_trail(self, incident_id: str) -> list[AuditRow]: ...

@@ -18,18 +18,18 @@ import asyncpg
 from alertcast.store import feed_sql, sql
 from alertcast.store.base import (
     ActiveClaim,
+    Applied,
     AttemptRow,
     AuditRow,
     DeliveryRow,
-    Effects,
     FeedEventRow,
     IdempotencyConflict,
     IdempotencyRecord,
     IncidentRow,
-    NewDelivery,
     Outcome,
+    Requeue,
     StateConflict,
-    Taken,
+    Write,
 )
 
 __all__ = ["PostgresStore"]
@@ -49,12 +49,19 @@ def _split_schema(url: str) -> tuple[str, str | None]:
 class PostgresStore:
     single_process = False
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        on_due: Callable[[], None] | None = None,
+    ) -> None:
         self.url, self.schema = _split_schema(url)
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
-        self.on_due: Callable[[], None] | None = None
+        self._on_due = on_due  # another replica stored due work (LISTEN/NOTIFY)
 
     def describe(self) -> str:
         parts = urlsplit(self.url)
@@ -82,8 +89,8 @@ class PostgresStore:
             await self._pool.close()
 
     def _notified(self, *_: Any) -> None:
-        if self.on_due is not None:
-            self.on_due()
+        if self._on_due is not None:
+            self._on_due()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -106,62 +113,12 @@ class PostgresStore:
                     )
 
     # -- incidents --------------------------------------------------------------------------
-    async def create_incident(
-        self,
-        incident: IncidentRow,
-        deliveries: Sequence[NewDelivery],
-        *,
-        idempotency: IdempotencyRecord | None = None,
-        audit: AuditRow | None = None,
-        effects: Effects | None = None,
-        taken: Taken | None = None,
-    ) -> None:
+    async def apply(self, write: Write) -> Applied:
         async with self.pool.acquire() as conn, conn.transaction():
-            if idempotency is not None:
-                inserted = await conn.fetchval(
-                    N(sql.INSERT_IDEMPOTENCY) + " ON CONFLICT DO NOTHING RETURNING 1",
-                    *sql.idempotency_params(idempotency),
-                )
-                if inserted is None:
-                    first = await conn.fetchrow(
-                        "SELECT * FROM idempotency_keys WHERE issuer = $1 AND key = $2",
-                        idempotency.issuer,
-                        idempotency.key,
-                    )
-                    raise IdempotencyConflict(sql.idempotency_from(first))
-            await conn.execute(N(sql.INSERT_INCIDENT), *sql.incident_params(incident))
-            await conn.executemany(
-                N(sql.INSERT_DELIVERY),
-                sql.deliveries_params(incident.id, deliveries, incident.created_at, taken),
-            )
-            for effect in sql.effect_statements(effects, incident.created_at):
-                effect.check(_count(await conn.execute(N(effect.statement), *effect.params)))
-            if audit is not None:
-                await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))
-            await conn.execute(f"NOTIFY {CHANNEL}")
-
-    async def add_deliveries(
-        self, incident_id: str, deliveries: Sequence[NewDelivery], audit: AuditRow
-    ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                N(sql.INSERT_DELIVERY + sql.IF_NEW),
-                sql.deliveries_params(incident_id, deliveries, audit.at),
-            )
-            await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))
-            await conn.execute(f"NOTIFY {CHANNEL}")
-
-    async def release(self, incident_id: str, audit: AuditRow, *, now: float) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            approved = await conn.execute(N(sql.APPROVE_INCIDENT), incident_id, incident_id)
-            if _count(approved) == 0:
-                raise StateConflict(f"incident {incident_id} is not awaiting approval")
-            await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))
-            released = _count(
-                await conn.execute(N(sql.RELEASE), now, now, incident_id, incident_id)
-            )
-            await conn.execute(f"NOTIFY {CHANNEL}")
-        return released
+            applied = await _apply(conn, write)
+            if write.deliveries or write.release or write.requeue:
+                await conn.execute(f"NOTIFY {CHANNEL}")
+        return applied
 
     async def get_idempotency(self, issuer: str, key: str) -> IdempotencyRecord | None:
         row = await self.pool.fetchrow(
@@ -191,19 +148,6 @@ class PostgresStore:
         )
         return [sql.incident_from(r) for r in rows]
 
-    async def set_incident_state(
-        self, incident_id: str, state: str, audit: AuditRow, *, reason: str | None = None
-    ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE incidents SET state = $1, reason = COALESCE($2, reason) WHERE id = $3",
-                state,
-                reason,
-                incident_id,
-            )
-            await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))
-
-    # -- deliveries -------------------------------------------------------------------------
     async def get_delivery(self, delivery_id: str) -> DeliveryRow | None:
         row = await self.pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
         return None if row is None else sql.delivery_from(row)
@@ -309,19 +253,6 @@ class PostgresStore:
             retry = await conn.execute(N(sql.RECOVER_RETRY.format(cond=cond)), now, now, *extra)
         return _count(dead) + _count(retry)
 
-    async def requeue(
-        self, delivery_id: str, audit: AuditRow, *, budget: int = 1
-    ) -> DeliveryRow | None:
-        now = time.time()
-        async with self.pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(N(sql.REQUEUE), now, budget, now, delivery_id)
-            if _count(status) == 0:
-                return None
-            await conn.execute(N(sql.INSERT_AUDIT), *sql.audit_params(audit))
-            await conn.execute(f"NOTIFY {CHANNEL}")
-            row = await conn.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
-        return sql.delivery_from(row)
-
     async def add_audit(self, row: AuditRow) -> None:
         await self.pool.execute(N(sql.INSERT_AUDIT), *sql.audit_params(row))
 
@@ -403,3 +334,52 @@ def _must_touch(status: str, why: str) -> None:
     """A feed-event write that touched no row lost a race: :class:`feed_sql.Lost`."""
     if _count(status) == 0:
         raise feed_sql.Lost(why)
+
+
+async def _apply(conn: asyncpg.Connection, w: Write) -> Applied:
+    now = sql.write_time(w)
+    if w.idempotency is not None:
+        await _claim_key(conn, w.idempotency)
+    if w.incident is not None:
+        await conn.execute(N(sql.INSERT_INCIDENT), *sql.incident_params(w.incident))
+    owner = w.incident.id if w.incident is not None else w.attach_to
+    if w.deliveries and owner is not None:
+        insert = sql.INSERT_DELIVERY + (sql.IF_NEW if w.incident is None else "")
+        await conn.executemany(N(insert), sql.deliveries_params(owner, w.deliveries, now, w.taken))
+    for effect in sql.effect_statements(w.effects, now):
+        effect.check(_count(await conn.execute(N(effect.statement), *effect.params)))
+    released = await _release(conn, w.release, now) if w.release is not None else 0
+    requeued = await _requeue(conn, w.requeue, now) if w.requeue is not None else None
+    if w.audit:
+        await conn.executemany(N(sql.INSERT_AUDIT), [sql.audit_params(a) for a in w.audit])
+    claims = sql.taken_claims(w.incident, w.deliveries, w.taken) if w.incident else []
+    return Applied(released, requeued, claims)
+
+
+async def _claim_key(conn: asyncpg.Connection, record: IdempotencyRecord) -> None:
+    inserted = await conn.fetchval(
+        N(sql.INSERT_IDEMPOTENCY) + " ON CONFLICT DO NOTHING RETURNING 1",
+        *sql.idempotency_params(record),
+    )
+    if inserted is None:
+        first = await conn.fetchrow(
+            "SELECT * FROM idempotency_keys WHERE issuer = $1 AND key = $2",
+            record.issuer,
+            record.key,
+        )
+        raise IdempotencyConflict(sql.idempotency_from(first))
+
+
+async def _release(conn: asyncpg.Connection, incident_id: str, now: float) -> int:
+    approved = await conn.execute(N(sql.APPROVE_INCIDENT), incident_id, incident_id)
+    if _count(approved) == 0:
+        raise StateConflict(f"incident {incident_id} is not awaiting approval")
+    return _count(await conn.execute(N(sql.RELEASE), now, now, incident_id, incident_id))
+
+
+async def _requeue(conn: asyncpg.Connection, r: Requeue, now: float) -> DeliveryRow:
+    status = await conn.execute(N(sql.REQUEUE), now, r.budget, now, r.delivery_id)
+    if _count(status) == 0:
+        raise StateConflict(f"delivery {r.delivery_id} cannot be retried")
+    row = await conn.fetchrow("SELECT * FROM deliveries WHERE id = $1", r.delivery_id)
+    return sql.delivery_from(row)

@@ -28,6 +28,7 @@ from alertcast.store.base import (
     StaleRead,
     StateConflict,
     Taken,
+    Write,
 )
 
 _SETTLED_SQL = ", ".join(f"'{s}'" for s in SETTLED)
@@ -211,8 +212,28 @@ def deliveries_params(
     return [delivery_params(incident_id, d, now, taken, dumped) for d in deliveries]
 
 
-def taken_row(incident_id: str, d: NewDelivery, now: float) -> DeliveryRow:
-    """The row a delivery claimed at creation was stored as (see ``delivery_params``)."""
+def taken_claims(
+    incident: IncidentRow, deliveries: Sequence[NewDelivery], taken: Taken | None
+) -> list[ActiveClaim]:
+    """The deliveries claimed at creation, as stored (see ``delivery_params``), with what the
+    adapter needs of the originals they thread to (``taken.targets``: remote id by delivery)."""
+    if taken is None:
+        return []
+    return [
+        ActiveClaim(
+            _taken_row(incident.id, d, incident.created_at),
+            target_remote_id=taken.targets.get(d.target_delivery_id)
+            if d.target_delivery_id
+            else None,
+            msg_type=incident.msg_type,
+            target_delivered=d.target_delivery_id is not None,
+        )
+        for d in deliveries
+        if d.id in taken.ids
+    ]
+
+
+def _taken_row(incident_id: str, d: NewDelivery, now: float) -> DeliveryRow:
     return DeliveryRow(
         id=d.id,
         incident_id=incident_id,
@@ -233,6 +254,13 @@ def taken_row(incident_id: str, d: NewDelivery, now: float) -> DeliveryRow:
         priority=d.priority,
         expires_at=d.expires_at,
     )
+
+
+def write_time(write: Write) -> float:
+    """The time a write is stamped with: its incident's, else its first audit row's."""
+    if write.incident is not None:
+        return write.incident.created_at
+    return write.audit[0].at if write.audit else 0.0
 
 
 def attempt_params(a: AttemptRow) -> tuple[Any, ...]:

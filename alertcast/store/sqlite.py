@@ -20,18 +20,18 @@ from typing import Any, TypeVar
 from alertcast.store import feed_sql, sql
 from alertcast.store.base import (
     ActiveClaim,
+    Applied,
     AttemptRow,
     AuditRow,
     DeliveryRow,
-    Effects,
     FeedEventRow,
     IdempotencyConflict,
     IdempotencyRecord,
     IncidentRow,
-    NewDelivery,
     Outcome,
+    Requeue,
     StateConflict,
-    Taken,
+    Write,
 )
 
 __all__ = ["SQLiteStore"]
@@ -115,59 +115,8 @@ class SQLiteStore:
                 self._queue.task_done()
 
     # -- incidents --------------------------------------------------------------------------
-    async def create_incident(
-        self,
-        incident: IncidentRow,
-        deliveries: Sequence[NewDelivery],
-        *,
-        idempotency: IdempotencyRecord | None = None,
-        audit: AuditRow | None = None,
-        effects: Effects | None = None,
-        taken: Taken | None = None,
-    ) -> None:
-        def op(c: sqlite3.Connection) -> None:
-            if idempotency is not None:
-                try:
-                    c.execute(sql.INSERT_IDEMPOTENCY, sql.idempotency_params(idempotency))
-                except sqlite3.IntegrityError:
-                    first = _one(
-                        c,
-                        "SELECT * FROM idempotency_keys WHERE issuer = ? AND key = ?",
-                        (idempotency.issuer, idempotency.key),
-                    )
-                    raise IdempotencyConflict(sql.idempotency_from(first)) from None
-            c.execute(sql.INSERT_INCIDENT, sql.incident_params(incident))
-            c.executemany(
-                sql.INSERT_DELIVERY,
-                sql.deliveries_params(incident.id, deliveries, incident.created_at, taken),
-            )
-            for effect in sql.effect_statements(effects, incident.created_at):
-                effect.check(c.execute(effect.statement, effect.params).rowcount)
-            if audit is not None:
-                c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
-
-        await self._write(op)
-
-    async def add_deliveries(
-        self, incident_id: str, deliveries: Sequence[NewDelivery], audit: AuditRow
-    ) -> None:
-        def op(c: sqlite3.Connection) -> None:
-            c.executemany(
-                sql.INSERT_DELIVERY + sql.IF_NEW,
-                sql.deliveries_params(incident_id, deliveries, audit.at),
-            )
-            c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
-
-        await self._write(op)
-
-    async def release(self, incident_id: str, audit: AuditRow, *, now: float) -> int:
-        def op(c: sqlite3.Connection) -> int:
-            if c.execute(sql.APPROVE_INCIDENT, (incident_id, incident_id)).rowcount == 0:
-                raise StateConflict(f"incident {incident_id} is not awaiting approval")
-            c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
-            return int(c.execute(sql.RELEASE, (now, now, incident_id, incident_id)).rowcount)
-
-        return await self._write(op)
+    async def apply(self, write: Write) -> Applied:
+        return await self._write(lambda c: _apply(c, write))
 
     async def get_idempotency(self, issuer: str, key: str) -> IdempotencyRecord | None:
         row = await self._read(
@@ -204,19 +153,6 @@ class SQLiteStore:
         )
         return [sql.incident_from(r) for r in rows]
 
-    async def set_incident_state(
-        self, incident_id: str, state: str, audit: AuditRow, *, reason: str | None = None
-    ) -> None:
-        def op(c: sqlite3.Connection) -> None:
-            c.execute(
-                "UPDATE incidents SET state = ?, reason = COALESCE(?, reason) WHERE id = ?",
-                (state, reason, incident_id),
-            )
-            c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
-
-        await self._write(op)
-
-    # -- deliveries -------------------------------------------------------------------------
     async def get_delivery(self, delivery_id: str) -> DeliveryRow | None:
         row = await self._read(
             lambda c: _one(c, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
@@ -330,21 +266,6 @@ class SQLiteStore:
 
         return await self._write(op)
 
-    async def requeue(
-        self, delivery_id: str, audit: AuditRow, *, budget: int = 1
-    ) -> DeliveryRow | None:
-        now = time.time()
-
-        def op(c: sqlite3.Connection) -> DeliveryRow | None:
-            if c.execute(sql.REQUEUE, (now, budget, now, delivery_id)).rowcount == 0:
-                return None
-            c.execute(sql.INSERT_AUDIT, sql.audit_params(audit))
-            return sql.delivery_from(
-                _one(c, "SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
-            )
-
-        return await self._write(op)
-
     async def add_audit(self, row: AuditRow) -> None:
         await self._write(lambda c: c.execute(sql.INSERT_AUDIT, sql.audit_params(row)))
 
@@ -402,6 +323,49 @@ class SQLiteStore:
             return int(c.execute(feed_sql.PRUNE_EVENTS, params).rowcount)
 
         return await self._write(op)
+
+
+def _apply(c: sqlite3.Connection, w: Write) -> Applied:
+    now = sql.write_time(w)
+    if w.idempotency is not None:
+        _claim_key(c, w.idempotency)
+    if w.incident is not None:
+        c.execute(sql.INSERT_INCIDENT, sql.incident_params(w.incident))
+    owner = w.incident.id if w.incident is not None else w.attach_to
+    if w.deliveries and owner is not None:
+        insert = sql.INSERT_DELIVERY + (sql.IF_NEW if w.incident is None else "")
+        c.executemany(insert, sql.deliveries_params(owner, w.deliveries, now, w.taken))
+    for effect in sql.effect_statements(w.effects, now):
+        effect.check(c.execute(effect.statement, effect.params).rowcount)
+    released = _release(c, w.release, now) if w.release is not None else 0
+    requeued = _requeue(c, w.requeue, now) if w.requeue is not None else None
+    c.executemany(sql.INSERT_AUDIT, [sql.audit_params(a) for a in w.audit])
+    claims = sql.taken_claims(w.incident, w.deliveries, w.taken) if w.incident else []
+    return Applied(released, requeued, claims)
+
+
+def _claim_key(c: sqlite3.Connection, record: IdempotencyRecord) -> None:
+    try:
+        c.execute(sql.INSERT_IDEMPOTENCY, sql.idempotency_params(record))
+    except sqlite3.IntegrityError:
+        first = _one(
+            c,
+            "SELECT * FROM idempotency_keys WHERE issuer = ? AND key = ?",
+            (record.issuer, record.key),
+        )
+        raise IdempotencyConflict(sql.idempotency_from(first)) from None
+
+
+def _release(c: sqlite3.Connection, incident_id: str, now: float) -> int:
+    if c.execute(sql.APPROVE_INCIDENT, (incident_id, incident_id)).rowcount == 0:
+        raise StateConflict(f"incident {incident_id} is not awaiting approval")
+    return int(c.execute(sql.RELEASE, (now, now, incident_id, incident_id)).rowcount)
+
+
+def _requeue(c: sqlite3.Connection, r: Requeue, now: float) -> DeliveryRow:
+    if c.execute(sql.REQUEUE, (now, r.budget, now, r.delivery_id)).rowcount == 0:
+        raise StateConflict(f"delivery {r.delivery_id} cannot be retried")
+    return sql.delivery_from(_one(c, "SELECT * FROM deliveries WHERE id = ?", (r.delivery_id,)))
 
 
 def _run_batch(

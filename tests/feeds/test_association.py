@@ -167,7 +167,7 @@ def test_a_report_dated_in_the_future_forgets_no_event() -> None:
     state, _ = run(GroupState(), report(cenc, priority=10), report(usgs))
     ahead = quake(event_id="us9", ids=frozenset({"us9"}), time=now + timedelta(days=400))
     state, _ = run(state, replace(report(ahead), latitude=0.0, longitude=0.0))
-    stored = GroupTracker(CHINA, Any, Any, Any)._row(state, None, 1)  # type: ignore[arg-type]
+    stored = GroupTracker(CHINA, Any, Any)._row(state, None, 1)  # type: ignore[arg-type]
     kept = GroupState.from_json(stored.known)
     assert set(kept.events) == {"cenc/CC20240402235811", "usgs/us9"}
     gone = replace(report(usgs, 2, Action.cancel), incident_id="inc_1")

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from alertcast.app import STORE
 from alertcast.feeds.runner import FeedRunner
 from alertcast.jobs import FEEDS
+from alertcast.keys import STORE
 from tests.conftest import TOKEN, Daemon
 
 from ._make import cenc_bytes

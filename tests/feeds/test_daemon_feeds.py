@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from alertcast.app import STORE
 from alertcast.feeds.runner import FeedRunner
 from alertcast.feeds.source import Outcome
 from alertcast.jobs import FEEDS
+from alertcast.keys import STORE
 from tests.conftest import Daemon
 
 from ._make import cenc_bytes, usgs_bytes

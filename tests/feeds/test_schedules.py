@@ -88,13 +88,13 @@ def test_config_file_with_incident_file(tmp_path: Path) -> None:
     )
     (tmp_path / "a.toml").write_text(entry, encoding="utf-8")
     config = load_config(tmp_path / "a.toml")
-    schedules = Schedules(config.schedules, None, base_dir=tmp_path)  # type: ignore[arg-type]
+    schedules = Schedules(config.schedules, None, None, base_dir=tmp_path)  # type: ignore[arg-type]
     assert schedules.templates["siren"]["headline"] == REMINDER["headline"]
     (tmp_path / "b.toml").write_text(entry + entry, encoding="utf-8")
     with pytest.raises(ConfigError, match="schedules: duplicate names siren"):
         load_config(tmp_path / "b.toml")
     with pytest.raises(ValueError, match="cannot read incident_file"):
-        Schedules(config.schedules, None, base_dir=tmp_path / "elsewhere")  # type: ignore[arg-type]
+        Schedules(config.schedules, None, None, base_dir=tmp_path / "elsewhere")  # type: ignore[arg-type]
 
 
 def test_last_fire_finds_the_latest_run_within_the_window() -> None:

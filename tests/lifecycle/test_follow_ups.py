@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from alertcast.app import ACCOUNTS
+from alertcast.keys import ACCOUNTS
 from tests.conftest import TOKEN, incident, until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

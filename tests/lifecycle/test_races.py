@@ -156,7 +156,7 @@ async def test_an_original_claimed_while_the_cancellation_is_planned_is_still_co
     commits, a worker claims the original. The withdrawal would touch nothing and the original
     would go out uncorrected: instead the cancellation is planned again, waits for the
     original and replies to it."""
-    from alertcast.app import ACCOUNTS, FOLLOW_UPS, STORE
+    from alertcast.keys import ACCOUNTS, DOOR, STORE
     from alertcast.models import DeliveryState
     from alertcast.store.base import AttemptRow, Outcome
 
@@ -166,19 +166,19 @@ async def test_an_original_claimed_while_the_cancellation_is_planned_is_still_co
     hook.pause("held by the test")  # the original stays pending, unclaimed
     first = await (await d.post(incident())).json()
     (original_id,) = [x["id"] for x in first["deliveries"]]
-    store, service = d.client.app[STORE], d.client.app[FOLLOW_UPS].service
-    commit = service.commit_new
+    store, committer = d.client.app[STORE], d.client.app[DOOR].committer
+    commit = committer.apply
     raced: list[str] = []
 
-    async def claimed_meanwhile(*args: Any, **kw: Any) -> None:
+    async def claimed_meanwhile(plan: Any) -> Any:
         if not raced:  # another worker claims the original between the read and the commit
             (claim,) = await store.claim_due(
                 now=time.time() + 1, limit=10, lease_s=60, worker="w-other", free={}
             )
             raced.append(claim.delivery.id)
-        await commit(*args, **kw)
+        return await commit(plan)
 
-    service.commit_new = claimed_meanwhile
+    committer.apply = claimed_meanwhile  # type: ignore[method-assign]
     resp = await d.client.post(
         f"/v1/incidents/{first['id']}/cancel", json={"reason": "误报"}, headers=AUTH
     )
@@ -205,7 +205,7 @@ async def test_an_original_claimed_while_the_cancellation_is_planned_is_still_co
 async def test_two_spent_accounts_sharing_a_fallback_add_it_once(start_daemon: Any) -> None:
     """Two accounts run out of quota at the same moment and both hand over to the same
     fallback account: it gets the message once."""
-    from alertcast.app import FOLLOW_UPS, STORE
+    from alertcast.keys import DOOR, STORE
 
     hook = {"channel": "webhook", "url": "{sink}", "secret_env": "T_HOOK_SECRET"}
     d = await start_daemon(
@@ -218,10 +218,10 @@ async def test_two_spent_accounts_sharing_a_fallback_add_it_once(start_daemon: A
     )
     first = await (await d.post(incident())).json()
     await d.settled(first["id"])
-    store, service = d.client.app[STORE], d.client.app[FOLLOW_UPS].service
+    store, door = d.client.app[STORE], d.client.app[DOOR]
     spent = await store.list_deliveries(incident_id=first["id"])
     assert sorted(x.account for x in spent) == ["a", "b"]
-    await asyncio.gather(*(service.fallback(x) for x in spent))
+    await asyncio.gather(*(door.fallback(x) for x in spent))
     view = await d.settled(first["id"])
     assert sorted(x["account"] for x in view["deliveries"]) == ["a", "b", "spare"]
     assert sum(1 for r in d.sink.received if r.path.endswith("/hook")) == 3

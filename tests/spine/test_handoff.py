@@ -8,9 +8,10 @@ import asyncio
 import time
 from typing import Any
 
-from alertcast.app import ACCOUNTS, DISPATCHER, STORE, create_app
+from alertcast.app import create_app
+from alertcast.keys import ACCOUNTS, DISPATCHER, STORE
 from alertcast.models import DeliveryState
-from alertcast.store.base import ActiveClaim, NewDelivery, Taken
+from alertcast.store.base import ActiveClaim, NewDelivery, Taken, Write
 from tests.conftest import TOKEN, incident, make_config
 from tests.store.test_contract import _incident
 
@@ -66,7 +67,7 @@ async def _idle(d: Any) -> None:
     """Until the dispatcher's loop is asleep, with no wake-up pending."""
     dispatcher = d.client.app[DISPATCHER]
     deadline = time.monotonic() + 30
-    while not dispatcher.sleeping or dispatcher._wake.is_set():
+    while not dispatcher.sleeping or dispatcher.inbox.rung:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
 
@@ -87,34 +88,33 @@ async def test_taking_respects_account_and_dispatcher_limits(start_daemon: Any) 
         accounts=[{"id": "slow", **HOOK, "concurrency": 2}, {"id": "fast", **HOOK}],
         dispatch={"concurrency": 5, "poll_interval_s": 0.2},
     )
-    dispatcher, accounts = d.client.app[DISPATCHER], d.client.app[ACCOUNTS]
+    capacity, accounts = d.client.app[DISPATCHER].capacity, d.client.app[ACCOUNTS]
     slow, fast = accounts.get("slow"), accounts.get("fast")
     assert slow is not None and fast is not None
     new = _new(4, "slow") + _new(4, "fast")
-    taken = dispatcher.reserve(new)
-    assert taken is not None and len(taken.ids) == 5  # the dispatcher's room
-    assert len({i for i in taken.ids if i.startswith("slow")}) == slow.inflight == 2
+    taken = capacity.reserve(new, {}, time.time())
+    assert taken is not None and len(taken.tickets) == 5  # the dispatcher's room
+    assert len({i for i in taken.tickets if i.startswith("slow")}) == slow.inflight == 2
     assert fast.inflight == 3
-    assert dispatcher.reserve(_new(1, "fast")) is None  # no room left
-    dispatcher.release(taken, new)
+    assert capacity.reserve(_new(1, "fast"), {}, time.time()) is None  # no room left
+    taken.cancel()
     assert slow.inflight == fast.inflight == slow.waiting == fast.waiting == 0
-    dispatcher._claiming = True
-    try:
-        assert dispatcher.reserve(_new(1, "fast")) is None
-    finally:
-        dispatcher._claiming = False
+    assert capacity.held == 0
+    with capacity.claiming():
+        assert capacity.reserve(_new(1, "fast"), {}, time.time()) is None
     must_wait = [
         *_new(1, "fast", hold=True),
         *_new(1, "fast", wait_for="x"),
         *_new(1, "fast", target_delivery_id="x"),
         *_new(1, "fast", state=DeliveryState.failed),
     ]
-    assert dispatcher.reserve(must_wait) is None
+    assert capacity.reserve(must_wait, {}, time.time()) is None
     follow_up = _new(1, "fast", target_delivery_id="x")
-    taken = dispatcher.reserve(follow_up, {"x": "remote-1"})  # its original is delivered
-    assert taken is not None and taken.ids == {"fast-0"}
-    dispatcher.release(taken, follow_up)
-    assert fast.inflight == 0
+    taken = capacity.reserve(follow_up, {"x": "remote-1"}, time.time())  # original delivered
+    assert taken is not None and set(taken.tickets) == {"fast-0"}
+    taken.cancel()
+    taken.cancel()  # giving back twice gives back once
+    assert fast.inflight == 0 and capacity.held == 0
 
 
 async def test_a_crash_right_after_the_commit_loses_nothing(start_daemon: Any) -> None:
@@ -127,9 +127,8 @@ async def test_a_crash_right_after_the_commit_loses_nothing(start_daemon: Any) -
         NewDelivery(f"d{i}", "hook-0", "webhook", {"format": "webhook", "text": "t"}, f"d{i}")
         for i in range(2)
     ]
-    await store.create_incident(
-        row, new, taken=Taken("w-dead", time.time() + 600, frozenset({"d0", "d1"}))
-    )
+    taken = Taken("w-dead", time.time() + 600, frozenset({"d0", "d1"}))
+    await store.apply(Write(incident=row, deliveries=new, taken=taken))
     rows = await store.list_deliveries(incident_id=row.id)
     assert {(x.state, x.attempts) for x in rows} == {(DeliveryState.sending, 1)}
     now = time.time() + 1
@@ -150,9 +149,9 @@ async def test_an_incident_already_expired_is_not_taken(start_daemon: Any) -> No
     is stored but never sent: taking it at creation must honour ``expires_at`` as the store's
     claim does (there it is skipped as expired)."""
     d = await start_daemon(hooks=2)
-    dispatcher = d.client.app[DISPATCHER]
+    capacity = d.client.app[DISPATCHER].capacity
     stale = _new(1, "hook-0", expires_at=time.time() - 1)
-    assert dispatcher.reserve(stale) is None
+    assert capacity.reserve(stale, {}, time.time()) is None
     answer = await (await d.post(incident(expires_at="2022-09-05T13:52:18+08:00"))).json()
     view = await d.settled(answer["id"])
     assert view["counts"] == {"skipped": 2}

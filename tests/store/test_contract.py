@@ -25,9 +25,12 @@ from alertcast.store.base import (
     IncidentRow,
     NewDelivery,
     Outcome,
+    Requeue,
     StaleRead,
+    StateConflict,
     Store,
     Taken,
+    Write,
 )
 
 PG_URL = os.environ.get("ALERTCAST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -115,9 +118,24 @@ async def _claim(
     return sorted(c.delivery.id for c in claims)
 
 
+async def create(
+    store: Store,
+    incident: IncidentRow,
+    deliveries: list[NewDelivery],
+    *,
+    audit: AuditRow | None = None,
+    **kw: Any,
+) -> None:
+    """A new incident with its deliveries, in one :meth:`Store.apply`."""
+    await store.apply(
+        Write(incident=incident, deliveries=deliveries, audit=(audit,) if audit else (), **kw)
+    )
+
+
 async def test_incident_and_deliveries_round_trip(store: Store) -> None:
     """What is written in one call reads back whole."""
-    await store.create_incident(
+    await create(
+        store,
         _incident(),
         [_delivery(1), _delivery(2, "b")],
         audit=AuditRow(time.time(), "city", "incident.create", "inc_0"),
@@ -132,7 +150,7 @@ async def test_incident_and_deliveries_round_trip(store: Store) -> None:
 async def test_create_is_atomic(store: Store) -> None:
     """A failing delivery insert leaves no incident behind."""
     with pytest.raises(Exception):  # noqa: B017 - each engine raises its own IntegrityError
-        await store.create_incident(_incident(), [_delivery(1), _delivery(1)])
+        await create(store, _incident(), [_delivery(1), _delivery(1)])
     assert await store.get_incident("inc_0") is None
     assert await store.list_deliveries() == []
 
@@ -140,9 +158,9 @@ async def test_create_is_atomic(store: Store) -> None:
 async def test_idempotency_key_is_unique_per_issuer(store: Store) -> None:
     """A second use of a key raises with the first record and stores nothing."""
     rec = IdempotencyRecord("city", "k", "sha", {"id": "inc_0"}, time.time())
-    await store.create_incident(_incident(0), [_delivery(1)], idempotency=rec)
+    await create(store, _incident(0), [_delivery(1)], idempotency=rec)
     with pytest.raises(IdempotencyConflict) as caught:
-        await store.create_incident(_incident(1), [_delivery(2)], idempotency=rec)
+        await create(store, _incident(1), [_delivery(2)], idempotency=rec)
     assert caught.value.record.response == {"id": "inc_0"}
     assert await store.get_incident("inc_1") is None
     assert await store.get_idempotency("city", "k") is not None
@@ -150,9 +168,7 @@ async def test_idempotency_key_is_unique_per_issuer(store: Store) -> None:
 
 async def test_claim_respects_capacity_and_marks_sending(store: Store) -> None:
     """Per-account free slots and the global limit bound a claim; claimed rows are sending."""
-    await store.create_incident(
-        _incident(), [_delivery(i, "a" if i < 5 else "b") for i in range(8)]
-    )
+    await create(store, _incident(), [_delivery(i, "a" if i < 5 else "b") for i in range(8)])
     ids = await _claim(store, free={"a": 2, "b": 1})
     assert len(ids) == 3
     rows = {d.id: d for d in await store.list_deliveries()}
@@ -162,7 +178,7 @@ async def test_claim_respects_capacity_and_marks_sending(store: Store) -> None:
 
 async def test_claim_skips_what_is_not_due(store: Store) -> None:
     """A delivery due in the future is not claimed before its time."""
-    await store.create_incident(_incident(), [_delivery(1)])
+    await create(store, _incident(), [_delivery(1)])
     assert await _claim(store, now=time.time() - 60) == []
     assert await _claim(store) == ["d_1"]
     assert await _claim(store) == []
@@ -170,7 +186,7 @@ async def test_claim_skips_what_is_not_due(store: Store) -> None:
 
 async def test_finish_records_attempt_and_state(store: Store) -> None:
     """An attempt and the new state land together; a retry is claimable again when due."""
-    await store.create_incident(_incident(), [_delivery(1)])
+    await create(store, _incident(), [_delivery(1)])
     (claim,) = await store.claim_due(now=time.time(), limit=1, lease_s=30, worker="w1", free={})
     # Far enough ahead that no scheduling delay on a loaded machine can reach it: the
     # claims below pass their own `now`, so the test never waits for it.
@@ -192,7 +208,7 @@ async def test_progress_is_checkpointed_by_the_holder_only_and_survives_a_crash(
 ) -> None:
     """A long send's cursor: saved (and the lease extended) only by the claim's holder, kept
     through a crash recovery and a later attempt that reports none, replaced by one that does."""
-    await store.create_incident(_incident(), [_delivery(1)])
+    await create(store, _incident(), [_delivery(1)])
     t0 = time.time()
     (claim,) = await store.claim_due(now=t0, limit=1, lease_s=5, worker="w1", free={})
     assert claim.delivery.progress is None
@@ -229,7 +245,7 @@ async def test_deliveries_taken_in_the_creating_transaction(store: Store) -> Non
     them, their worker finishes them, and a lease that runs out brings them back."""
     t0 = time.time()
     taken = Taken("w1", t0 + 30, frozenset({"d_1", "d_2"}))
-    await store.create_incident(_incident(), [_delivery(i) for i in (1, 2, 3)], taken=taken)
+    await create(store, _incident(), [_delivery(i) for i in (1, 2, 3)], taken=taken)
     rows = {d.id: d for d in await store.list_deliveries()}
     assert [(rows[i].state, rows[i].attempts) for i in ("d_1", "d_2", "d_3")] == [
         (DeliveryState.sending, 1),
@@ -252,23 +268,23 @@ async def test_deliveries_taken_in_the_creating_transaction(store: Store) -> Non
 async def test_a_withdrawal_planned_on_a_stale_read_changes_nothing(store: Store) -> None:
     """A follow-up that would withdraw an original claimed meanwhile is refused whole
     (StaleRead), so its planner reads again; nothing of it is stored."""
-    await store.create_incident(_incident(), [_delivery(1), _delivery(2)])
+    await create(store, _incident(), [_delivery(1), _delivery(2)])
     (sending,) = await _claim(store, free={"a": 1}, limit=1)  # on its way now
     (unsent,) = {"d_1", "d_2"} - {sending}
     follow = _incident(1, references="inc_0")
     why = "withdrawn: the incident was cancelled"
     with pytest.raises(StaleRead):
-        await store.create_incident(follow, [_delivery(3)], effects=Effects(("d_1", "d_2"), why))
+        await create(store, follow, [_delivery(3)], effects=Effects(("d_1", "d_2"), why))
     assert await store.get_incident("inc_1") is None
     rows = {d.id: d.state for d in await store.list_deliveries()}
     assert rows == {sending: DeliveryState.sending, unsent: DeliveryState.pending}
-    await store.create_incident(follow, [_delivery(3)], effects=Effects((unsent,), why))
+    await create(store, follow, [_delivery(3)], effects=Effects((unsent,), why))
     assert (await store.get_delivery(unsent)).state is DeliveryState.skipped  # type: ignore[union-attr]
 
 
 async def test_finish_by_a_stale_worker_changes_nothing(store: Store) -> None:
     """A worker whose lease was taken over cannot overwrite the new owner's state."""
-    await store.create_incident(_incident(), [_delivery(1)])
+    await create(store, _incident(), [_delivery(1)])
     (claim,) = await store.claim_due(now=time.time(), limit=1, lease_s=30, worker="w1", free={})
     await store.recover(now=time.time() + 60, everything=False)
     assert await _claim(store, worker="w2", now=time.time() + 61) == ["d_1"]
@@ -283,8 +299,8 @@ async def test_finish_by_a_stale_worker_changes_nothing(store: Store) -> None:
 
 async def test_wait_for_holds_a_follow_up(store: Store) -> None:
     """A delivery waiting for another is claimable only once that one is settled."""
-    await store.create_incident(
-        _incident(), [_delivery(1), _delivery(2, wait_for="d_1", target_delivery_id="d_1")]
+    await create(
+        store, _incident(), [_delivery(1), _delivery(2, wait_for="d_1", target_delivery_id="d_1")]
     )
     assert await _claim(store) == ["d_1"]
     assert await _claim(store) == []
@@ -301,7 +317,7 @@ async def test_wait_for_holds_a_follow_up(store: Store) -> None:
 
 async def test_expired_originals_are_skipped(store: Store) -> None:
     """Past expires_at a pending delivery ends skipped with reason expired."""
-    await store.create_incident(_incident(), [_delivery(1, expires_at=time.time() - 1)])
+    await create(store, _incident(), [_delivery(1, expires_at=time.time() - 1)])
     assert await _claim(store) == []
     (row,) = await store.list_deliveries()
     assert row.state is DeliveryState.skipped and row.reason == "expired"
@@ -309,7 +325,7 @@ async def test_expired_originals_are_skipped(store: Store) -> None:
 
 async def test_recover_returns_interrupted_sends(store: Store) -> None:
     """Sending rows come back as retrying; those out of budget end dead."""
-    await store.create_incident(_incident(), [_delivery(1), _delivery(2)])
+    await create(store, _incident(), [_delivery(1), _delivery(2)])
     await _claim(store)
     assert await store.recover(now=time.time(), everything=True) == 2
     assert {d.state for d in await store.list_deliveries()} == {DeliveryState.retrying}
@@ -317,13 +333,71 @@ async def test_recover_returns_interrupted_sends(store: Store) -> None:
 
 async def test_requeue_gives_a_new_budget(store: Store) -> None:
     """Only a settled, undelivered delivery can be re-driven."""
-    await store.create_incident(
-        _incident(), [_delivery(1, state=DeliveryState.failed, reason="render")]
-    )
+    await create(store, _incident(), [_delivery(1, state=DeliveryState.failed, reason="render")])
     audit = AuditRow(time.time(), "op", "delivery.retry", "inc_0", "d_1")
-    row = await store.requeue("d_1", audit, budget=3)
+    retry = Write(requeue=Requeue("d_1", 3), audit=(audit,))
+    row = (await store.apply(retry)).requeued
     assert row is not None and row.state is DeliveryState.pending and row.max_attempts == 3
-    assert await store.requeue("d_1", audit, budget=3) is None
+    with pytest.raises(StateConflict):
+        await store.apply(retry)
+    assert [a.action for a in await store.audit_trail("inc_0")] == ["delivery.retry"]
+
+
+async def test_a_write_is_all_or_nothing(store: Store) -> None:
+    """When one part of a write cannot be made, none of it is: no incident, no delivery, no
+    key, no audit row."""
+    rec = IdempotencyRecord("city", "k", "sha", {"id": "inc_0"}, time.time())
+    audit = AuditRow(time.time(), "city", "incident.create", "inc_0")
+    doomed = Write(
+        incident=_incident(),
+        deliveries=[_delivery(1)],
+        idempotency=rec,
+        requeue=Requeue("d_missing", 1),
+        audit=(audit,),
+    )
+    with pytest.raises(StateConflict):
+        await store.apply(doomed)
+    assert await store.get_incident("inc_0") is None
+    assert await store.list_deliveries() == []
+    assert await store.get_idempotency("city", "k") is None
+    assert await store.audit_trail("inc_0") == []
+
+
+async def test_release_makes_held_deliveries_due(store: Store) -> None:
+    """Approving a held incident makes it active and its held deliveries claimable, once."""
+    held = replace(_incident(), state="awaiting_approval")
+    await create(store, held, [_delivery(1, hold=True), _delivery(2, hold=True)])
+    assert await _claim(store) == []
+    audit = AuditRow(time.time(), "boss", "incident.approve", "inc_0")
+    applied = await store.apply(Write(release="inc_0", audit=(audit,)))
+    assert applied.released == 2
+    row = await store.get_incident("inc_0")
+    assert row is not None and row.state == "active"
+    assert await _claim(store) == ["d_1", "d_2"]
+    with pytest.raises(StateConflict):
+        await store.apply(Write(release="inc_0", audit=(audit,)))
+
+
+async def test_attached_deliveries_are_added_once(store: Store) -> None:
+    """Deliveries attached to a stored incident (a fallback) are added once by id, however
+    often the same write is applied."""
+    await create(store, _incident(), [_delivery(1)])
+    audit = AuditRow(time.time(), "alertcast", "delivery.fallback", "inc_0", "d_1")
+    spare = Write(deliveries=[_delivery(9, "spare")], attach_to="inc_0", audit=(audit,))
+    await asyncio.gather(store.apply(spare), store.apply(spare))
+    rows = await store.list_deliveries(incident_id="inc_0")
+    assert sorted(r.id for r in rows) == ["d_1", "d_9"]
+
+
+async def test_taken_deliveries_come_back_as_claims(store: Store) -> None:
+    """What a write takes at creation comes back as claims, each with the remote id of the
+    original it threads to."""
+    taken = Taken("w1", time.time() + 30, frozenset({"d_2"}), {"d_orig": "remote-7"})
+    follow = [_delivery(1), _delivery(2, target_delivery_id="d_orig")]
+    applied = await store.apply(Write(incident=_incident(), deliveries=follow, taken=taken))
+    (claim,) = applied.claims
+    assert claim.delivery.id == "d_2" and claim.delivery.state is DeliveryState.sending
+    assert claim.target_remote_id == "remote-7" and claim.target_delivered
 
 
 @pytest.mark.postgres
@@ -336,7 +410,7 @@ async def test_two_replicas_never_claim_the_same_row(store_url: str) -> None:
     await b.open()
     taken: list[str] = []
     try:
-        await a.create_incident(_incident(), [_delivery(i, f"acc{i % 7}") for i in range(300)])
+        await create(a, _incident(), [_delivery(i, f"acc{i % 7}") for i in range(300)])
         for _ in range(20):
             got = await asyncio.gather(
                 *(_claim(s, limit=40, worker=f"w{i}") for i, s in enumerate([a, b, a, b, a, b]))

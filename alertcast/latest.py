@@ -1,0 +1,43 @@
+"""What is in force now: active, actual incidents by region, with their latest facts.
+
+The WeChat keyword reply (``地震``, ``最新`` …) reads it; drills never appear here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alertcast.models import MsgType
+from alertcast.regions import Hierarchy
+from alertcast.store.base import Store
+
+__all__ = ["Latest"]
+
+SCAN = 200
+
+
+class Latest:
+    def __init__(self, store: Store, regions: Hierarchy) -> None:
+        self.store = store
+        self.regions = regions
+
+    async def __call__(
+        self, kind: str | None, regions: list[str], limit: int
+    ) -> list[dict[str, Any]]:
+        """Newest first, at most ``limit``, in any of ``regions`` (all when empty)."""
+        rows = await self.store.list_incidents(
+            limit=SCAN, kind=kind, state="active", status="actual"
+        )
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            if row.msg_type != MsgType.alert.value:
+                continue
+            codes = list(row.body.get("area", {}).get("codes", []))
+            if regions and not self.regions.any_covers(regions, codes):
+                continue
+            updates = await self.store.follow_ups(row.id)
+            body = dict(updates[-1].body) if updates else dict(row.body)
+            out.append({"id": row.id, **body})
+            if len(out) >= limit:
+                break
+        return out

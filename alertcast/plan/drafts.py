@@ -1,0 +1,160 @@
+"""Deliveries drafted: which accounts an incident reaches and the payload each one gets.
+
+The :class:`Drafter` is the planners' one tool for routing and rendering: a render error
+fails that delivery (with the reason), never the incident; accounts that render alike share
+one payload, so a fan-out to a hundred webhooks renders once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from alertcast.config import AccountConfig, Config
+from alertcast.models import DeliveryState, Incident, IncidentState
+from alertcast.plan.model import Moment
+from alertcast.preview import Memo, public_link, render_for, render_key
+from alertcast.regions import Hierarchy
+from alertcast.render import RenderContext, Renderer, RenderError
+from alertcast.routing import Decision, route
+from alertcast.store.base import DeliveryRow, NewDelivery
+
+__all__ = ["Draft", "Drafter", "answer", "public_post", "status_url", "unsent"]
+
+UNSENT = (DeliveryState.pending, DeliveryState.retrying)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What a new delivery is for, besides its account and message."""
+
+    action: str = "post"
+    target_delivery_id: str | None = None
+    wait_for: str | None = None
+    priority: int = 0
+    hold: bool = False
+    delivery_id: str | None = None
+    expires: bool = False  # an alert's own posts lapse with the incident; corrections do not
+
+
+class Drafter:
+    def __init__(self, config: Config, renderer: Renderer) -> None:
+        self.config = config
+        self.renderer = renderer
+        self.regions = Hierarchy(config.regions.parents)
+
+    def decisions(self, incident: Incident) -> list[Decision]:
+        return route(incident, self.config.accounts, self.regions, self.config.routes)
+
+    def link(self, incident: Incident, incident_id: str) -> str | None:
+        return public_link(self.config, incident, incident_id)
+
+    def alert(
+        self,
+        incident: Incident,
+        ctx: RenderContext,
+        decisions: Sequence[Decision],
+        moment: Moment,
+        *,
+        hold: bool,
+    ) -> list[NewDelivery]:
+        """One delivery per chosen account; cluster members repost their lead's post."""
+        chosen = [d.account for d in decisions if d.chosen]
+        memo: Memo = {}
+        draft = Draft(hold=hold, expires=True)
+        out = {a.id: self.delivery(incident, a, ctx, moment, draft, memo) for a in chosen}
+        for account in chosen:
+            lead = out.get(account.lead or "")
+            if lead is not None:
+                out[account.id] = replace(
+                    out[account.id], action="repost", target_delivery_id=lead.id, wait_for=lead.id
+                )
+        return list(out.values())
+
+    def delivery(
+        self,
+        incident: Incident,
+        account: AccountConfig,
+        ctx: RenderContext,
+        moment: Moment,
+        draft: Draft,
+        memo: Memo,
+    ) -> NewDelivery:
+        """A rendered delivery for ``account``; a render error fails it with the reason."""
+        delivery_id = draft.delivery_id or moment.ids("dlv")
+        state, reason = DeliveryState.pending, "awaiting approval" if draft.hold else None
+        try:
+            payload = self._render(incident, account, ctx, memo)
+        except RenderError as exc:
+            payload = {"format": account.format, "error": str(exc)}
+            state, reason = DeliveryState.failed, f"render: {exc}"
+        return NewDelivery(
+            id=delivery_id,
+            account=account.id,
+            channel=account.channel,
+            payload=payload,
+            idempotency_key=delivery_id,
+            state=state,
+            reason=reason,
+            hold=draft.hold,
+            max_attempts=account.max_attempts or self.config.dispatch.max_attempts,
+            expires_at=_expiry(incident) if draft.expires else None,
+            action=draft.action,
+            target_delivery_id=draft.target_delivery_id,
+            wait_for=draft.wait_for,
+            priority=draft.priority,
+        )
+
+    def _render(
+        self, incident: Incident, account: AccountConfig, ctx: RenderContext, memo: Memo
+    ) -> dict[str, Any]:
+        key = render_key(account)
+        if key not in memo:
+            memo[key] = render_for(self.renderer, incident, account, ctx)
+        return memo[key]
+
+
+def _expiry(incident: Incident) -> float | None:
+    return incident.expires_at.timestamp() if incident.expires_at else None
+
+
+def status_url(incident_id: str) -> str:
+    return f"/v1/incidents/{incident_id}"
+
+
+def answer(
+    incident_id: str, state: IncidentState, deliveries: Sequence[NewDelivery]
+) -> dict[str, Any]:
+    """The ``202`` body of a new message: its id, state, status URL and every delivery."""
+    return {
+        "id": incident_id,
+        "state": state.value,
+        "status_url": status_url(incident_id),
+        "deliveries": [
+            {
+                "id": d.id,
+                "account": d.account,
+                "channel": d.channel,
+                "state": d.state.value,
+                "reason": d.reason,
+            }
+            for d in deliveries
+        ],
+    }
+
+
+def public_post(rows: Sequence[DeliveryRow]) -> DeliveryRow | None:
+    """The delivery that put (or is putting) the incident on the account's public timeline."""
+    posted = [
+        r
+        for r in rows
+        if r.action in ("post", "repost")
+        and r.state in (DeliveryState.delivered, DeliveryState.sending)
+    ]
+    return posted[0] if posted else None
+
+
+def unsent(rows: Sequence[DeliveryRow]) -> list[str]:
+    """The ids of deliveries that have not gone out yet (and so can still be withdrawn)."""
+    return [r.id for r in rows if r.state in UNSENT]

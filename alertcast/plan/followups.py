@@ -1,0 +1,251 @@
+"""Planning updates and cancellations: follow-ups that reach every account the original did.
+
+A follow-up is threaded to the original post where the platform allows (each account says how:
+``on_update``, ``on_cancel``) and waits for the original's delivery on the same account. What has
+not gone out yet is withdrawn instead of being followed: a cancellation of an original still
+retrying means neither is posted; an update of one still pending replaces it with the new facts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from alertcast.config import AccountConfig, ApprovalConfig
+from alertcast.errors import Conflict, Invalid, NotFound, invalid
+from alertcast.models import DeliveryState, Incident, IncidentState, MsgType, parse_incident
+from alertcast.plan.authority import needs_approval, scope
+from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
+from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
+from alertcast.plan.model import Asker, Chain, Moment, Plan
+from alertcast.preview import Memo
+from alertcast.render import RenderContext
+from alertcast.store.base import AuditRow, DeliveryRow, Effects, IncidentRow, NewDelivery, Write
+
+__all__ = ["CANCEL_PRIORITY", "UPDATE_PRIORITY", "merge", "plan_cancel", "plan_update"]
+
+CANCEL_PRIORITY, UPDATE_PRIORITY = 10, 5
+FIXED = ("kind", "status")
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``patch`` over ``base``, one level deep for objects (``details``, ``area``)."""
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _root(chain: Chain) -> IncidentRow:
+    if chain.root is None:
+        raise NotFound(f"no incident {chain.asked}")
+    return chain.root
+
+
+def _parsed(body: dict[str, Any]) -> Incident:
+    try:
+        return parse_incident(body)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def _targets(chain: Chain) -> dict[str, str | None]:
+    return {r.id: r.remote_id for r in chain.deliveries if r.state is DeliveryState.delivered}
+
+
+# -- cancel ---------------------------------------------------------------------------------
+def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, moment: Moment) -> Plan:
+    """Withdraw what has not gone out; follow every public post with a cancellation."""
+    root = _root(chain)
+    incident = _parsed(dict(root.body))
+    authority = scope(asker, incident, drafter.regions)
+    if not authority.allowed:
+        return Plan(authority)
+    if chain.replay is not None:
+        return replayed(chain.replay, asker, authority)
+    if root.state == IncidentState.cancelled.value:
+        raise Conflict(f"incident {root.id} is already cancelled")
+    cancel_id = moment.ids("inc")
+    ctx = RenderContext(
+        incident_id=cancel_id,
+        msg_type=MsgType.cancel,
+        references=root.id,
+        reason=reason,
+        link=drafter.link(incident, root.id),
+    )
+    withdraw, deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
+    row = incident_row(
+        incident,
+        cancel_id,
+        asker,
+        moment.at,
+        msg_type=MsgType.cancel,
+        references=root.id,
+        reason=reason,
+        state=IncidentState.cancelled,
+    )
+    effects = Effects(
+        tuple(withdraw),
+        "withdrawn: the incident was cancelled",
+        (root.id, IncidentState.cancelled.value),
+    )
+    detail = {
+        "reason": reason,
+        "cancellation": cancel_id,
+        "withdrawn": len(withdraw),
+        "deliveries": len(deliveries),
+    }
+    audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
+    body = {
+        **answer(cancel_id, IncidentState.cancelled, deliveries),
+        "references": root.id,
+        "withdrawn": withdraw,
+    }
+    write = Write(
+        incident=row,
+        deliveries=deliveries,
+        idempotency=idempotency(asker, body, moment.at),
+        effects=effects,
+        audit=(audit,),
+    )
+    return Plan(authority, write, body, (incident_event(row),), _targets(chain))
+
+
+def _cancel_deliveries(
+    drafter: Drafter, incident: Incident, ctx: RenderContext, chain: Chain, moment: Moment
+) -> tuple[list[str], list[NewDelivery]]:
+    withdraw: list[str] = []
+    deliveries: list[NewDelivery] = []
+    memo: Memo = {}
+    for account_id, rows in chain.by_account().items():
+        withdraw += unsent(rows)
+        origin = public_post(rows)
+        account = drafter.config.account(account_id)
+        if origin is None or account is None:
+            continue
+        deliveries += _cancellations(drafter, incident, account, ctx, origin, moment, memo)
+    return withdraw, deliveries
+
+
+def _cancellations(
+    drafter: Drafter,
+    incident: Incident,
+    account: AccountConfig,
+    ctx: RenderContext,
+    origin: DeliveryRow,
+    moment: Moment,
+    memo: Memo,
+) -> list[NewDelivery]:
+    """The cancellation threaded to ``origin`` (and the deletion after it, where configured)."""
+    wait = origin.id if origin.state is DeliveryState.sending else None
+    action = {"reply_and_delete": "reply"}.get(account.on_cancel, account.on_cancel)
+    draft = Draft(action, origin.id, wait, CANCEL_PRIORITY)
+    first = drafter.delivery(incident, account, ctx, moment, draft, memo)
+    if account.on_cancel != "reply_and_delete":
+        return [first]
+    delete = Draft("delete", origin.id, first.id, CANCEL_PRIORITY)
+    return [first, drafter.delivery(incident, account, ctx, moment, delete, memo)]
+
+
+# -- update ---------------------------------------------------------------------------------
+def updated(chain: Chain, patch: dict[str, Any]) -> Incident:
+    """The incident as the update would make it (what scope is checked against)."""
+    root = _root(chain)
+    changed = [k for k in FIXED if k in patch and patch[k] != root.body.get(k)]
+    if changed:
+        raise Invalid(
+            f"an update cannot change {', '.join(changed)}; cancel and raise anew",
+            (),
+        )
+    return _parsed(merge(dict(root.body), patch))
+
+
+def plan_update(
+    drafter: Drafter,
+    approval: ApprovalConfig,
+    chain: Chain,
+    patch: dict[str, Any],
+    asker: Asker,
+    moment: Moment,
+) -> Plan:
+    """New facts: supersede what has not gone out, follow every public post, reach newly
+    matching accounts; held while the incident awaits approval or when it rises to approval."""
+    root = _root(chain)
+    incident = updated(chain, patch)
+    authority = scope(asker, incident, drafter.regions)
+    if not authority.allowed:
+        return Plan(authority)
+    if chain.replay is not None:
+        return replayed(chain.replay, asker, authority)
+    if root.state == IncidentState.cancelled.value:
+        raise Conflict(f"incident {root.id} is cancelled; raise a new one")
+    update_id = moment.ids("inc")
+    ctx = RenderContext(
+        incident_id=update_id,
+        msg_type=MsgType.update,
+        references=root.id,
+        link=drafter.link(incident, root.id),
+    )
+    held = root.state == IncidentState.awaiting_approval.value or (
+        needs_approval(approval, incident, asker.source)
+        and root.severity not in {s.value for s in approval.severities}
+    )
+    withdraw, deliveries = _update_deliveries(drafter, incident, ctx, chain, moment, held)
+    state = IncidentState.awaiting_approval if held else IncidentState.active
+    row = incident_row(
+        incident,
+        update_id,
+        asker,
+        moment.at,
+        msg_type=MsgType.update,
+        references=root.id,
+        state=state,
+    )
+    detail = {
+        "update": update_id,
+        "changed": sorted(patch),
+        "superseded": len(withdraw),
+        "deliveries": len(deliveries),
+    }
+    audit = AuditRow(moment.at, asker.name, "incident.update", root.id, detail=detail)
+    body = {**answer(update_id, state, deliveries), "references": root.id, "superseded": withdraw}
+    write = Write(
+        incident=row,
+        deliveries=deliveries,
+        idempotency=idempotency(asker, body, moment.at),
+        effects=Effects(tuple(withdraw), "superseded by an update", live=root.id),
+        audit=(audit,),
+    )
+    return Plan(authority, write, body, (incident_event(row),), _targets(chain))
+
+
+def _update_deliveries(
+    drafter: Drafter,
+    incident: Incident,
+    ctx: RenderContext,
+    chain: Chain,
+    moment: Moment,
+    hold: bool,
+) -> tuple[list[str], list[NewDelivery]]:
+    chosen = {d.account.id for d in drafter.decisions(incident) if d.chosen}
+    origins = chain.by_account()
+    withdraw: list[str] = []
+    deliveries: list[NewDelivery] = []
+    memo: Memo = {}
+    for account in drafter.config.accounts:
+        rows = origins.get(account.id, [])
+        withdraw += unsent(rows)
+        origin = public_post(rows)
+        if origin is not None:
+            wait = origin.id if origin.state is DeliveryState.sending else None
+            draft = Draft(account.on_update, origin.id, wait, UPDATE_PRIORITY, hold)
+        elif account.id in chosen or unsent(rows):
+            draft = Draft(priority=UPDATE_PRIORITY, hold=hold)
+        else:
+            continue
+        deliveries.append(drafter.delivery(incident, account, ctx, moment, draft, memo))
+    return withdraw, deliveries
