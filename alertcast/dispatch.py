@@ -11,11 +11,10 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 import structlog
-import tenacity
 from structlog.contextvars import bound_contextvars
 
 from alertcast import metrics
@@ -32,6 +31,7 @@ from alertcast.channels.base import (
 )
 from alertcast.config import DispatchConfig
 from alertcast.events import EventBus
+from alertcast.fate import RetryPolicy, Skipped, decide
 from alertcast.inbox import Inbox
 from alertcast.models import DeliveryState
 from alertcast.plan import Skip, plan_send
@@ -41,35 +41,12 @@ from alertcast.store.base import ActiveClaim, AttemptRow, DeliveryRow, Outcome, 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
 log = structlog.get_logger("alertcast.dispatch")
-AUTH_PAUSE_RETRY_S = 1.0  # the pause, not this delay, holds it until credentials change
-
-
-class Skipped(ChannelError):
-    """Not an error of the platform: there is nothing (left) to send for this delivery."""
 
 
 class Fallback(Protocol):
     """What the dispatcher asks of the door when an account's quota is spent."""
 
     async def fallback(self, spent: DeliveryRow) -> Any: ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to try again: exponential backoff with jitter, unless the platform said when."""
-
-    initial_s: float = 1.0
-    max_s: float = 300.0
-
-    def delay_s(self, attempt: int, retry_after: float | None = None) -> float:
-        if retry_after is not None:
-            return max(0.0, retry_after)
-        wait = tenacity.wait_exponential(
-            multiplier=self.initial_s, max=self.max_s
-        ) + tenacity.wait_random(0, self.initial_s)
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return min(float(wait(state)), self.max_s)
 
 
 class Dispatcher:
@@ -337,64 +314,37 @@ class Dispatcher:
         result: Receipt | ChannelError,
         now: float,
     ) -> Outcome:
-        if isinstance(result, Receipt):
-            if runtime is not None:
-                runtime.succeeded(now)
-            return Outcome(
-                DeliveryState.delivered,
-                remote_id=result.remote_id,
-                reason="duplicate: the platform already had it" if result.duplicate else None,
-            )
-        if isinstance(result, Skipped):
-            return Outcome(DeliveryState.skipped, reason=result.reason)
-        error = self.secrets.redact(result.reason)
-        final = isinstance(result, Permanent) or d.attempts >= d.max_attempts
+        """The delivery's fate (see :func:`alertcast.fate.decide`) and its account's health."""
+        error = None if isinstance(result, Receipt) else self.secrets.redact(result.reason)
+        outcome = decide(d, result, error, self.policy, now)
         if runtime is not None:
-            runtime.errored(now, error, final=final)
-        if isinstance(result, AuthExpired):
-            return self._auth_expired(d, runtime, error, now)
-        if isinstance(result, QuotaExhausted):
-            return self._quota(d, runtime, result, error, now)
-        if isinstance(result, Permanent):
-            return Outcome(DeliveryState.failed, last_error=error, reason=error)
-        if d.attempts >= d.max_attempts:
-            return Outcome(
-                DeliveryState.dead, last_error=error, reason=f"gave up after {d.attempts} attempts"
-            )
-        retry_after = result.retry_after if isinstance(result, Transient) else None
-        return Outcome(
-            DeliveryState.retrying,
-            last_error=error,
-            next_attempt_at=now + self.policy.delay_s(d.attempts, retry_after),
-        )
-
-    def _auth_expired(
-        self, d: DeliveryRow, runtime: AccountRuntime | None, error: str, now: float
-    ) -> Outcome:
-        if runtime is not None:
-            runtime.pause(f"credentials rejected: {error}", credentials=True)
-        return Outcome(
-            DeliveryState.retrying,
-            last_error=error,
-            reason="account paused until its credentials are replaced",
-            next_attempt_at=now + AUTH_PAUSE_RETRY_S,
-        )
-
-    def _quota(
-        self,
-        d: DeliveryRow,
-        runtime: AccountRuntime | None,
-        exc: QuotaExhausted,
-        error: str,
-        now: float,
-    ) -> Outcome:
-        until = exc.until.timestamp() if exc.until is not None else None
-        if runtime is not None:
-            runtime.pause(f"quota exhausted: {error}", until)
-        return Outcome(DeliveryState.skipped, last_error=error, reason=f"quota exhausted: {error}")
+            _account_health(runtime, d, result, error, now)
+        return outcome
 
     def _publish(self, d: DeliveryRow, state: DeliveryState) -> None:
         self.events.publish(delivery_event(d, state))
+
+
+def _account_health(
+    runtime: AccountRuntime,
+    d: DeliveryRow,
+    result: Receipt | ChannelError,
+    error: str | None,
+    now: float,
+) -> None:
+    """What an attempt tells of its account: a success, a failure in a row, a pause."""
+    if isinstance(result, Receipt):
+        runtime.succeeded(now)
+        return
+    if isinstance(result, Skipped) or error is None:
+        return
+    final = isinstance(result, Permanent) or d.attempts >= d.max_attempts
+    runtime.errored(now, error, final=final)
+    if isinstance(result, AuthExpired):
+        runtime.pause(f"credentials rejected: {error}", credentials=True)
+    elif isinstance(result, QuotaExhausted):
+        until = result.until.timestamp() if result.until is not None else None
+        runtime.pause(f"quota exhausted: {error}", until)
 
 
 def delivery_event(d: DeliveryRow, state: DeliveryState) -> dict[str, Any]:

@@ -38,19 +38,14 @@ def plan_alert(
     deliveries = drafter.alert(incident, ctx, decisions, moment, hold=held)
     body = answer(incident_id, state, deliveries)
     row = incident_row(incident, incident_id, asker, moment.at, state=state)
-    audit = AuditRow(
-        moment.at,
-        asker.name,
-        "incident.create",
-        incident_id,
-        detail={
-            "source": asker.source,
-            "deliveries": len(deliveries),
-            "state": state.value,
-            "authority": authority.reason,
-            "routing": _routing(decisions),
-        },
-    )
+    detail = {
+        "source": asker.source,
+        "deliveries": len(deliveries),
+        "state": state.value,
+        "authority": authority.reason,
+        "routing": _routing(decisions),
+    }
+    audit = AuditRow(moment.at, asker.name, "incident.create", incident_id, detail=detail)
     write = Write(
         incident=row,
         deliveries=deliveries,

@@ -8,6 +8,7 @@ retrying means neither is posted; an update of one still pending replaces it wit
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from alertcast.models import DeliveryState, Incident, IncidentState, MsgType, pa
 from alertcast.plan.authority import needs_approval, scope
 from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
 from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
-from alertcast.plan.model import Asker, Chain, Moment, Plan
+from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
 from alertcast.preview import Memo
 from alertcast.render import RenderContext
 from alertcast.store.base import AuditRow, DeliveryRow, Effects, IncidentRow, NewDelivery, Write
@@ -70,14 +71,9 @@ def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, momen
     if root.state == IncidentState.cancelled.value:
         raise Conflict(f"incident {root.id} is already cancelled")
     cancel_id = moment.ids("inc")
-    ctx = RenderContext(
-        incident_id=cancel_id,
-        msg_type=MsgType.cancel,
-        references=root.id,
-        reason=reason,
-        link=drafter.link(incident, root.id),
-    )
+    ctx = _context(drafter, incident, cancel_id, MsgType.cancel, root.id, reason)
     withdraw, deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
+    state = IncidentState.cancelled
     row = incident_row(
         incident,
         cancel_id,
@@ -86,29 +82,47 @@ def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, momen
         msg_type=MsgType.cancel,
         references=root.id,
         reason=reason,
-        state=IncidentState.cancelled,
+        state=state,
     )
     effects = Effects(
-        tuple(withdraw),
-        "withdrawn: the incident was cancelled",
-        (root.id, IncidentState.cancelled.value),
+        tuple(withdraw), "withdrawn: the incident was cancelled", (root.id, state.value)
     )
-    detail = {
-        "reason": reason,
-        "cancellation": cancel_id,
-        "withdrawn": len(withdraw),
-        "deliveries": len(deliveries),
-    }
+    detail = {"reason": reason, "cancellation": cancel_id, "withdrawn": len(withdraw)}
     audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
-    body = {
-        **answer(cancel_id, IncidentState.cancelled, deliveries),
-        "references": root.id,
-        "withdrawn": withdraw,
-    }
+    body = {**answer(cancel_id, state, deliveries), "references": root.id, "withdrawn": withdraw}
+    return _follow_up(authority, chain, row, deliveries, body, effects, audit, asker)
+
+
+def _context(
+    drafter: Drafter,
+    incident: Incident,
+    message_id: str,
+    msg_type: MsgType,
+    root_id: str,
+    reason: str | None = None,
+) -> RenderContext:
+    """A follow-up's message: its own id, the original it refers to, the original's link."""
+    link = drafter.link(incident, root_id)
+    return RenderContext(message_id, msg_type, link, references=root_id, reason=reason)
+
+
+def _follow_up(
+    authority: Authority,
+    chain: Chain,
+    row: IncidentRow,
+    deliveries: list[NewDelivery],
+    body: dict[str, Any],
+    effects: Effects,
+    audit: AuditRow,
+    asker: Asker,
+) -> Plan:
+    """The plan of a follow-up: one write of the message, its deliveries and its effects;
+    its deliveries to originals already delivered may be claimed at once."""
+    audit = replace(audit, detail={**audit.detail, "deliveries": len(deliveries)})
     write = Write(
         incident=row,
         deliveries=deliveries,
-        idempotency=idempotency(asker, body, moment.at),
+        idempotency=idempotency(asker, body, row.created_at),
         effects=effects,
         audit=(audit,),
     )
@@ -184,16 +198,8 @@ def plan_update(
     if root.state == IncidentState.cancelled.value:
         raise Conflict(f"incident {root.id} is cancelled; raise a new one")
     update_id = moment.ids("inc")
-    ctx = RenderContext(
-        incident_id=update_id,
-        msg_type=MsgType.update,
-        references=root.id,
-        link=drafter.link(incident, root.id),
-    )
-    held = root.state == IncidentState.awaiting_approval.value or (
-        needs_approval(approval, incident, asker.source)
-        and root.severity not in {s.value for s in approval.severities}
-    )
+    ctx = _context(drafter, incident, update_id, MsgType.update, root.id)
+    held = _held(approval, root, incident, asker)
     withdraw, deliveries = _update_deliveries(drafter, incident, ctx, chain, moment, held)
     state = IncidentState.awaiting_approval if held else IncidentState.active
     row = incident_row(
@@ -205,22 +211,19 @@ def plan_update(
         references=root.id,
         state=state,
     )
-    detail = {
-        "update": update_id,
-        "changed": sorted(patch),
-        "superseded": len(withdraw),
-        "deliveries": len(deliveries),
-    }
+    effects = Effects(tuple(withdraw), "superseded by an update", live=root.id)
+    detail = {"update": update_id, "changed": sorted(patch), "superseded": len(withdraw)}
     audit = AuditRow(moment.at, asker.name, "incident.update", root.id, detail=detail)
     body = {**answer(update_id, state, deliveries), "references": root.id, "superseded": withdraw}
-    write = Write(
-        incident=row,
-        deliveries=deliveries,
-        idempotency=idempotency(asker, body, moment.at),
-        effects=Effects(tuple(withdraw), "superseded by an update", live=root.id),
-        audit=(audit,),
-    )
-    return Plan(authority, write, body, (incident_event(row),), _targets(chain))
+    return _follow_up(authority, chain, row, deliveries, body, effects, audit, asker)
+
+
+def _held(approval: ApprovalConfig, root: IncidentRow, incident: Incident, asker: Asker) -> bool:
+    """The two-person rule for updates: of an unapproved incident, or raising it to approval."""
+    if root.state == IncidentState.awaiting_approval.value:
+        return True
+    already = root.severity in {s.value for s in approval.severities}
+    return needs_approval(approval, incident, asker.source) and not already
 
 
 def _update_deliveries(
