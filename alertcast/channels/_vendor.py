@@ -1,8 +1,9 @@
-"""Plumbing shared by the vendor adapters: error-code tables, JSON calls, limits, clocks.
+"""Plumbing shared by the vendor adapters: error-code tables, JSON calls, clocks.
 
 Each platform module keeps its own table of ``code -> Fate``; :func:`raise_fate` turns a row into
 the typed error. :func:`call_json` makes one HTTP call and never lets a credential that travels in
 the URL (WeChat and DingTalk tokens, WeCom keys, Feishu hook ids) leak into an error message.
+Lengths are counted by :mod:`alertcast.lengths` and checked by :meth:`Channel.check_length`.
 """
 
 from __future__ import annotations
@@ -39,15 +40,12 @@ __all__ = [
     "Fate",
     "Reply",
     "call_json",
-    "check_bytes",
     "coded_reply",
     "next_midnight",
     "raise_fate",
     "result_code",
     "seconds_to_next_hour",
     "secret",
-    "utf8_len",
-    "with_keyword",
 ]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -161,16 +159,6 @@ def result_code(raw: Any) -> int:
         return -1
 
 
-def with_keyword(text: str, keyword: str | None) -> str:
-    """``text`` carrying ``keyword`` (robots in keyword mode drop messages without it).
-
-    Appended, never prepended: an exercise must still say so in its first characters.
-    """
-    if not keyword or keyword in text:
-        return text
-    return f"{text}\n{keyword}"
-
-
 def _json_object(text: str) -> Mapping[str, Any] | None:
     try:
         data = json.loads(text) if text else None
@@ -194,18 +182,6 @@ def secret(secrets: Secrets, variable: str) -> str:
         return secrets.get(variable)
     except MissingSecret as exc:
         raise AuthExpired(str(exc)) from exc
-
-
-def utf8_len(text: str) -> int:
-    return len(text.encode("utf-8"))
-
-
-def check_bytes(text: str, limit: int, *, vendor: str, what: str = "message") -> None:
-    """Refuse (permanently) an empty ``text`` or one over ``limit`` UTF-8 bytes."""
-    if not text.strip():
-        raise Permanent("nothing to send: empty content")
-    if utf8_len(text) > limit:
-        raise Permanent(f"{what} is {utf8_len(text)} bytes; {vendor} takes {limit}")
 
 
 def next_midnight(now: datetime | None = None, tz: ZoneInfo = SHANGHAI) -> datetime:

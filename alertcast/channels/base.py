@@ -4,6 +4,11 @@ An adapter subclasses :class:`Channel`, declares its limits and capabilities as 
 and its per-account options as a pydantic model, and implements :meth:`Channel.send`. It returns a
 :class:`Receipt` or raises one of the typed errors below; it never retries by itself and never
 returns a boolean that hides why. The dispatcher alone decides what happens next.
+
+The formats a channel takes and the most each payload field may hold are class data too
+(:attr:`Channel.formats`): the renderer fits its texts into them, and :meth:`Channel.deliver`
+refuses a payload over them before :meth:`Channel.send` sees it. An adapter checks what it is
+given and refuses it with the reason; it never rewrites it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import aiohttp
 import structlog
 from pydantic import BaseModel, ConfigDict
 
+from alertcast.lengths import UNIT_NAMES, Limit
+
 if TYPE_CHECKING:
     from alertcast.config import AccountConfig
     from alertcast.secrets import Secrets
@@ -30,6 +37,7 @@ __all__ = [
     "AuthExpired",
     "Channel",
     "ChannelError",
+    "FieldLimits",
     "Limits",
     "NoOptions",
     "Outgoing",
@@ -38,8 +46,12 @@ __all__ = [
     "RateLimited",
     "Receipt",
     "Transient",
+    "field_values",
 ]
 
+FieldLimits = Mapping[str, Limit]
+"""Payload field -> the most it may hold. A field is a dotted path into the payload, ``*``
+standing for every key of a mapping (``template_data.*.value``)."""
 Action = Literal["post", "reply", "repost", "edit", "delete"]
 
 
@@ -130,6 +142,19 @@ class Limits:
     per_second: float | None = None
 
 
+def field_values(payload: Mapping[str, Any], path: str) -> list[tuple[str, object]]:
+    """``(where, value)`` for every value of ``payload`` that the dotted ``path`` names."""
+    found: list[tuple[str, object]] = [("", payload)]
+    for part in path.split("."):
+        deeper: list[tuple[str, object]] = []
+        for where, node in found:
+            if isinstance(node, Mapping):
+                keys = list(node) if part == "*" else [part] if part in node else []
+                deeper += [(f"{where}.{key}" if where else str(key), node[key]) for key in keys]
+        found = deeper
+    return found
+
+
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +168,13 @@ class Channel(ABC):
     capabilities: ClassVar[frozenset[Action]] = frozenset({"post"})
     limits: ClassVar[Limits] = Limits()
     timeout_s: ClassVar[float] = 10.0
+    formats: ClassVar[Mapping[str, FieldLimits] | None] = None
+    """Every format the channel takes, with the most each payload field of it may hold.
+    ``None``: any format, and no limits of its own (console, file, webhook)."""
+    keyword_option: ClassVar[str | None] = None
+    """The account option naming a keyword every text must contain (robots in keyword mode)."""
+    link_domain_option: ClassVar[str | None] = None
+    """The account option holding a URL on the domain every text must link to (Weibo)."""
 
     def __init__(
         self,
@@ -161,6 +193,38 @@ class Channel(ABC):
     async def send(self, msg: Outgoing) -> Receipt:
         """Deliver ``msg`` once; return a receipt or raise a :class:`ChannelError`."""
 
+    @classmethod
+    def takes(cls, fmt: str) -> bool:
+        """True when the channel takes payloads of format ``fmt``."""
+        return cls.formats is None or fmt in cls.formats
+
+    @classmethod
+    def field_limits(cls, fmt: str) -> FieldLimits:
+        """The most each payload field of format ``fmt`` may hold here (``{}``: no limits)."""
+        return (cls.formats or {}).get(fmt, {})
+
+    @classmethod
+    def check(cls, payload: Mapping[str, Any]) -> None:
+        """Refuse a payload of a format the channel does not take, or with a field over its
+        limit: :class:`Permanent`, naming the field and the limit. A payload without a
+        ``format`` is taken as the channel's default format."""
+        fmt = str(payload.get("format") or cls.default_format)
+        if not cls.takes(fmt):
+            known = ", ".join(sorted(cls.formats or {}))
+            raise Permanent(f"{cls.name} takes the formats {known}; not {fmt!r}")
+        for path, limit in cls.field_limits(fmt).items():
+            for where, value in field_values(payload, path):
+                cls.check_length(where, value, limit)
+
+    @classmethod
+    def check_length(cls, field: str, value: object, limit: Limit) -> None:
+        """Refuse (:class:`Permanent`) a ``value`` of ``field`` over ``limit``."""
+        used = limit.size(value)
+        if used > limit.most:
+            raise Permanent(
+                f"{field} is {used} {UNIT_NAMES[limit.unit]}; {cls.name} takes at most {limit}"
+            )
+
     async def start(self) -> None:  # noqa: B027 - optional hook, deliberately empty
         """Open what the adapter keeps for its lifetime (token caches, servers)."""
 
@@ -172,7 +236,8 @@ class Channel(ABC):
         return self.timeout_s
 
     async def deliver(self, msg: Outgoing) -> Receipt:
-        """Call :meth:`send` with log context and the adapter's timeout; map network failures.
+        """:meth:`check` the payload, then call :meth:`send` with log context and the adapter's
+        timeout; map network failures.
 
         Final: adapters override :meth:`send`, not this.
         """
@@ -180,6 +245,8 @@ class Channel(ABC):
         started = time.monotonic()
         timeout_s = self.send_timeout_s(msg)
         try:
+            if msg.action != "delete":  # a delete sends no text
+                self.check(msg.payload)
             async with asyncio.timeout(timeout_s):
                 receipt = await self.send(msg)
         except ChannelError as exc:

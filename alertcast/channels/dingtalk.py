@@ -3,8 +3,10 @@
 API reference (docs/channels.md, facts §4.1): ``POST {base_url}/robot/send?access_token=TOKEN``
 with a JSON body (``markdown`` {title, text} or ``text`` {content}, mentions in ``at``). Signed
 robots add ``&timestamp=<ms>&sign=<base64(HMAC-SHA256(key=secret, msg="{ms}\\n{secret}"))>`` to the
-URL; keyword robots drop a message that lacks one of their keywords, so the configured
-``keyword`` is appended when missing. Always HTTP 200 with ``errcode``. 20 messages a minute.
+URL; keyword robots drop a message that lacks one of their keywords: the renderer puts the
+configured ``keyword`` in, and a text without it is refused here. Always HTTP 200 with
+``errcode``. 20 messages a minute. A message over 20,000 bytes is refused (facts §4.1, whether the
+whole body counts is UNCONFIRMED: the text is held to 19,000 to leave room for the rest).
 310000 is the security check (signature, keyword, IP) and is permanent, except when it says the
 timestamp is off: then the message is signed anew and sent once more, then left to a retry.
 """
@@ -29,13 +31,21 @@ from alertcast.channels._vendor import (
     Fate,
     Reply,
     call_json,
-    check_bytes,
     coded_reply,
     result_code,
     secret,
-    with_keyword,
 )
-from alertcast.channels.base import Action, Channel, Limits, Outgoing, Receipt, Transient
+from alertcast.channels.base import (
+    Action,
+    Channel,
+    FieldLimits,
+    Limits,
+    Outgoing,
+    Permanent,
+    Receipt,
+    Transient,
+)
+from alertcast.lengths import Limit
 
 __all__ = ["DingtalkChannel", "DingtalkOptions", "dingtalk_sign"]
 
@@ -65,7 +75,14 @@ class DingtalkChannel(Channel):
     capabilities: ClassVar[frozenset[Action]] = frozenset({"post"})
     limits: ClassVar[Limits] = Limits(concurrency=1, per_minute=20)
 
-    MAX_BYTES = 20_000
+    MESSAGE_BYTES = 20_000
+    TEXT: ClassVar[Limit] = Limit(MESSAGE_BYTES - 1_000, "bytes")  # room for title, JSON, at
+    TITLE: ClassVar[Limit] = Limit(64, "chars")
+    formats: ClassVar[Mapping[str, FieldLimits]] = {
+        "dingtalk_markdown": {"title": TITLE, "markdown": TEXT},
+        "text": {"text": TEXT},
+    }
+    keyword_option = "keyword"
     SECURITY_CHECK = 310000  # keyword / signature / IP / timestamp
     ERROR_CODES: ClassVar[Mapping[int, Fate]] = {
         -1: TRANSIENT,  # system busy
@@ -96,27 +113,25 @@ class DingtalkChannel(Channel):
         return Receipt(http_status=reply.status)
 
     def body(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The robot body for ``payload``, keyword included; oversize raises Permanent."""
+        """The robot body for ``payload``; refused if empty, oversize or without the keyword."""
         assert isinstance(self.options, DingtalkOptions)
-        keyword = self.options.keyword
         at = {
             "atMobiles": self.options.at_mobiles,
             "atUserIds": self.options.at_user_ids,
             "isAtAll": self.options.at_all,
         }
-        if payload.get("markdown"):
-            text = with_keyword(str(payload["markdown"]), keyword)
-            title = str(payload.get("title") or text.split("\n", 1)[0])[:64]
-            body: dict[str, Any] = {
-                "msgtype": "markdown",
-                "markdown": {"title": title, "text": text},
-                "at": at,
-            }
-        else:
-            text = with_keyword(str(payload.get("text", "")), keyword)
-            body = {"msgtype": "text", "text": {"content": text}, "at": at}
-        check_bytes(text, self.MAX_BYTES, vendor="DingTalk")
-        return body
+        key = "markdown" if payload.get("markdown") else "text"
+        text = str(payload.get(key) or "")
+        if not text.strip():
+            raise Permanent("nothing to send: empty content")
+        self.check_length(key, text, self.TEXT)
+        if self.options.keyword and self.options.keyword not in text:
+            raise Permanent(f"{key} lacks the keyword {self.options.keyword!r} the robot requires")
+        if key == "text":
+            return {"msgtype": "text", "text": {"content": text}, "at": at}
+        title = str(payload.get("title") or text.split("\n", 1)[0])
+        self.check_length("title", title, self.TITLE)
+        return {"msgtype": "markdown", "markdown": {"title": title, "text": text}, "at": at}
 
     async def _post(self, body: Mapping[str, Any]) -> Reply:
         assert isinstance(self.options, DingtalkOptions)

@@ -5,8 +5,10 @@ JSON body: ``msg_type`` ``post`` (``content.post.zh_cn`` {title, content: lines 
 ``interactive`` (top-level ``card``) or ``text``. Signed bots add ``timestamp`` (seconds, a
 string) and ``sign = base64(HMAC-SHA256(key="{timestamp}\\n{secret}", msg=b""))`` to the body — the
 string to sign is the HMAC *key* and the message is empty. Keyword bots drop a message lacking
-their keyword, so the configured ``keyword`` is appended when missing. Success is ``code`` 0 (the
-legacy ``StatusCode`` is read when ``code`` is absent); body ≤ 20 KB; 100 a minute and 5 a second.
+their keyword: the renderer puts the configured ``keyword`` in, and a message without it is refused
+here. Success is ``code`` 0 (the legacy ``StatusCode`` is read when ``code`` is absent); body
+≤ 20 KB (``post_lines`` and ``text`` are held to 18,000 bytes to leave room for the rest); 100 a
+minute and 5 a second.
 """
 
 from __future__ import annotations
@@ -29,18 +31,18 @@ from alertcast.channels._vendor import (
     call_json,
     coded_reply,
     secret,
-    utf8_len,
-    with_keyword,
 )
 from alertcast.channels.base import (
     Action,
     Channel,
+    FieldLimits,
     Limits,
     Outgoing,
     Permanent,
     RateLimited,
     Receipt,
 )
+from alertcast.lengths import Limit
 
 __all__ = ["FeishuChannel", "FeishuOptions", "feishu_sign"]
 
@@ -71,7 +73,15 @@ class FeishuChannel(Channel):
     capabilities: ClassVar[frozenset[Action]] = frozenset({"post"})
     limits: ClassVar[Limits] = Limits(concurrency=1, per_minute=100, per_second=5)
 
-    MAX_BODY_BYTES = 20 * 1024
+    BODY: ClassVar[Limit] = Limit(20 * 1024, "bytes")  # the request body, as compact JSON
+    POST_LINES: ClassVar[Limit] = Limit(18_000, "json-bytes")  # room for title, keyword, sign
+    TEXT: ClassVar[Limit] = Limit(18_000, "bytes")
+    TITLE: ClassVar[Limit] = Limit(64, "chars")
+    formats: ClassVar[Mapping[str, FieldLimits]] = {
+        "feishu_post": {"title": TITLE, "post_lines": POST_LINES},
+        "text": {"text": TEXT},
+    }
+    keyword_option = "keyword"
     ERROR_CODES: ClassVar[Mapping[int, Fate]] = {
         11232: Fate(RateLimited, 2.0),  # throttled under system pressure (:00 / :30 peaks)
         9499: PERMANENT,  # bad request body
@@ -90,9 +100,9 @@ class FeishuChannel(Channel):
                 "timestamp": str(now_s),
                 "sign": feishu_sign(secret(self.secrets, self.options.secret_env), now_s),
             }
-        size = utf8_len(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
-        if size > self.MAX_BODY_BYTES:
-            raise Permanent(f"body is {size} bytes; Feishu takes {self.MAX_BODY_BYTES}")
+        self.check_length(
+            "body", json.dumps(body, ensure_ascii=False, separators=(",", ":")), self.BODY
+        )
         key = secret(self.secrets, self.options.key_env)
         url = f"{str(self.options.base_url).rstrip('/')}/open-apis/bot/v2/hook/{key}"
         reply = await call_json(self.session, "POST", url, json_body=body)
@@ -106,35 +116,26 @@ class FeishuChannel(Channel):
         return Receipt(http_status=reply.status)
 
     def body(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The bot body (without signature) for ``payload``, keyword included."""
+        """The bot body (without signature) for ``payload``; refused without the keyword."""
         assert isinstance(self.options, FeishuOptions)
         title, lines = _title_and_lines(payload)
         if not lines:
             raise Permanent("nothing to send: empty content")
+        shown = "\n".join(filter(None, [title, *(_plain(line) for line in lines)]))
+        keyword = self.options.keyword
+        if keyword and keyword not in shown:
+            raise Permanent(f"the message lacks the keyword {keyword!r} the bot requires")
         kind = self.options.msg_type
         if kind == "auto":
             kind = "post" if payload.get("post_lines") else "text"
         if kind == "text":
-            text = "\n".join(filter(None, [title, *(_plain(line) for line in lines)]))
-            return {
-                "msg_type": "text",
-                "content": {"text": with_keyword(text, self.options.keyword)},
-            }
-        lines = self._keyword_line(title, lines)
+            return {"msg_type": "text", "content": {"text": shown}}
         if kind == "interactive":
             return {"msg_type": "interactive", "card": _card(title, lines, self.options.card_color)}
         return {
             "msg_type": "post",
             "content": {"post": {"zh_cn": {"title": title, "content": lines}}},
         }
-
-    def _keyword_line(self, title: str, lines: list[Line]) -> list[Line]:
-        assert isinstance(self.options, FeishuOptions)
-        keyword = self.options.keyword
-        shown = title + "".join(_plain(line) for line in lines)
-        if keyword and keyword not in shown:
-            return [*lines, [{"tag": "text", "text": keyword}]]
-        return lines
 
 
 def _title_and_lines(payload: Mapping[str, Any]) -> tuple[str, list[Line]]:

@@ -7,7 +7,8 @@ errors come as HTTP 200 with ``{"errcode", "errmsg"}`` and are classified by ``e
   account and use in the process, refreshed before expiry and once on 40001/40014/42001.
 * text: ``message/mass/sendall`` (``msgtype: text``) to a tag or to all.
 * article: ``draft/add``, then ``message/mass/sendall`` (``mpnews``) or ``freepublish/submit``.
-* template: ``message/template/send`` per subscriber; keyword values ≤ 20 characters, one line.
+* template: ``message/template/send`` per subscriber; values ≤ 20 characters, one line (refused
+  otherwise: the renderer makes them so).
 
 Mass sends carry ``clientmsgid`` from the delivery's idempotency key: a retry after a crash gets
 45065 with the first send's id and is reported delivered. The daily mass quota (subscription 1,
@@ -44,6 +45,7 @@ from alertcast.channels._vendor import (
 from alertcast.channels.base import (
     Action,
     Channel,
+    FieldLimits,
     Limits,
     Outgoing,
     Permanent,
@@ -53,14 +55,13 @@ from alertcast.channels.base import (
 )
 from alertcast.channels.http import raise_for_status
 from alertcast.channels.wechat_callback import CallbackOptions
+from alertcast.lengths import Limit
 
 __all__ = ["WechatChannel", "WechatOptions", "client_msg_id", "template_data"]
 
 DAILY = Fate(QuotaExhausted)  # until the next midnight, Asia/Shanghai
-TEMPLATE_VALUE_CHARS = 20
 FOLLOWER_SEND_TIMEOUT_S = 24 * 3600.0  # a backstop only: every request and page has its own
 MAX_CLIENT_MSG_ID_BYTES = 64
-MAX_ARTICLE_CHARS = 20_000
 
 
 class WechatOptions(CallbackOptions):
@@ -117,6 +118,21 @@ class WechatChannel(Channel):
     capabilities: ClassVar[frozenset[Action]] = frozenset({"post", "delete"})
     limits: ClassVar[Limits] = Limits(concurrency=8)  # mass sends are bounded by the daily quota
     timeout_s = 30.0
+    TITLE: ClassVar[Limit] = Limit(64, "bytes")  # 64 characters or bytes: the stricter
+    DIGEST: ClassVar[Limit] = Limit(120, "chars")
+    CONTENT: ClassVar[Limit] = Limit(19_999, "chars")  # under 20,000 (and so under 1 MB)
+    TEXT: ClassVar[Limit] = Limit(600, "chars")  # the editor's rule for a mass-sent text
+    TEMPLATE_VALUE: ClassVar[Limit] = Limit(20, "chars")  # since 2023-05-04, one line each
+    formats: ClassVar[Mapping[str, FieldLimits]] = {
+        "wechat_article": {
+            "title": TITLE,
+            "digest": DIGEST,
+            "content_html": CONTENT,
+            "text": TEXT,
+        },
+        "wechat_template": {"template_data.*.value": TEMPLATE_VALUE, "text": TEXT},
+        "text": {"text": TEXT},
+    }
 
     TOKEN_CODES: ClassVar[frozenset[int]] = frozenset({40001, 40014, 42001, 41001})
     ALREADY_SENT = 45065  # same clientmsgid already sent: the reply carries its msgid
@@ -213,8 +229,7 @@ class WechatChannel(Channel):
 
     async def _draft(self, payload: Mapping[str, Any]) -> str:
         content = str(payload.get("content_html", ""))
-        if len(content) >= MAX_ARTICLE_CHARS or len(content.encode()) >= 1 << 20:
-            raise Permanent(f"article content over {MAX_ARTICLE_CHARS} characters or 1 MB")
+        self.check_length("content_html", content, self.CONTENT)
         article = {
             "title": str(payload.get("title", "")),
             "digest": str(payload.get("digest", "")),
@@ -248,13 +263,14 @@ class WechatChannel(Channel):
         stops the delivery after the requests in flight, and the next attempt resumes where this
         one stopped, so nobody is alerted twice.
         """
+        values = template_data(msg.payload)  # refused here, before anyone is sent to
         pages = self._audience(msg)
         single = isinstance(msg.payload.get("touser"), str)
 
         async def send_one(openid: str) -> Result:
             data = await self._call(
                 "/cgi-bin/message/template/send",
-                self._template_body(msg, openid),
+                self._template_body(msg, openid, values),
                 ok=(0,) if single else (0, *self.RECIPIENT_CODES),
             )
             if code := _errcode(data):
@@ -313,11 +329,13 @@ class WechatChannel(Channel):
         rounds = -(-count // opts.template_concurrency)
         return self.timeout_s * (1 + rounds)
 
-    def _template_body(self, msg: Outgoing, openid: str) -> dict[str, Any]:
+    def _template_body(
+        self, msg: Outgoing, openid: str, values: dict[str, dict[str, str]]
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "touser": openid,
             "template_id": self._opts.template_id,
-            "data": template_data(msg.payload),
+            "data": values,
             "client_msg_id": client_msg_id(f"{msg.idempotency_key}:{openid}", hashed=True),
         }
         if msg.payload.get("url"):
@@ -487,26 +505,18 @@ def client_msg_id(key: str, *, hashed: bool = False) -> str:
 
 
 def template_data(payload: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    """``template_data`` with every keyword value on one line and within 20 characters."""
+    """``template_data`` as sent (a text payload fills ``first`` and ``keyword1``); a value on
+    more than one line or over 20 characters is refused, never cut."""
     raw = payload.get("template_data")
     if not isinstance(raw, Mapping) or not raw:
-        return {
-            "first": {"value": _one_line(str(payload.get("text", "")))},
-            "keyword1": {"value": _clip(str(payload.get("text", "")))},
-        }
+        text = str(payload.get("text", ""))
+        raw = {"first": text, "keyword1": text}
     data = {}
     for key, item in raw.items():
         value = str(item.get("value", "") if isinstance(item, Mapping) else item)
-        data[str(key)] = {"value": _one_line(value) if key in ("first", "remark") else _clip(value)}
+        where = f"template_data.{key}.value"
+        if "\n" in value or "\r" in value:
+            raise Permanent(f"{where} has a line break; WeChat templates take one line")
+        WechatChannel.check_length(where, value, WechatChannel.TEMPLATE_VALUE)
+        data[str(key)] = {"value": value}
     return data
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.split())
-
-
-def _clip(value: str) -> str:
-    value = _one_line(value)
-    if len(value) <= TEMPLATE_VALUE_CHARS:
-        return value
-    return value[: TEMPLATE_VALUE_CHARS - 1] + "…"

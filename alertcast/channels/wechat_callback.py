@@ -33,8 +33,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alertcast.channels import channel_class
-from alertcast.channels._vendor import SHANGHAI, EnvName, utf8_len
+from alertcast.channels._vendor import SHANGHAI, EnvName
 from alertcast.config import AccountConfig
+from alertcast.lengths import utf8_len
 from alertcast.models import Kind
 from alertcast.secrets import MissingSecret, Secrets
 

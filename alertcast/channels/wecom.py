@@ -4,7 +4,8 @@ API reference (docs/channels.md, facts §3): ``POST {base_url}/cgi-bin/webhook/s
 a JSON body; always HTTP 200, ``{"errcode": 0, "errmsg": "ok"}`` on success. msgtypes used here:
 ``markdown`` / ``markdown_v2`` (content ≤ 4096 bytes), ``text`` (≤ 2048 bytes, ``mentioned_list``,
 ``mentioned_mobile_list``) and ``news`` (one article; ``url`` required; title ≤ 128 bytes and
-description ≤ 512 bytes, truncated by the platform). Oversize content is refused before sending.
+description ≤ 512 bytes, truncated by the platform). Oversize content is refused before sending,
+with the field and the limit.
 Each robot takes at most 20 messages a minute. The key is the only credential.
 """
 
@@ -23,11 +24,19 @@ from alertcast.channels._vendor import (
     EnvName,
     Fate,
     call_json,
-    check_bytes,
     coded_reply,
     secret,
 )
-from alertcast.channels.base import Action, Channel, Limits, Outgoing, Permanent, Receipt
+from alertcast.channels.base import (
+    Action,
+    Channel,
+    FieldLimits,
+    Limits,
+    Outgoing,
+    Permanent,
+    Receipt,
+)
+from alertcast.lengths import Limit
 
 __all__ = ["WecomChannel", "WecomOptions"]
 
@@ -49,7 +58,13 @@ class WecomChannel(Channel):
     capabilities: ClassVar[frozenset[Action]] = frozenset({"post"})
     limits: ClassVar[Limits] = Limits(concurrency=1, per_minute=20)
 
-    MAX_BYTES: ClassVar[Mapping[str, int]] = {"text": 2048, "markdown": 4096, "markdown_v2": 4096}
+    TEXT: ClassVar[Limit] = Limit(2048, "bytes")
+    MARKDOWN: ClassVar[Limit] = Limit(4096, "bytes")  # markdown and markdown_v2
+    formats: ClassVar[Mapping[str, FieldLimits]] = {
+        "wecom_markdown": {"markdown": MARKDOWN},
+        "wecom_text": {"text": TEXT},
+        "text": {"text": TEXT},
+    }
     ERROR_CODES: ClassVar[Mapping[int, Fate]] = {
         -1: TRANSIENT,  # system busy
         45009: NEXT_MINUTE,  # over 20 messages a minute
@@ -75,11 +90,12 @@ class WecomChannel(Channel):
         if msgtype == "news":
             return {"msgtype": "news", "news": {"articles": [_article(payload)]}}
         if msgtype != "text":
-            content = str(payload["markdown"])
-            check_bytes(content, self.MAX_BYTES[msgtype], vendor="WeCom", what=msgtype)
+            content = _content(payload, "markdown")
+            self.check_length("markdown", content, self.MARKDOWN)
             return {"msgtype": msgtype, msgtype: {"content": content}}
-        content = str(payload.get("text") or payload.get("markdown") or "")
-        check_bytes(content, self.MAX_BYTES["text"], vendor="WeCom", what="text")
+        key = "text" if payload.get("text") else "markdown"
+        content = _content(payload, key)
+        self.check_length(key if key == "text" else "markdown (sent as text)", content, self.TEXT)
         return {
             "msgtype": "text",
             "text": {
@@ -96,6 +112,13 @@ class WecomChannel(Channel):
         if wanted in ("news", "text") or not payload.get("markdown"):
             return "news" if wanted == "news" else "text"
         return "markdown" if wanted == "auto" else wanted
+
+
+def _content(payload: Mapping[str, Any], key: str) -> str:
+    content = str(payload.get(key) or "")
+    if not content.strip():
+        raise Permanent("nothing to send: empty content")
+    return content
 
 
 def _article(payload: Mapping[str, Any]) -> dict[str, str]:

@@ -3,7 +3,9 @@
 API reference (docs/channels.md, facts §1): form-encoded POSTs to ``{base_url}/2/...``
 
 * post: ``statuses/share.json`` — ``access_token``, ``status`` (≤140 units, must carry an http(s)
-  URL on the app's registered *safe domain*, no ``#topic#``), ``rip`` (end-user IP).
+  URL on the app's registered *safe domain*, no ``#topic#``), ``rip`` (end-user IP). The renderer
+  makes the text so (it links ``safe_domain_url`` when the text has no link on its domain); this
+  adapter checks and refuses a text that is not, before calling.
 * repost: ``statuses/repost.json`` — ``id``, ``status`` (comment text), ``is_comment``, ``rip``.
 * reply: ``comments/create.json`` — ``id``, ``comment``, ``comment_ori``, ``rip``.
 * delete: ``statuses/destroy.json`` — ``id``.
@@ -16,13 +18,10 @@ number or a string. Rate-limit codes wait for the hourly window, read from
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, HttpUrl
 
@@ -41,6 +40,7 @@ from alertcast.channels._vendor import (
 from alertcast.channels.base import (
     Action,
     Channel,
+    FieldLimits,
     Limits,
     Outgoing,
     Permanent,
@@ -49,13 +49,11 @@ from alertcast.channels.base import (
     Transient,
 )
 from alertcast.channels.http import raise_for_status
+from alertcast.lengths import Limit, links_to_domain, weibo_topics
 
-__all__ = ["WeiboChannel", "WeiboOptions", "weibo_units", "with_safe_link"]
+__all__ = ["WeiboChannel", "WeiboOptions"]
 
-MAX_UNITS = 140
 WINDOW = Fate(RateLimited)  # wait for the hourly window: asked of rate_limit_status
-_URL = re.compile(r"https?://[^\s<>\"'，。！？、）】]+")
-_TOPIC = re.compile(r"#([^#\s][^#]{0,63})#")
 
 
 class WeiboOptions(BaseModel):
@@ -74,6 +72,9 @@ class WeiboChannel(Channel):
     capabilities: ClassVar[frozenset[Action]] = frozenset({"post", "reply", "repost", "delete"})
     limits: ClassVar[Limits] = Limits(concurrency=2, per_minute=0.5)  # 30 posts/h per user
     timeout_s = 15.0
+    TEXT: ClassVar[Limit] = Limit(140, "weibo")  # a post, a repost's text, a comment
+    formats: ClassVar[Mapping[str, FieldLimits]] = {"weibo": {"text": TEXT}}
+    link_domain_option = "safe_domain_url"
 
     ENDPOINTS: ClassVar[Mapping[str, str]] = {
         "post": "/2/statuses/share.json",
@@ -134,13 +135,25 @@ class WeiboChannel(Channel):
         text = str(msg.payload.get("text", ""))
         rip = str(self.options.rip)
         if msg.action == "post":
-            return {"status": with_safe_link(text, str(self.options.safe_domain_url)), "rip": rip}
+            self._shareable(text)
+            return {"status": text, "rip": rip}
         target = _target(msg)
         if msg.action == "repost":
             return {"id": target, "status": text, "is_comment": "0", "rip": rip}
         if msg.action == "reply":
             return {"id": target, "comment": text, "comment_ori": "0", "rip": rip}
         return {"id": target}
+
+    def _shareable(self, text: str) -> None:
+        """Refuse what ``statuses/share`` refuses: no link on the safe domain, a ``#topic#``."""
+        assert isinstance(self.options, WeiboOptions)
+        safe = str(self.options.safe_domain_url)
+        if not links_to_domain(text, safe):
+            raise Permanent(
+                f"text carries no link on the safe domain of {safe} (share answers 10017)"
+            )
+        if topics := weibo_topics(text):
+            raise Permanent(f"text carries the topic mark {topics[0]!r}, which share refuses")
 
     def _url(self, path: str) -> str:
         assert isinstance(self.options, WeiboOptions)
@@ -206,60 +219,3 @@ def _idstr(data: Mapping[str, Any] | None) -> str | None:
     data = data or {}
     value = data.get("idstr") or data.get("id")
     return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
-
-
-def with_safe_link(text: str, safe_url: str) -> str:
-    """``text`` without ``#topic#`` marks, carrying a URL on ``safe_url``'s domain within 140 units.
-
-    The text is kept as is when it already links to the safe domain; otherwise ``safe_url`` is
-    appended, clipping the end of the text (with an ellipsis) if the link would not fit.
-    """
-    text = _outside_urls(text, lambda part: _TOPIC.sub(r"\1", part))
-    host = (urlsplit(safe_url).hostname or "").lower()
-    if any(_on_domain(url, host) for url in _URL.findall(text)):
-        return text
-    tail = " " + safe_url
-    return _clip(text, MAX_UNITS - weibo_units(tail)) + tail
-
-
-def _on_domain(url: str, host: str) -> bool:
-    found = (urlsplit(url).hostname or "").lower()
-    return bool(host) and (found == host or found.endswith("." + host))
-
-
-def _outside_urls(text: str, change: Callable[[str], str]) -> str:
-    out, last = [], 0
-    for match in _URL.finditer(text):
-        out += [change(text[last : match.start()]), match.group()]
-        last = match.end()
-    return "".join([*out, change(text[last:])])
-
-
-def weibo_units(text: str) -> int:
-    """Weibo's length (an approximation, facts §1.7): CJK 1, ASCII ½, a link ~10 units."""
-    half = 0
-    for part in _URL.split(text):
-        half += sum(_char_half_units(c) for c in part)
-    half += sum(_url_half_units(url) for url in _URL.findall(text))
-    return math.ceil(half / 2)
-
-
-def _char_half_units(char: str) -> int:
-    point = ord(char)
-    return 1 if point <= 0xFF else 2 if point <= 0xFFFF else 4
-
-
-def _url_half_units(url: str) -> int:
-    size = len(url.encode())
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "t.cn" or (host.endswith(("weibo.com", "weibo.cn")) and size <= 41):
-        return size
-    return 20 if size <= 140 else size - 140 + 20
-
-
-def _clip(text: str, budget: int) -> str:
-    if weibo_units(text) <= budget:
-        return text
-    while text and weibo_units(text + "…") > budget:
-        text = text[:-1]
-    return text.rstrip() + "…"

@@ -32,7 +32,7 @@ MARKDOWN = {
 }
 POST = {
     "format": "feishu_post",
-    "title": "地震速报",
+    "title": "地震预警",
     "text": "泸定县6.8级地震",
     "post_lines": [
         [
@@ -204,16 +204,19 @@ async def test_dingtalk_wrong_secret_is_permanent(
     assert err.value.code == "310000" and len(fake.requests) == 1
 
 
-async def test_dingtalk_keyword_is_guaranteed(session: aiohttp.ClientSession) -> None:
-    """In keyword mode the configured keyword is appended when the text lacks it."""
+async def test_dingtalk_keyword_is_checked_never_added(session: aiohttp.ClientSession) -> None:
+    """In keyword mode a text without the keyword is refused unsent; one with it goes as is."""
     fake = FakeDingtalk({"ding-token": RobotSecurity(keywords=("预警",))})
     async with serve(fake) as url:
         env = {"DK": "ding-token"}
+        keyed = build(DingtalkChannel, session, env, key_env="DK", base_url=url, keyword="预警")
+        with pytest.raises(Permanent, match="text lacks the keyword '预警'"):
+            await keyed.deliver(outgoing({"format": "text", "text": "演习：地震速报"}))
+        assert not fake.requests
+        await keyed.deliver(outgoing({"format": "text", "text": "演习：地震速报\n预警"}))
         plain = build(DingtalkChannel, session, env, key_env="DK", base_url=url)
         with pytest.raises(Permanent, match="keywords not in content"):
             await plain.deliver(outgoing({"format": "text", "text": "演习：地震速报"}))
-        keyed = build(DingtalkChannel, session, env, key_env="DK", base_url=url, keyword="预警")
-        await keyed.deliver(outgoing({"format": "text", "text": "演习：地震速报"}))
     assert fake.received["ding-token"][0]["text"]["content"] == "演习：地震速报\n预警"
 
 
@@ -262,10 +265,10 @@ async def test_dingtalk_error_code_table(
 async def test_dingtalk_oversize_and_rate(
     ding_fake: tuple[FakeDingtalk, str], session: aiohttp.ClientSession
 ) -> None:
-    """Over 20000 bytes is refused before sending; the 21st message a minute is rate-limited."""
+    """Over 19000 bytes is refused before sending; the 21st message a minute is rate-limited."""
     fake, url = ding_fake
     channel = dingtalk(session, url)
-    with pytest.raises(Permanent, match="20000"):
+    with pytest.raises(Permanent, match="text is 20100 bytes; dingtalk_robot takes at most 19000"):
         await channel.deliver(outgoing({"format": "text", "text": "地" * 6700}))
     assert not fake.requests
     for _ in range(20):
@@ -299,13 +302,12 @@ def feishu(
 async def test_feishu_signed_post(
     feishu_fake: tuple[FakeFeishu, str], session: aiohttp.ClientSession
 ) -> None:
-    """A post goes out with timestamp and sign in the body; the keyword line is added."""
+    """A post goes out as given, with timestamp and sign in the body."""
     fake, url = feishu_fake
     await feishu(session, url).deliver(outgoing(POST))
     (body,) = fake.received["feishu-hook"]
     post = body["content"]["post"]["zh_cn"]
-    assert post["title"] == "地震速报" and post["content"][0] == POST["post_lines"][0]
-    assert post["content"][-1] == [{"tag": "text", "text": "预警"}]
+    assert post == {"title": "地震预警", "content": POST["post_lines"]}
     assert body["timestamp"].isdigit() and len(body["timestamp"]) == 10 and body["sign"]
 
 
@@ -316,7 +318,7 @@ async def test_feishu_interactive_card(
     fake, url = feishu_fake
     await feishu(session, url, msg_type="interactive").deliver(outgoing(POST))
     card = fake.received["feishu-hook"][0]["card"]
-    assert card["header"]["title"]["content"] == "地震速报"
+    assert card["header"]["title"]["content"] == "地震预警"
     assert card["elements"][1]["actions"][0]["url"] == "https://alerts.example.gov.cn/1"
     assert "[详情](https://alerts.example.gov.cn/1)" in json.dumps(card, ensure_ascii=False)
 
@@ -326,10 +328,11 @@ async def test_feishu_wrong_secret_and_missing_keyword(
 ) -> None:
     """A bad signature is 19021 and a message without the keyword 19024: both permanent."""
     fake, url = feishu_fake
+    unkeyed = {**POST, "title": "地震速报"}
     with pytest.raises(Permanent) as bad_sign:
         await feishu(session, url, {"FK": "feishu-hook", "FS": "nope"}).deliver(outgoing(POST))
     with pytest.raises(Permanent) as no_keyword:
-        await feishu(session, url, keyword=None).deliver(outgoing(POST))
+        await feishu(session, url, keyword=None).deliver(outgoing(unkeyed))
     assert (bad_sign.value.code, no_keyword.value.code) == ("19021", "19024")
     assert not fake.received
 
@@ -364,7 +367,8 @@ async def test_feishu_error_code_table(
 async def test_feishu_per_second_limit_and_body_size(
     feishu_fake: tuple[FakeFeishu, str], session: aiohttp.ClientSession
 ) -> None:
-    """The 6th message within a second is throttled (11232); a body over 20 KB never leaves."""
+    """The 6th message within a second is throttled (11232); a text over 18000 bytes never
+    leaves."""
     fake, url = feishu_fake
     now = time.time()
     fake.clock = lambda: now  # all six land within the same second, however slow the machine
@@ -374,7 +378,7 @@ async def test_feishu_per_second_limit_and_body_size(
     )
     assert sum(isinstance(r, RateLimited) for r in results) >= 1
     sent = len(fake.requests)
-    with pytest.raises(Permanent, match="20480"):
+    with pytest.raises(Permanent, match="text is 21000 bytes; feishu_robot takes at most 18000"):
         await channel.deliver(outgoing({"format": "text", "text": "地" * 7000}))
     assert len(fake.requests) == sent
 
@@ -382,11 +386,15 @@ async def test_feishu_per_second_limit_and_body_size(
 async def test_feishu_plain_text_payload(
     feishu_fake: tuple[FakeFeishu, str], session: aiohttp.ClientSession
 ) -> None:
-    """A plain text payload goes out as msg_type text, keyword appended."""
+    """A plain text payload goes out as msg_type text, as given; without the keyword it is
+    refused unsent."""
     fake, url = feishu_fake
-    await feishu(session, url).deliver(outgoing({"format": "text", "text": "演习：地震速报"}))
+    with pytest.raises(Permanent, match="lacks the keyword '预警'"):
+        await feishu(session, url).deliver(outgoing({"format": "text", "text": "演习：地震速报"}))
+    assert not fake.requests
+    await feishu(session, url).deliver(outgoing({"format": "text", "text": "演习：地震预警"}))
     body = fake.received["feishu-hook"][0]
-    assert body["msg_type"] == "text" and body["content"] == {"text": "演习：地震速报\n预警"}
+    assert body["msg_type"] == "text" and body["content"] == {"text": "演习：地震预警"}
 
 
 @pytest.mark.parametrize(

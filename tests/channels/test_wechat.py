@@ -39,8 +39,8 @@ TEMPLATE = {
     "url": "https://alerts.example.gov.cn/i/1",
     "text": "地震",
     "template_data": {
-        "first": {"value": "地震预警\n请注意"},
-        "keyword1": {"value": "四川省甘孜藏族自治州泸定县磨西镇附近山区"},
+        "first": {"value": "地震预警 请注意"},
+        "keyword1": {"value": "四川省甘孜藏族自治州泸定县磨西镇附近"},
         "keyword2": {"value": "6.8级"},
     },
 }
@@ -319,7 +319,7 @@ async def test_classified_by_code_never_by_message(
 async def test_template_message_per_subscriber(
     fake: FakeWechat, base_url: str, session: aiohttp.ClientSession
 ) -> None:
-    """Template mode sends one message/template/send per recipient, values within 20 chars."""
+    """Template mode sends one message/template/send per recipient, the values as given."""
     channel = wechat(
         session,
         base_url,
@@ -331,8 +331,7 @@ async def test_template_message_per_subscriber(
     assert receipt.detail["sent"] == 2
     assert sorted(b["touser"] for b in fake.template_sent) == ["o-alice", "o-bob"]
     sent = fake.template_sent[0]
-    assert sent["url"] == TEMPLATE["url"] and len(sent["data"]["keyword1"]["value"]) == 20
-    assert sent["data"]["first"]["value"] == "地震预警 请注意"
+    assert sent["url"] == TEMPLATE["url"] and sent["data"] == TEMPLATE["template_data"]
 
 
 async def test_template_retry_does_not_repeat_to_recipients(
@@ -371,11 +370,35 @@ async def test_template_refusals(
     assert err.value.code == "43004"
 
 
-def test_template_values_fit_the_20_character_rule() -> None:
-    """Keyword values are one line and at most 20 characters; a text payload still works."""
-    data = template_data({"template_data": {"keyword1": {"value": "第一行\n" + "长" * 30}}})
-    assert len(data["keyword1"]["value"]) == 20 and "\n" not in data["keyword1"]["value"]
-    assert template_data({"text": "地震"})["keyword1"] == {"value": "地震"}
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("第一行\n第二行", "template_data.keyword1.value has a line break"),
+        ("长" * 21, "template_data.keyword1.value is 21 characters; wechat_oa takes at most 20"),
+    ],
+    ids=["line break", "21 characters"],
+)
+async def test_template_values_over_the_rule_are_refused_unsent(
+    fake: FakeWechat, base_url: str, session: aiohttp.ClientSession, value: str, says: str
+) -> None:
+    """A value on two lines or over 20 characters is refused before anyone is sent to."""
+    channel = wechat(
+        session, base_url, mode="template", template_id="TPL-ALERT", template_to=["o-alice"]
+    )
+    payload = {**TEMPLATE, "template_data": {"keyword1": {"value": value}}}
+    with pytest.raises(Permanent, match=says):
+        await channel.deliver(outgoing(payload))
+    assert not fake.template_sent
+
+
+def test_a_text_payload_fills_first_and_keyword1() -> None:
+    """Without template_data, a short text fills first and keyword1; a long one is refused."""
+    assert template_data({"text": "地震"}) == {
+        "first": {"value": "地震"},
+        "keyword1": {"value": "地震"},
+    }
+    with pytest.raises(Permanent, match=r"template_data\.first\.value is 21 characters"):
+        template_data({"text": "长" * 21})
 
 
 async def test_delete_a_mass_sent_article(

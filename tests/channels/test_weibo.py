@@ -11,20 +11,30 @@ import pytest
 from pydantic import ValidationError
 
 from alertcast.channels.base import (
+    Action,
     AuthExpired,
     ChannelError,
+    Outgoing,
     Permanent,
     RateLimited,
     Receipt,
     Transient,
 )
-from alertcast.channels.weibo import WeiboChannel, WeiboOptions, weibo_units, with_safe_link
+from alertcast.channels.weibo import WeiboChannel, WeiboOptions
 from alertcast.testing.fakes import FakeWeibo, serve
 from tests.channels.conftest import build, outgoing
 
 SAFE = "https://alerts.example.gov.cn/i/1"
 ENV = {"WB_TOKEN": "weibo-token"}
-TEXT = "【地震】9月5日12:52四川甘孜州泸定县发生6.8级地震，震源深度16千米。"
+TEXT = f"【地震】9月5日12:52四川甘孜州泸定县发生6.8级地震，震源深度16千米。详情：{SAFE}"
+
+
+def weibo_post(
+    text: str = TEXT, *, action: Action = "post", target: str | None = None, attempt: int = 1
+) -> Outgoing:
+    return outgoing(
+        {"format": "weibo", "text": text}, action=action, target=target, attempt=attempt
+    )
 
 
 @pytest.fixture
@@ -46,27 +56,57 @@ async def weibo(fake: FakeWeibo, session: aiohttp.ClientSession) -> AsyncIterato
         )
 
 
-async def test_share_returns_idstr_and_carries_the_safe_link(
+async def test_share_returns_idstr_and_sends_the_text_as_given(
     weibo: WeiboChannel, fake: FakeWeibo
 ) -> None:
-    """A post goes through statuses/share with rip and the safe-domain link; idstr is the id."""
-    receipt = await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
+    """A post goes through statuses/share with rip, its text unchanged; idstr is the id."""
+    receipt = await weibo.deliver(weibo_post())
     assert receipt.remote_id is not None and int(receipt.remote_id) > 2**53
     (call,) = fake.calls("/2/statuses/share.json")
     form = dict(pair.split("=", 1) for pair in call.body.decode().split("&"))
-    assert (
-        form["rip"] == "203.0.113.7"
-        and "alerts.example.gov.cn" in fake.statuses[receipt.remote_id]["text"]
-    )
+    assert form["rip"] == "203.0.113.7" and fake.statuses[receipt.remote_id]["text"] == TEXT
 
 
-async def test_text_already_linking_the_safe_domain_is_kept(
+async def test_text_linking_a_subdomain_of_the_safe_domain_is_kept(
     weibo: WeiboChannel, fake: FakeWeibo
 ) -> None:
-    """A text that already links to the safe domain (or a subdomain) is sent unchanged."""
-    text = f"{TEXT} https://m.alerts.example.gov.cn/x"
-    receipt = await weibo.deliver(outgoing({"format": "weibo", "text": text}))
+    """A text that links to a subdomain of the safe domain is sent unchanged."""
+    text = f"{TEXT[: TEXT.index('详情')]} https://m.alerts.example.gov.cn/x"
+    receipt = await weibo.deliver(weibo_post(text))
     assert fake.statuses[str(receipt.remote_id)]["text"] == text
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("【地震】泸定县6.8级地震", "no link on the safe domain"),
+        ("【地震】泸定县6.8级地震 https://example.org/i/1", "no link on the safe domain"),
+        (f"#地震# 泸定县6.8级地震 {SAFE}", "topic mark '#地震#'"),
+    ],
+    ids=["no link", "other domain", "topic"],
+)
+async def test_a_post_share_would_refuse_is_refused_unsent(
+    weibo: WeiboChannel, fake: FakeWeibo, text: str, says: str
+) -> None:
+    """No safe-domain link or a #topic#: Permanent with the reason, nothing sent, nothing
+    rewritten (the renderer puts the link in and the marks out)."""
+    with pytest.raises(Permanent, match=says):
+        await weibo.deliver(weibo_post(text))
+    assert not fake.requests
+
+
+async def test_a_link_fragment_is_not_a_topic(weibo: WeiboChannel, fake: FakeWeibo) -> None:
+    """A '#' inside a link is no topic mark: the post goes."""
+    text = "【地震】泸定县6.8级地震 https://alerts.example.gov.cn/a#b"
+    receipt = await weibo.deliver(weibo_post(text))
+    assert fake.statuses[str(receipt.remote_id)]["text"] == text
+
+
+async def test_an_over_long_comment_is_refused_unsent(weibo: WeiboChannel, fake: FakeWeibo) -> None:
+    """A reply's text is held to 140 units too (comments/create's rule)."""
+    with pytest.raises(Permanent, match=r"text is 141 Weibo units; weibo takes at most 140"):
+        await weibo.deliver(weibo_post("震" * 141, action="reply", target="1"))
+    assert not fake.requests
 
 
 def test_config_without_safe_domain_is_refused() -> None:
@@ -79,10 +119,10 @@ async def test_repost_reply_and_delete_thread_to_the_original(
     weibo: WeiboChannel, fake: FakeWeibo
 ) -> None:
     """Repost, comment and delete address the original post by its idstr."""
-    original = await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
-    update = {"format": "weibo", "text": "【更新】正式测定6.8级"}
-    repost = await weibo.deliver(outgoing(update, action="repost", target=original.remote_id))
-    reply = await weibo.deliver(outgoing(update, action="reply", target=original.remote_id))
+    original = await weibo.deliver(weibo_post())
+    update = "【更新】正式测定6.8级"
+    repost = await weibo.deliver(weibo_post(update, action="repost", target=original.remote_id))
+    reply = await weibo.deliver(weibo_post(update, action="reply", target=original.remote_id))
     assert fake.statuses[str(repost.remote_id)]["retweeted_status"]["idstr"] == original.remote_id
     assert fake.comments[str(reply.remote_id)]["status"]["idstr"] == original.remote_id
     await weibo.deliver(outgoing(action="delete", target=original.remote_id))
@@ -91,7 +131,7 @@ async def test_repost_reply_and_delete_thread_to_the_original(
 
 async def test_deleting_twice_is_permanent(weibo: WeiboChannel) -> None:
     """The second delete of one post gets 20101 (post does not exist): permanent."""
-    original = await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
+    original = await weibo.deliver(weibo_post())
     await weibo.deliver(outgoing(action="delete", target=original.remote_id))
     with pytest.raises(Permanent) as err:
         await weibo.deliver(outgoing(action="delete", target=original.remote_id))
@@ -100,8 +140,8 @@ async def test_deleting_twice_is_permanent(weibo: WeiboChannel) -> None:
 
 async def test_identical_post_is_delivered_as_duplicate(weibo: WeiboChannel) -> None:
     """Weibo refuses the same text twice (20019): the delivery is done, flagged duplicate."""
-    await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
-    receipt = await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}, attempt=2))
+    await weibo.deliver(weibo_post())
+    receipt = await weibo.deliver(weibo_post(attempt=2))
     assert receipt.duplicate and receipt.detail == {"code": 20019}
 
 
@@ -145,11 +185,11 @@ async def test_error_code_table(
     fake.string_codes = string_codes
     fake.fail_next(code, path="/2/statuses/share.json")
     if isinstance(expected, str):
-        receipt = await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
+        receipt = await weibo.deliver(weibo_post())
         assert isinstance(receipt, Receipt) and receipt.duplicate == (expected == "duplicate")
         return
     with pytest.raises(expected) as err:
-        await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
+        await weibo.deliver(weibo_post())
     assert type(err.value) is expected and err.value.code == str(code)
 
 
@@ -158,9 +198,9 @@ async def test_rate_limit_waits_for_the_window(weibo: WeiboChannel, fake: FakeWe
     fake.posts_per_hour = 1
     now = time.time()
     fake.clock = lambda: now  # both posts in one clock hour, even if one is about to end
-    await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
+    await weibo.deliver(weibo_post())
     with pytest.raises(RateLimited) as err:
-        await weibo.deliver(outgoing({"format": "weibo", "text": TEXT + "（续）"}))
+        await weibo.deliver(weibo_post(TEXT + "（续）"))
     assert err.value.code == "20016" and 0 < (err.value.retry_after or 0) <= 3600
     assert fake.calls("/2/account/rate_limit_status.json")
 
@@ -169,7 +209,7 @@ async def test_expired_token_is_auth_expired(weibo: WeiboChannel, fake: FakeWeib
     """A token the platform expired raises AuthExpired (the dispatcher pauses the account)."""
     fake.expired.add("weibo-token")
     with pytest.raises(AuthExpired) as err:
-        await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
+        await weibo.deliver(weibo_post())
     assert err.value.code == "21327"
 
 
@@ -187,7 +227,7 @@ async def test_missing_token_variable_is_auth_expired(
             safe_domain_url=SAFE,
         )
         with pytest.raises(AuthExpired, match="WB_TOKEN"):
-            await weibo.deliver(outgoing())
+            await weibo.deliver(weibo_post())
     assert not fake.requests
 
 
@@ -200,7 +240,7 @@ async def test_deleting_someone_elses_post_is_permanent(
     weibo: WeiboChannel, fake: FakeWeibo, session: aiohttp.ClientSession
 ) -> None:
     """Only the author may delete: 20102 is permanent."""
-    original = await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
+    original = await weibo.deliver(weibo_post())
     other = build(
         WeiboChannel,
         session,
@@ -217,35 +257,7 @@ async def test_deleting_someone_elses_post_is_permanent(
 async def test_self_repost_refusal_is_permanent(weibo: WeiboChannel, fake: FakeWeibo) -> None:
     """Where Weibo forbids reposting one's own post (20103), the repost fails permanently."""
     fake.self_repost_allowed = False
-    original = await weibo.deliver(outgoing({"format": "weibo", "text": TEXT}))
+    original = await weibo.deliver(weibo_post())
     with pytest.raises(Permanent) as err:
-        await weibo.deliver(outgoing(action="repost", target=original.remote_id))
+        await weibo.deliver(weibo_post(action="repost", target=original.remote_id))
     assert err.value.code == "20103"
-
-
-def test_safe_link_is_appended_within_140_units() -> None:
-    """A long text is clipped (with an ellipsis) so that text plus link fit 140 units."""
-    long_text = "泸定县" * 60
-    sent = with_safe_link(long_text, SAFE)
-    assert sent.endswith(" " + SAFE) and "…" in sent and weibo_units(sent) <= 140
-
-
-def test_topics_are_unmarked_outside_links() -> None:
-    """share refuses #topic#: the marks go, a link's fragment stays."""
-    sent = with_safe_link("#地震# 速报 https://alerts.example.gov.cn/a#b", SAFE)
-    assert sent == "地震 速报 https://alerts.example.gov.cn/a#b"
-
-
-@pytest.mark.parametrize(
-    ("text", "units"),
-    [
-        ("abcd", 2),
-        ("泸定", 2),
-        ("a泸", 2),
-        ("地震 https://alerts.example.gov.cn/x", 13),
-        ("https://t.cn/abc", 8),
-    ],
-)
-def test_weibo_units(text: str, units: int) -> None:
-    """CJK counts 1, ASCII ½, a non-t.cn link 10, rounded up."""
-    assert weibo_units(text) == units

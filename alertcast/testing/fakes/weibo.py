@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from alertcast.channels.weibo import weibo_units
 from alertcast.testing.fakes._base import FakePlatform, Refusal
 
 __all__ = ["FakeWeibo"]
@@ -51,6 +51,27 @@ MESSAGES = {
 FIRST_ID = 9_100_000_000_000_000  # beyond 2**53, as real ids are
 _URL_HOST = re.compile(r"https?://([^/\s?#:]+)")
 _TOPIC = re.compile(r"#[^#\s][^#]*#")
+_LINK = re.compile(r"https?://[\x21-\x7e]+")  # a link runs to the first space or non-ASCII
+
+
+def weibo_length(text: str) -> int:
+    """The length Weibo gives ``text``, re-derived here from facts §1.7, not from the adapter.
+
+    U+0000–U+00FF weigh half a unit, the rest of the BMP one, astral characters two; a link
+    weighs 10 units (20 halves) up to 140 bytes and a half more per byte beyond; ``t.cn``
+    links, and ``weibo.com``/``weibo.cn`` links of at most 41 bytes, weigh their characters.
+    """
+    halves = sum(_char_halves(c) for c in _LINK.sub("", text))
+    for link in _LINK.findall(text):
+        host = (urlsplit(link).hostname or "").lower()
+        face = host == "t.cn" or (host.endswith(("weibo.com", "weibo.cn")) and len(link) <= 41)
+        halves += sum(map(_char_halves, link)) if face else 20 + max(0, len(link) - 140)
+    return math.ceil(halves / 2)
+
+
+def _char_halves(char: str) -> int:
+    point = ord(char)
+    return 1 if point <= 0xFF else 2 if point <= 0xFFFF else 4
 
 
 def http_status(code: int) -> int:
@@ -192,7 +213,7 @@ class FakeWeibo(FakePlatform):
 
     @staticmethod
     def _within_140(text: str) -> None:
-        if weibo_units(text) > 140:
+        if weibo_length(text) > 140:
             raise Refusal(20012, MESSAGES[20012], status=400)
 
     def _safe(self, host: str) -> bool:
