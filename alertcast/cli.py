@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from alertcast.config import Config, ConfigError, load_config
+from alertcast.checks import load_checked
+from alertcast.config import Config, ConfigError
 
 __all__ = ["main"]
 
@@ -23,7 +24,7 @@ DEFAULT_TOKEN_ENV = "ALERTCAST_TOKEN"
 
 def _config(path: str | None, *, check_env: bool) -> Config:
     try:
-        return load_config(path, check_env=check_env)
+        return load_checked(path, check_env=check_env)
     except ConfigError as exc:
         print(
             f"configuration {path or os.environ.get('ALERTCAST_CONFIG', '')} is not usable:",

@@ -3,13 +3,17 @@
 ``load_config(path)`` returns a :class:`Config` or raises :class:`ConfigError` listing every
 problem with its path (``accounts[2].secret_env: …``). Environment variables named
 ``ALERTCAST_<TABLE>__<KEY>`` override the file (``ALERTCAST_SERVER__PORT=9000``).
+
+This module is tables only: it knows no channel and no renderer. What needs them — a known
+channel, its options, the formats it takes — is checked by :mod:`alertcast.checks`, whose
+:func:`~alertcast.checks.load_checked` is how the daemon and the CLI load a configuration.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,11 +22,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alertcast.feeds.association import group_problems
 from alertcast.feeds.rules import FeedConfig
+from alertcast.lengths import WEIBO_LINK_HALF_UNITS
 from alertcast.models import Kind, Severity, Status
 from alertcast.schedules import ScheduleConfig
 
 __all__ = [
+    "RENDER_OPTIONS",
     "AccountConfig",
+    "Check",
     "Config",
     "ConfigError",
     "DispatchConfig",
@@ -48,6 +55,10 @@ INLINE_SECRET_KEYS = frozenset(
         "aes_key",
         "encoding_aes_key",
     }
+)
+# Account options the renderer reads: the channel's own options are the others.
+RENDER_OPTIONS = frozenset(
+    {"template_fields", "sms_max_segments", "sms_signature", "max_characters", "url_length"}
 )
 Identifier = str
 
@@ -91,7 +102,7 @@ class LogConfig(_Table):
 
 class RenderConfig(_Table):
     templates_dir: Path | None = None
-    link_length: int = Field(default=20, ge=1, le=200)
+    link_length: int = Field(default=WEIBO_LINK_HALF_UNITS, ge=1, le=200)  # Weibo half-units
 
 
 class RegionsConfig(_Table):
@@ -177,8 +188,6 @@ class AccountConfig(BaseModel):
     @property
     def channel_options(self) -> dict[str, Any]:
         """The keys the channel validates: ``options`` less the rendering ones."""
-        from alertcast.render import RENDER_OPTIONS
-
         return {k: v for k, v in self.options.items() if k not in RENDER_OPTIONS}
 
 
@@ -257,8 +266,18 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{p}: {m}" for p, m in self.problems))
 
 
-def load_config(path: str | Path | None = None, *, check_env: bool = False) -> Config:
-    """Read, validate and cross-check the file at ``path`` (or ``$ALERTCAST_CONFIG``)."""
+Check = Callable[[Config], Iterable[tuple[str, str]]]
+"""A check of a valid configuration that tables alone cannot make: ``(path, message)`` each."""
+
+
+def load_config(
+    path: str | Path | None = None, *, check_env: bool = False, checks: Iterable[Check] = ()
+) -> Config:
+    """Read, validate and cross-check the file at ``path`` (or ``$ALERTCAST_CONFIG``).
+
+    ``checks`` run on the valid configuration and their problems join the others: every one
+    is reported at once (:func:`alertcast.checks.load_checked` passes the channel checks).
+    """
     path = Path(path or os.environ.get("ALERTCAST_CONFIG") or "config/example.toml")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -276,7 +295,8 @@ def load_config(path: str | Path | None = None, *, check_env: bool = False) -> C
             (where, e["msg"]) for e in exc.errors() if (where := _dotted(e["loc"])) not in named
         ]
         raise ConfigError(problems) from exc
-    problems += _check_channels(config)
+    for check in checks:
+        problems += check(config)
     problems += group_problems(config.feeds)
     if check_env:
         problems += _check_env(config)
@@ -318,23 +338,6 @@ def _inline_secrets(raw: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
                     f"secrets are never written in the config file; set {key}_env to the name "
                     "of an environment variable that holds it",
                 )
-
-
-def _check_channels(config: Config) -> list[tuple[str, str]]:
-    from alertcast.channels import UnknownChannel, channel_class
-
-    problems: list[tuple[str, str]] = []
-    for i, account in enumerate(config.accounts):
-        try:
-            cls = channel_class(account.channel)
-        except UnknownChannel as exc:
-            problems.append((f"accounts[{i}].channel", str(exc)))
-            continue
-        try:
-            cls.Options.model_validate(account.channel_options)
-        except ValidationError as exc:
-            problems += [(f"accounts[{i}]." + _dotted(e["loc"]), e["msg"]) for e in exc.errors()]
-    return problems
 
 
 def env_references(config: Config) -> list[tuple[str, str]]:

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from alertcast.checks import load_checked
 from alertcast.cli import follow, serve
-from alertcast.config import Config, ServerConfig, StoreConfig, load_config
+from alertcast.config import Config, ServerConfig, StoreConfig
 from alertcast.logs import configure
 from alertcast.secrets import Secrets
 from alertcast.testing.fakes import FakePlatform, FakeWeibo
@@ -53,7 +54,7 @@ def _demo_config(path: str | None, workdir: Path) -> Config:
         os.environ.setdefault(name, "demo-" + pysecrets.token_urlsafe(18))
     for name, value in CREDENTIALS.items():
         os.environ.setdefault(name, value)
-    config = load_config(path or ROOT / "config" / "example.toml", check_env=True)
+    config = load_checked(path or ROOT / "config" / "example.toml", check_env=True)
     accounts = [
         a.model_copy(update={"path": str(workdir / "deliveries.jsonl")})
         if a.channel == "file"

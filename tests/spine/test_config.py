@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alertcast.config import ConfigError, load_config
+from alertcast.checks import load_checked as load_config
+from alertcast.config import ConfigError
 from tests.conftest import ROOT
 
 GOOD = """
