@@ -6,14 +6,13 @@ exactly what intake does, without a store.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from alertcast.channels import channel_class
 from alertcast.config import AccountConfig, Config
 from alertcast.models import Incident, MsgType, incident_json
 from alertcast.regions import Hierarchy
-from alertcast.render import RenderContext, Renderer, RenderError
+from alertcast.render import RenderContext, Renderer, RenderError, render_key
 from alertcast.routing import route
 
 __all__ = ["Memo", "preview", "public_link", "render_for", "render_key"]
@@ -28,15 +27,6 @@ def public_link(config: Config, incident: Incident, incident_id: str) -> str | N
 
 
 Memo = dict[str, dict[str, Any]]
-
-
-def render_key(account: AccountConfig) -> str:
-    """What a payload depends on besides the incident: accounts with one key render alike."""
-    from alertcast.render import RENDER_OPTIONS
-
-    fmt = account.format or channel_class(account.channel).default_format
-    options = {k: v for k, v in account.options.items() if k in RENDER_OPTIONS}
-    return json.dumps([fmt, account.language, options], sort_keys=True, default=str)
 
 
 def render_for(

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from alertcast.render.context import RenderContext, RenderError
 from alertcast.render.formats import RENDER_OPTIONS
-from alertcast.render.renderer import Renderer
+from alertcast.render.renderer import Renderer, render_key
 
-__all__ = ["RENDER_OPTIONS", "RenderContext", "RenderError", "Renderer"]
+__all__ = ["RENDER_OPTIONS", "RenderContext", "RenderError", "Renderer", "render_key"]

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 import jinja2
 
+from alertcast.channels import Channel
 from alertcast.config import AccountConfig
+from alertcast.lengths import WEIBO_LINK_HALF_UNITS
 from alertcast.models import IncidentBase
 from alertcast.render.context import RenderContext, RenderError
 from alertcast.render.fit import Body, Escape, FitError, Fitted, Parts, fit
 from alertcast.render.policies import Policy
 from alertcast.render.templates import Templates, escape_for, html_escape, md_escape, mode_of
 
-__all__ = ["Composer", "Job"]
+__all__ = ["Composer", "Job", "Tail"]
 
 _TAGS = re.compile(r"<[^>]*>")
 
@@ -35,6 +38,8 @@ class Job:
     drill: str
     marker: str
     link: str
+    channel: type[Channel] | None = None
+    link_length: int = WEIBO_LINK_HALF_UNITS
 
     @property
     def kind(self) -> str:
@@ -53,6 +58,20 @@ class Job:
 
     def fail(self, message: str) -> RenderError:
         return RenderError(message, account=self.account.id, format=self.fmt)
+
+
+@dataclass(frozen=True)
+class Tail:
+    """What a channel insists every text carries (``why``): ``suffix`` is appended, within the
+    limit, when the fitted text lacks it (``present`` says)."""
+
+    present: Callable[[str], bool]
+    suffix: str
+    why: str
+
+
+def _then(body: Body, suffix: str) -> Body:
+    return lambda parts: body(parts) + suffix
 
 
 def _headline(parts: Parts) -> str:
@@ -101,13 +120,39 @@ class Composer:
 
         return render
 
-    def fit(self, job: Job, family: str, policy: Policy, *, hashtags: bool = False) -> Fitted:
-        """The family's text for ``job`` within ``policy``; mandatory facts checked after."""
+    def fit(
+        self,
+        job: Job,
+        family: str,
+        policy: Policy,
+        *,
+        hashtags: bool = False,
+        tail: Tail | None = None,
+        clean: Escape | None = None,
+    ) -> Fitted:
+        """The family's text for ``job`` within ``policy``, carrying ``tail`` if it must, the
+        template's output passed through ``clean`` (a platform's own escaping); mandatory facts
+        checked after."""
         prefix = "" if family == "article" else job.marker
-        body, escape = self.body(job, family), escape_for(family)
-        fitted = self._fit(job, body, policy, job.parts(hashtags=hashtags), prefix, escape)
-        self.verify(job, family, fitted.text)
+        body, escape = self._cleaned(job, family, clean)
+        parts = job.parts(hashtags=hashtags)
+        fitted = self._fit(job, body, policy, parts, prefix, escape)
+        if tail is not None and not tail.present(fitted.text):
+            try:
+                fitted = self._fit(job, _then(body, tail.suffix), policy, parts, prefix, escape)
+            except RenderError as exc:
+                needs = (
+                    f"counting {tail.why} {tail.suffix.strip()!r} {job.account.channel} requires"
+                )
+                raise job.fail(f"{exc.reason}, {needs}") from exc
+        self.verify(job, family, fitted.text, clean)
         return fitted
+
+    def _cleaned(self, job: Job, family: str, clean: Escape | None) -> tuple[Body, Escape]:
+        body, escape = self.body(job, family), escape_for(family)
+        if clean is None:
+            return body, escape
+        return (lambda parts: clean(body(parts))), (lambda value: clean(escape(value)))
 
     def line(self, job: Job, family: str, policy: Policy) -> Fitted:
         """A one-line plain text (title, digest): the marker, then the family's text shortened."""
@@ -130,11 +175,11 @@ class Composer:
     def visible(self, family: str, text: str) -> str:
         return html.unescape(_TAGS.sub("", text)) if mode_of(family) == "html" else text
 
-    def verify(self, job: Job, family: str, text: str) -> None:
+    def verify(self, job: Job, family: str, text: str, clean: Escape | None = None) -> None:
         """Refuse a text that lost a mandatory fact (an operator's template may have)."""
         if not self.visible(family, text).lstrip().startswith(job.drill):
             raise job.fail(f"{family} text must begin with the marker {job.drill!r}")
-        facts, escape = job.facts, escape_for(family)
+        facts, escape = job.facts, self._cleaned(job, family, clean)[1]
         wanted = {
             "place": escape(facts["place"]),
             "time": escape(facts["time"]),

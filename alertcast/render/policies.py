@@ -3,17 +3,21 @@
 Each policy is a small frozen value with one question to answer, :meth:`Policy.measure`, which
 returns the :class:`Length` a text has *as that platform counts it*. Where a source is unsure we
 count the stricter way (docs/rendering.md lists every choice and its source).
+
+The counting itself is :mod:`alertcast.lengths`' (the adapters check with the same counters), and
+the limits of the platforms that have an adapter are the adapter's: :func:`policy_for` turns a
+channel's declared :class:`~alertcast.lengths.Limit` into the policy that fits a text into it.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from alertcast.lengths import WEIBO_LINK_HALF_UNITS, Limit, json_bytes, weibo_length
 from alertcast.render.text import URL_RE, grapheme_count, utf8_len, utf16_len
 from alertcast.render.twitter import tweet_length
 
@@ -29,6 +33,7 @@ __all__ = [
     "Twitter",
     "Weibo",
     "feishu_lines",
+    "policy_for",
 ]
 
 
@@ -78,40 +83,13 @@ class Bytes(Policy):
 
 @dataclass(frozen=True)
 class Weibo(Policy):
-    """140 units: ASCII ½, other BMP 1, astral 2, rounded up; a link weighs ``link_half_units``.
+    """Weibo units (:func:`alertcast.lengths.weibo_length`); a link weighs ``link_half_units``."""
 
-    Following the Sina-compatible counter (WeCase ``tweetLength``): a link of at most 140 bytes
-    weighs the short-link length, a longer one ``bytes - 140`` more; ``t.cn`` links and
-    ``weibo.com``/``weibo.cn`` links of at most 41 bytes weigh their own characters.
-    """
-
-    limit: int = 140
     unit: str = "weibo"
-    link_half_units: int = 20
+    link_half_units: int = WEIBO_LINK_HALF_UNITS
 
     def size(self, text: str) -> int:
-        half, last = 0, 0
-        for m in URL_RE.finditer(text):
-            half += _weibo_half_units(text[last : m.start()]) + self._link(m.group())
-            last = m.end()
-        half += _weibo_half_units(text[last:])
-        return math.ceil(half / 2)
-
-    def _link(self, url: str) -> int:
-        size = utf8_len(url)
-        host = url.split("/", 3)[2].lower()
-        if host == "t.cn" or (host.endswith(("weibo.com", "weibo.cn")) and size <= 41):
-            return _weibo_half_units(url)
-        return self.link_half_units + max(0, size - 140)
-
-
-def _weibo_half_units(text: str) -> int:
-    """ASCII 1, other BMP 2, astral 4 half-units (counted in C, not per character)."""
-    if text.isascii():
-        return len(text)
-    ascii_count = len(text.encode("ascii", "ignore"))
-    astral = utf16_len(text) - len(text)
-    return ascii_count + 2 * (len(text) - ascii_count - astral) + 4 * astral
+        return weibo_length(text, link_half_units=self.link_half_units)
 
 
 @dataclass(frozen=True)
@@ -205,8 +183,22 @@ def feishu_lines(text: str) -> list[list[dict[str, str]]]:
 class FeishuPost(Policy):
     """UTF-8 bytes of the JSON ``post`` content the lines become (request body ≤ 20 KB)."""
 
-    limit: int = 18000
     unit: str = "json-bytes"
 
     def size(self, text: str) -> int:
-        return utf8_len(json.dumps(feishu_lines(text), ensure_ascii=False))
+        return json_bytes(feishu_lines(text))
+
+
+def policy_for(limit: Limit, *, link_half_units: int) -> Policy:
+    """The policy that fits a text into a channel's declared ``limit``.
+
+    A ``json-bytes`` limit is on Feishu's ``post_lines``: the text is measured as the lines it
+    becomes. ``link_half_units`` is ``[render] link_length`` (Weibo links).
+    """
+    if limit.unit == "bytes":
+        return Bytes(limit.most)
+    if limit.unit == "weibo":
+        return Weibo(limit.most, link_half_units=link_half_units)
+    if limit.unit == "json-bytes":
+        return FeishuPost(limit.most)
+    return Chars(limit.most)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from alertcast.config import AccountConfig, RenderConfig
+from alertcast.channels import Channel, UnknownChannel, channel_class
+from alertcast.config import RENDER_OPTIONS, AccountConfig, RenderConfig
 from alertcast.models import Incident, IncidentBase, MsgType, Status
 from alertcast.render.compose import Composer, Job
 from alertcast.render.context import RenderContext, RenderError
@@ -15,7 +17,7 @@ from alertcast.render.samples import SAMPLE_LINK, sample_incident
 from alertcast.render.templates import Templates
 from alertcast.render.text import grapheme_count
 
-__all__ = ["Renderer"]
+__all__ = ["Renderer", "render_key"]
 
 _RECENT = 16  # incidents whose facts stay cached (a fan-out renders one many times)
 
@@ -45,10 +47,11 @@ class Renderer:
         account: AccountConfig,
         ctx: RenderContext,
         *,
-        default_format: str = "text",
+        default_format: str | None = None,
     ) -> dict[str, Any]:
-        """The payload for ``account``'s format; :class:`RenderError` when it cannot be made."""
-        fmt = account.format or default_format
+        """The payload for ``account``'s format (else ``default_format``, else its channel's);
+        :class:`RenderError` when it cannot be made."""
+        fmt = account.format or default_format or _default_format(account)
         spec = FORMATS.get(fmt)
         if spec is None:
             raise RenderError(
@@ -57,7 +60,7 @@ class Renderer:
                 format=fmt,
             )
         job = self._job(incident, account, ctx, fmt)
-        payload, lengths = spec.build(self._composer, job, self._config.link_length)
+        payload, lengths = spec.build(self._composer, job)
         return {
             "format": fmt,
             **payload,
@@ -65,13 +68,20 @@ class Renderer:
         }
 
     def check(
-        self, accounts: list[AccountConfig], default_formats: dict[str, str]
+        self, accounts: list[AccountConfig], default_formats: Mapping[str, str] | None = None
     ) -> list[tuple[str, str]]:
         """Every ``(path, message)`` problem: unknown format or language, missing template,
-        a sample incident of some kind whose mandatory facts cannot fit the account's policy."""
+        a sample incident of some kind whose mandatory facts cannot fit the account's policy.
+
+        An account without a format is checked in ``default_formats[channel]``, else in its
+        channel's default format."""
         problems: list[tuple[str, str]] = []
         for i, account in enumerate(accounts):
-            fmt = account.format or default_formats.get(account.channel, "text")
+            fmt = (
+                account.format
+                or (default_formats or {}).get(account.channel)
+                or _default_format(account)
+            )
             problems += [(f"accounts[{i}].{key}", msg) for key, msg in self._check(account, fmt)]
         return problems
 
@@ -137,6 +147,8 @@ class Renderer:
             drill=drill,
             marker=drill + msg,
             link=ctx.link or (str(incident.url) if incident.url else ""),
+            channel=_channel(account),
+            link_length=self._config.link_length,
         )
 
     def _facts(self, incident: IncidentBase, language: str) -> dict[str, Any]:
@@ -162,6 +174,32 @@ class Renderer:
                 for family in spec.families:
                     for kind in ("earthquake", "fire", "police", "weather", "general"):
                         self._templates.get(language, family, fmt, kind)
+
+
+def _channel(account: AccountConfig) -> type[Channel] | None:
+    """The account's channel class (``None`` for a name no adapter claims)."""
+    try:
+        return channel_class(account.channel)
+    except UnknownChannel:
+        return None
+
+
+def _default_format(account: AccountConfig) -> str:
+    channel = _channel(account)
+    return channel.default_format if channel is not None else "text"
+
+
+def render_key(account: AccountConfig) -> str:
+    """What a payload depends on besides the incident: accounts with one key render alike.
+
+    The format, the channel (its limits), the language, the render options and the options
+    naming what the channel's texts must carry (a safe-domain link, a keyword)."""
+    channel = _channel(account)
+    carried = {channel.link_domain_option, channel.keyword_option} if channel else set()
+    options = {k: v for k, v in account.options.items() if k in RENDER_OPTIONS or k in carried}
+    fmt = account.format or _default_format(account)
+    key = [fmt, account.channel, account.language, options]
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def _length(length: dict[str, Any], steps: tuple[str, ...]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ import re
 import unicodedata
 from functools import cache
 
+from alertcast.lengths import URL_RE, utf8_len, utf16_len
+
 __all__ = [
     "ELLIPSIS",
     "URL_RE",
@@ -26,9 +28,6 @@ __all__ = [
 
 ELLIPSIS = "…"
 
-# A scheme URL as the platforms auto-link it: printable ASCII up to whitespace, minus the
-# punctuation a sentence puts after a link. Non-ASCII text right after a URL ends it.
-URL_RE = re.compile(r"https?://[!-~]*[A-Za-z0-9/=_#&%~+\-]")
 _NUMBER_RE = re.compile(r"[0-9０-９]+(?:[.,:．][0-9０-９]+)*")
 
 _PICTOGRAPHIC = (
@@ -115,15 +114,6 @@ def grapheme_count(text: str) -> int:
     if _simple(text):
         return len(text)
     return sum(1 for _ in _cluster_re().finditer(text))
-
-
-def utf16_len(text: str) -> int:
-    """UTF-16 code units (Telegram, JavaScript ``length``)."""
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def utf8_len(text: str) -> int:
-    return len(text.encode("utf-8"))
 
 
 def protected_spans(text: str) -> list[tuple[int, int]]:

@@ -152,6 +152,8 @@ def _facts(incident: IncidentBase, language: str, link: str) -> list[str]:
 def _escaped(fmt: str, value: str) -> str:
     if fmt in ("telegram",):
         return html_escape(value)
+    if fmt == "weibo" and not value.startswith("https://"):
+        return value.replace("#", "＃")  # no #topic# marks on Weibo
     return md_escape(value) if fmt.endswith("markdown") else value
 
 
