@@ -40,7 +40,7 @@ from alertcast.plan import Asker
 from alertcast.schedules import ScheduleConfig, last_fire, routine_incident, run_identity
 from alertcast.store.base import Store
 
-__all__ = ["FEEDS", "SCHEDULES", "Fired", "Schedules", "context"]
+__all__ = ["Fired", "Schedules", "context"]
 
 DRAIN_S = 5.0
 
@@ -56,7 +56,7 @@ async def context(app: web.Application) -> AsyncIterator[None]:
     schedules = Schedules(config.schedules, app[keys.STORE], app[keys.DOOR], base_dir=base_dir)
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         feeds = FeedRunner(config.feeds, app[keys.STORE], app[keys.DOOR], session)
-        app[FEEDS], app[SCHEDULES] = feeds, schedules
+        app[keys.FEEDS], app[keys.SCHEDULES] = feeds, schedules
         scheduler.start()
         feeds.start(scheduler)
         schedules.start(scheduler)
@@ -204,7 +204,3 @@ class Schedules:
             incident_id=answer["id"],
         )
         return Fired(name, fire_at, str(answer["id"]), new=first is None)
-
-
-FEEDS = web.AppKey("feeds", FeedRunner)
-SCHEDULES = web.AppKey("schedules", Schedules)

@@ -1,17 +1,26 @@
-"""The application's typed keys: what the factory builds once and the handlers read."""
+"""The application's typed keys: what the factory builds once and the handlers read.
+
+A leaf: the types of what the keys hold are imported for the type checker only, so every
+layer may read the keys without importing the layers that fill them.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from alertcast.accounts import Accounts
-from alertcast.config import Config, IssuerConfig
-from alertcast.dispatch import Dispatcher
-from alertcast.door import Door
-from alertcast.events import EventBus
-from alertcast.plan import Planner
-from alertcast.secrets import Secrets
-from alertcast.store.base import Store
+if TYPE_CHECKING:
+    from alertcast.accounts import Accounts
+    from alertcast.config import Config, IssuerConfig
+    from alertcast.dispatch import Dispatcher
+    from alertcast.door import Door
+    from alertcast.events import EventBus
+    from alertcast.feeds.runner import FeedRunner
+    from alertcast.jobs import Schedules
+    from alertcast.plan import Planner
+    from alertcast.secrets import Secrets
+    from alertcast.store.base import Store
 
 __all__ = [
     "ACCOUNTS",
@@ -19,20 +28,24 @@ __all__ = [
     "DISPATCHER",
     "DOOR",
     "EVENTS",
+    "FEEDS",
     "ISSUER",
     "PLANNER",
+    "SCHEDULES",
     "SECRETS",
     "STORE",
     "TOKENS",
 ]
 
-CONFIG = web.AppKey("config", Config)
-SECRETS = web.AppKey("secrets", Secrets)
-EVENTS = web.AppKey("events", EventBus)
-STORE = web.AppKey("store", Store)
-PLANNER = web.AppKey("planner", Planner)
-DOOR = web.AppKey("door", Door)
-DISPATCHER = web.AppKey("dispatcher", Dispatcher)
-ACCOUNTS = web.AppKey("accounts", Accounts)
-TOKENS = web.AppKey("tokens", list[tuple[bytes, IssuerConfig]])
-ISSUER = web.RequestKey("issuer", IssuerConfig)
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+SECRETS: web.AppKey[Secrets] = web.AppKey("secrets")
+EVENTS: web.AppKey[EventBus] = web.AppKey("events")
+STORE: web.AppKey[Store] = web.AppKey("store")
+PLANNER: web.AppKey[Planner] = web.AppKey("planner")
+DOOR: web.AppKey[Door] = web.AppKey("door")
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
+TOKENS: web.AppKey[list[tuple[bytes, IssuerConfig]]] = web.AppKey("tokens")
+FEEDS: web.AppKey[FeedRunner] = web.AppKey("feeds")
+SCHEDULES: web.AppKey[Schedules] = web.AppKey("schedules")
+ISSUER: web.RequestKey[IssuerConfig] = web.RequestKey("issuer")

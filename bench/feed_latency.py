@@ -35,8 +35,7 @@ from aiohttp import web
 
 from alertcast.app import create_app
 from alertcast.config import Config
-from alertcast.jobs import FEEDS
-from alertcast.keys import EVENTS
+from alertcast.keys import EVENTS, FEEDS
 from alertcast.logs import configure
 from alertcast.secrets import Secrets
 

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from alertcast import jobs, keys
+from alertcast import keys
 from alertcast.feeds.events import FeedError
 from alertcast.feeds.rules import FeedConfig
 from alertcast.feeds.tracker import Applied
@@ -44,12 +44,12 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 @routes.get("/v1/feeds")
 async def list_feeds(request: web.Request) -> web.Response:
-    return _json({"feeds": request.app[jobs.FEEDS].status()})
+    return _json({"feeds": request.app[keys.FEEDS].status()})
 
 
 @routes.post("/v1/feeds/{name}/events")
 async def push_event(request: web.Request) -> web.Response:
-    runner, name = request.app[jobs.FEEDS], request.match_info["name"]
+    runner, name = request.app[keys.FEEDS], request.match_info["name"]
     feed = runner.feeds.get(name)
     if feed is None:
         raise web.HTTPNotFound(text=f"no feed {name}")

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from alertcast.feeds.runner import FeedRunner
-from alertcast.jobs import FEEDS
-from alertcast.keys import STORE
+from alertcast.keys import FEEDS, STORE
 from tests.conftest import TOKEN, Daemon
 
 from ._make import cenc_bytes

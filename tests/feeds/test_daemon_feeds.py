@@ -12,8 +12,7 @@ from structlog.testing import capture_logs
 
 from alertcast.feeds.runner import FeedRunner
 from alertcast.feeds.source import Outcome
-from alertcast.jobs import FEEDS
-from alertcast.keys import STORE
+from alertcast.keys import FEEDS, STORE
 from tests.conftest import Daemon
 
 from ._make import cenc_bytes, usgs_bytes

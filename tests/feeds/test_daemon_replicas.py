@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from alertcast.jobs import FEEDS
+from alertcast.keys import FEEDS
 from tests.conftest import Daemon
 from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 

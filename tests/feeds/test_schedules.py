@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from alertcast import jobs
 from alertcast.config import ConfigError, load_config
-from alertcast.jobs import SCHEDULES, Schedules
+from alertcast.jobs import Schedules
+from alertcast.keys import SCHEDULES
 from alertcast.schedules import ScheduleConfig, last_fire
 from tests.conftest import Daemon, until
 
