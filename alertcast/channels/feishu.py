@@ -128,8 +128,9 @@ class FeishuChannel(Channel):
         kind = self.options.msg_type
         if kind == "auto":
             kind = "post" if payload.get("post_lines") else "text"
-        if kind == "text":
-            return {"msg_type": "text", "content": {"text": shown}}
+        if kind == "text":  # a text payload goes as it is; post lines as their plain text
+            text = shown if payload.get("post_lines") else str(payload.get("text", ""))
+            return {"msg_type": "text", "content": {"text": text}}
         if kind == "interactive":
             return {"msg_type": "interactive", "card": _card(title, lines, self.options.card_color)}
         return {

@@ -392,9 +392,10 @@ async def test_feishu_plain_text_payload(
     with pytest.raises(Permanent, match="lacks the keyword '预警'"):
         await feishu(session, url).deliver(outgoing({"format": "text", "text": "演习：地震速报"}))
     assert not fake.requests
-    await feishu(session, url).deliver(outgoing({"format": "text", "text": "演习：地震预警"}))
+    text = "演习：地震预警\n\n详情：https://alerts.example.gov.cn/1"
+    await feishu(session, url).deliver(outgoing({"format": "text", "text": text}))
     body = fake.received["feishu-hook"][0]
-    assert body["msg_type"] == "text" and body["content"] == {"text": "演习：地震预警"}
+    assert body["msg_type"] == "text" and body["content"] == {"text": text}
 
 
 @pytest.mark.parametrize(
