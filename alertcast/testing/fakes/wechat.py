@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from alertcast.channels.wechat_callback import signature
 from alertcast.testing.fakes._base import FakePlatform, Refusal, Window, json_body
 
 __all__ = ["FakeWechat", "callback_query", "text_message"]
@@ -409,6 +408,11 @@ def _check_template_data(data: object) -> None:
             raise Refusal(47003, f"{MESSAGES[47003]} data.{key}.value invalid")
 
 
+def _signature(token: str, timestamp: str, nonce: str) -> str:
+    """WeChat's signature, from facts §2.8 (not the adapter's): sort, join, SHA-1 hex."""
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
+
+
 def callback_query(
     token: str, *, timestamp: str | None = None, nonce: str | None = None, **extra: str
 ) -> dict[str, str]:
@@ -416,7 +420,7 @@ def callback_query(
     timestamp = timestamp or str(int(time.time()))
     nonce = nonce or str(secrets.randbelow(10**9))
     return {
-        "signature": signature(token, timestamp, nonce),
+        "signature": _signature(token, timestamp, nonce),
         "timestamp": timestamp,
         "nonce": nonce,
         **extra,
