@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alertcast.plan import Asker, Chain
-from alertcast.store.base import IdempotencyRecord, Store
+from alertcast.store.base import IdempotencyRecord, IncidentRow, Store
 
 __all__ = ["ALL", "Chains"]
 
@@ -41,17 +41,25 @@ class Chains:
         return Chain(incident_id, named, root, follow, rows, replay)
 
     async def message(self, incident_id: str) -> Chain:
-        """One stored message (an alert, update or cancellation) and its own deliveries."""
+        """One stored message (an alert, update or cancellation), its root (the original,
+        whose state is the incident's) and the message's own deliveries."""
         named = await self.store.get_incident(incident_id)
         if named is None:
             return Chain(incident_id)
         rows = await self.store.list_deliveries(incident_id=named.id, limit=ALL)
-        return Chain(incident_id, named, deliveries=rows)
+        return Chain(incident_id, named, await self._root(named), deliveries=rows)
 
     async def delivery(self, delivery_id: str) -> Chain:
-        """One delivery, with the message it belongs to."""
+        """One delivery, with the message it belongs to and that message's root."""
         row = await self.store.get_delivery(delivery_id)
         if row is None:
             return Chain(delivery_id)
         named = await self.store.get_incident(row.incident_id)
-        return Chain(row.incident_id, named, deliveries=(row,))
+        root = await self._root(named) if named is not None else None
+        return Chain(row.incident_id, named, root, deliveries=(row,))
+
+    async def _root(self, named: IncidentRow) -> IncidentRow | None:
+        """The original a message refers to (itself, for an original)."""
+        if not named.references:
+            return named
+        return await self.store.get_incident(named.references)

@@ -12,13 +12,13 @@ from alertcast.plan.drafts import Draft, Drafter
 from alertcast.plan.model import DAEMON, Asker, Authority, Chain, Moment, Plan
 from alertcast.preview import Memo
 from alertcast.render import RenderContext
-from alertcast.store.base import AuditRow, DeliveryRow, IncidentRow, Requeue, Write
+from alertcast.store.base import AuditRow, DeliveryRow, IncidentRow, NewDelivery, Requeue, Write
 
 __all__ = ["RETRYABLE", "plan_approve", "plan_fallback", "plan_retry"]
 
 RETRYABLE = (DeliveryState.failed, DeliveryState.dead, DeliveryState.skipped)
 NOT_RETRIED = ("withdrawn", "superseded")  # a correction decided these must not go out
-HELD_OR_GONE = (IncidentState.cancelled.value, IncidentState.awaiting_approval.value)
+CANCELLED = IncidentState.cancelled.value
 
 
 def _parsed(row: IncidentRow) -> Incident:
@@ -51,14 +51,14 @@ def plan_retry(chain: Chain, delivery_id: str, asker: Asker, budget: int, moment
     row = next((d for d in chain.deliveries if d.id == delivery_id), None)
     if row is None or chain.named is None:
         raise NotFound(f"no delivery {delivery_id}")
-    _retryable(row, chain.named)
+    _retryable(row, chain.named, chain)
     authority = Authority(True, f"issuer {asker.name} may re-drive deliveries")
     audit = AuditRow(moment.at, asker.name, "delivery.retry", row.incident_id, delivery_id)
     write = Write(requeue=Requeue(delivery_id, budget), audit=(audit,))
     return Plan(authority, write)
 
 
-def _retryable(row: DeliveryRow, incident: IncidentRow) -> None:
+def _retryable(row: DeliveryRow, named: IncidentRow, chain: Chain) -> None:
     if row.state not in RETRYABLE:
         raise Conflict(
             f"delivery {row.id} is {row.state.value}; only failed, "
@@ -66,51 +66,86 @@ def _retryable(row: DeliveryRow, incident: IncidentRow) -> None:
         )
     if (row.reason or "").startswith(NOT_RETRIED):
         raise Conflict(f"delivery {row.id} was {row.reason}; it must not go out")
-    if incident.state in HELD_OR_GONE:
-        raise Conflict(f"incident {incident.id} is {incident.state}; its deliveries wait")
+    if (held := _holding(named, chain)) is not None:
+        raise Conflict(f"incident {held.id} is {held.state}; its deliveries wait")
+
+
+def _holding(named: IncidentRow, chain: Chain) -> IncidentRow | None:
+    """The row that holds the ``named`` message's deliveries: the message itself while it
+    awaits approval; once the incident is cancelled, the original (or the message) — except
+    for the cancellation's own deliveries, which must reach everyone who saw the alert."""
+    if named.state == IncidentState.awaiting_approval.value:
+        return named
+    if named.msg_type == MsgType.cancel.value:
+        return None
+    return _cancelled(chain)
+
+
+def _cancelled(chain: Chain) -> IncidentRow | None:
+    """The named message, or its root, when it is cancelled."""
+    rows = (chain.named, chain.root)
+    return next((r for r in rows if r is not None and r.state == CANCELLED), None)
 
 
 def plan_fallback(drafter: Drafter, chain: Chain, spent: DeliveryRow, moment: Moment) -> Plan:
     """An account's quota is spent: its ``fallback`` accounts that do not have the message
-    yet take it over (one delivery per account and message, whoever asks first)."""
+    yet take it over (one delivery per account and message, whoever asks first). An alert
+    or update of a cancelled incident falls back to no one: its cancellation would not
+    follow there; a cancellation falls back like any message."""
     row, account = chain.named, drafter.config.account(spent.account)
     if row is None or account is None or not account.fallback:
         return Plan(Authority(True, "no fallback configured"))
+    if row.msg_type != MsgType.cancel.value and (gone := _cancelled(chain)) is not None:
+        return Plan(Authority(True, f"incident {gone.id} is cancelled; nothing falls back"))
     incident = _parsed(row)
     targets = _fallbacks(drafter, account, incident, {d.account for d in chain.deliveries})
     authority = Authority(True, f"{account.id}: quota spent; its configured fallback takes over")
     if not targets:
         return Plan(authority)
-    ctx = RenderContext(
-        incident_id=row.id,
-        msg_type=MsgType(row.msg_type),
-        references=row.references,
-        reason=row.reason,
-        link=drafter.link(incident, row.references or row.id),
-    )
-    memo: Memo = {}
-    stem = row.id.removeprefix("inc_")
-    deliveries = [
-        drafter.delivery(
-            incident,
-            a,
-            ctx,
-            moment,
-            Draft(priority=spent.priority, delivery_id=f"dlv_{stem}_fb_{a.id}"),
-            memo,
-        )
-        for a in targets
-    ]
+    deliveries = _taken_over(drafter, row, incident, targets, spent, moment)
     why = spent.reason or "quota exhausted"
     detail = {"from": spent.account, "to": [a.id for a in targets], "why": why}
     audit = AuditRow(moment.at, DAEMON, "delivery.fallback", row.id, spent.id, detail=detail)
     return Plan(authority, Write(deliveries=deliveries, attach_to=row.id, audit=(audit,)))
 
 
+def _taken_over(
+    drafter: Drafter,
+    row: IncidentRow,
+    incident: Incident,
+    targets: list[AccountConfig],
+    spent: DeliveryRow,
+    moment: Moment,
+) -> list[NewDelivery]:
+    """The message ``row`` as the fallback accounts post it: an alert's posts lapse with the
+    incident, as its own posts do; an update's or a cancellation's never do."""
+    msg_type = MsgType(row.msg_type)
+    link = drafter.link(incident, row.references or row.id)
+    ctx = RenderContext(row.id, msg_type, link, references=row.references, reason=row.reason)
+    stem = row.id.removeprefix("inc_")
+    memo: Memo = {}
+    return [
+        drafter.delivery(
+            incident,
+            a,
+            ctx,
+            moment,
+            Draft(
+                priority=spent.priority,
+                delivery_id=f"dlv_{stem}_fb_{a.id}",
+                expires=msg_type is MsgType.alert,
+            ),
+            memo,
+        )
+        for a in targets
+    ]
+
+
 def _fallbacks(
     drafter: Drafter, account: AccountConfig, incident: Incident, have: set[str]
 ) -> list[AccountConfig]:
-    """The enabled fallback accounts without the message (drills only to exercise accounts)."""
+    """The enabled fallback accounts without the message that take its status, as routing
+    decides it (drills only ever to exercise accounts)."""
     return [
         a
         for i in account.fallback
@@ -118,4 +153,5 @@ def _fallbacks(
         and a.id not in have
         and a.enabled
         and (a.exercise or not incident.status.is_drill)
+        and incident.status in a.takes
     ]

@@ -117,13 +117,19 @@ UPDATE deliveries SET state = 'retrying', claimed_by = NULL, lease_until = NULL,
        next_attempt_at = ?, last_error = 'interrupted during send (daemon stopped); resent'
 WHERE state = 'sending' AND ({cond})"""
 
+# A re-drive is refused while the delivery's message awaits approval and, once the incident
+# (the message or its root) is cancelled, unless it is the cancellation's own delivery: a
+# correction that failed must be re-drivable.
 REQUEUE = f"""
 UPDATE deliveries SET state = 'pending', reason = NULL, next_attempt_at = ?,
        max_attempts = attempts + ?, updated_at = ?
 WHERE id = ? AND state IN ({_SETTLED_SQL}) AND state <> 'delivered'
   AND COALESCE(reason, '') NOT LIKE 'withdrawn%' AND COALESCE(reason, '') NOT LIKE 'superseded%'
-  AND incident_id NOT IN (
-      SELECT id FROM incidents WHERE state IN ('cancelled', 'awaiting_approval'))"""
+  AND NOT EXISTS (
+      SELECT 1 FROM incidents m LEFT JOIN incidents r ON r.id = m.refs
+      WHERE m.id = deliveries.incident_id
+        AND (m.state = 'awaiting_approval'
+             OR (m.msg_type <> 'cancel' AND (m.state = 'cancelled' OR r.state = 'cancelled'))))"""
 
 
 def numbered(sql: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from alertcast.keys import ACCOUNTS
+from alertcast.testing.sink import BODY
 from tests.conftest import TOKEN, incident, until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -132,6 +133,50 @@ async def test_cancel_reply_then_delete(start_daemon: Any) -> None:
     actions = [(r.body["action"], r.body["in_reply_to"]) for r in d.sink.received[1:]]
     assert actions == [("reply", original_remote), ("delete", original_remote)]
     assert done["counts"] == {"delivered": 2}
+
+
+async def test_reply_and_delete_without_a_remote_id_cancels_once(start_daemon: Any) -> None:
+    """An original accepted without a remote id: the cancellation stands alone, once; the
+    deletion after it has nothing to delete and is skipped, not posted as a second one."""
+    hook = {
+        "id": "hall",
+        "channel": "webhook",
+        "url": "{sink}",
+        "secret_env": "T_HOOK_SECRET",
+        "on_cancel": "reply_and_delete",
+    }
+    d = await start_daemon(hooks=0, accounts=[hook])
+    d.sink.script = [(200, {BODY: ""})]  # the receiver answers the original with no id
+    first = await (await d.post(incident())).json()
+    view = await d.settled(first["id"])
+    assert view["deliveries"][0]["remote_id"] is None
+    _, cancel = await _post(d, f"/v1/incidents/{first['id']}/cancel", {"reason": "误报"})
+    done = await d.settled(cancel["id"])
+    sent = [(r.body["msg_type"], r.body["action"]) for r in d.sink.received]
+    assert sent == [("alert", "post"), ("cancel", "post")]
+    states = {x["action"]: (x["state"], x["reason"]) for x in done["deliveries"]}
+    assert states["reply"] == ("delivered", None)
+    assert states["delete"][0] == "skipped" and "nothing to delete" in states["delete"][1]
+
+
+async def test_failed_cancellation_can_be_redriven(start_daemon: Any) -> None:
+    """A cancellation the receiver refused ends failed; a retry re-drives it once it accepts."""
+    d = await start_daemon()
+    first = await (await d.post(incident())).json()
+    await d.settled(first["id"])
+    d.sink.answer = lambda r: (400, {}) if r.body["msg_type"] == "cancel" else None
+    status, cancel = await _post(d, f"/v1/incidents/{first['id']}/cancel", {"reason": "误报"})
+    assert status == 202, cancel
+    (refused,) = (await d.settled(cancel["id"]))["deliveries"]
+    assert refused["state"] == "failed"
+    d.sink.answer = None
+    resp = await d.client.post(f"/v1/deliveries/{refused['id']}/retry", headers=AUTH)
+    assert resp.status == 202, await resp.text()
+    done = await d.settled(cancel["id"])
+    assert done["counts"] == {"delivered": 1}
+    assert [s for k, s in d.sink.answers if k == refused["id"]] == [400, 200]
+    _, root = await d.get(f"/v1/incidents/{first['id']}")
+    assert root["state"] == "cancelled"
 
 
 async def test_expired_original_stops_retrying(start_daemon: Any) -> None:

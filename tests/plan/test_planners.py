@@ -37,6 +37,7 @@ from tests.plan.world import (
     WEATHER,
     D,
     by,
+    cancel_row,
     chain,
     created,
     dlv,
@@ -1042,9 +1043,10 @@ def test_approve(case: ApproveCase) -> None:
 class RetryCase:
     desc: str
     delivery: DeliveryRow | None
-    incident_state: str = "active"
+    incident_state: str = "active"  # the original's
     raises: type[DomainError] | None = None
     match: str = ""
+    named: IncidentRow | None = None  # the delivery's message, when not the original
 
 
 RETRIES = [
@@ -1100,6 +1102,34 @@ RETRIES = [
         "incident inc_root is cancelled; its deliveries wait",
     ),
     RetryCase(
+        "a failed update of a cancelled incident must not go out",
+        dlv("lead", "failed", of="inc_u1"),
+        "cancelled",
+        Conflict,
+        "incident inc_root is cancelled; its deliveries wait",
+        update_row(),
+    ),
+    RetryCase(
+        "a failed update awaiting approval waits for it, though its original is active",
+        dlv("lead", "failed", of="inc_u1"),
+        "active",
+        Conflict,
+        "incident inc_u1 is awaiting_approval; its deliveries wait",
+        update_row("awaiting_approval"),
+    ),
+    RetryCase(
+        "a failed cancellation is re-driven: the correction must reach the account",
+        dlv("lead", "failed", of="inc_c", action="reply", target="dlv_lead", priority=10),
+        "cancelled",
+        named=cancel_row(),
+    ),
+    RetryCase(
+        "a dead deletion after a cancellation is re-driven",
+        dlv("board", "dead", of="inc_c", action="delete", target="dlv_board", priority=10),
+        "cancelled",
+        named=cancel_row(),
+    ),
+    RetryCase(
         "a delivery that does not exist cannot be retried",
         None,
         raises=NotFound,
@@ -1112,7 +1142,8 @@ RETRIES = [
 def test_retry(case: RetryCase) -> None:
     """An operator re-drives a settled delivery with the configured budget."""
     rows = [case.delivery] if case.delivery else []
-    read = message(stored(state=case.incident_state), rows)
+    root = stored(state=case.incident_state)
+    read = message(case.named or root, rows, root=root)
     if case.raises is not None:
         with pytest.raises(case.raises, match=case.match):
             PLANNER.retry(read, "dlv_lead" if not rows else rows[0].id, by("city"), moment())
@@ -1123,7 +1154,7 @@ def test_retry(case: RetryCase) -> None:
     assert plan.write is not None
     assert plan.write.requeue == Requeue(case.delivery.id, CONFIG.dispatch.max_attempts)
     assert [(a.action, a.incident_id, a.delivery_id) for a in plan.write.audit] == [
-        ("delivery.retry", ROOT, case.delivery.id)
+        ("delivery.retry", case.delivery.incident_id, case.delivery.id)
     ]
 
 
@@ -1146,6 +1177,7 @@ class FallbackCase:
     spent: DeliveryRow
     expect: Sequence[tuple[str, str, int]]  # (account, delivery id, priority)
     reason: str = "quota spent; its configured fallback takes over"
+    root: IncidentRow | None = None  # the named message's original, when not itself
 
 
 FALLBACKS = [
@@ -1162,6 +1194,38 @@ FALLBACKS = [
         [dlv("lead", "delivered", of="inc_u1", delivery_id="dlv_lead_u1")],
         dlv("quota", "dead", of="inc_u1", reason=QUOTA_SPENT, priority=5),
         [("spare", "dlv_u1_fb_spare", 5)],
+    ),
+    FallbackCase(
+        "an actual alert's fallback skips an exercise account, which takes drills only",
+        stored(),
+        [dlv("lead", "delivered"), dlv("spare", "delivered")],
+        dlv("quota", "dead", reason=QUOTA_SPENT),
+        [],
+    ),
+    FallbackCase(
+        "the original of a cancelled incident falls back to no one: no cancellation would follow",
+        stored(state="cancelled"),
+        originals("delivered")[:3],
+        dlv("quota", "dead", reason=QUOTA_SPENT),
+        [],
+        "incident inc_root is cancelled; nothing falls back",
+    ),
+    FallbackCase(
+        "an update of a cancelled incident falls back to no one",
+        update_row(),
+        [dlv("lead", "delivered", of="inc_u1", delivery_id="dlv_lead_u1")],
+        dlv("quota", "dead", of="inc_u1", reason=QUOTA_SPENT, priority=5),
+        [],
+        "incident inc_root is cancelled; nothing falls back",
+        stored(state="cancelled"),
+    ),
+    FallbackCase(
+        "a cancellation falls back like any message, to the fallback that lacks it",
+        cancel_row(),
+        [dlv("lead", "delivered", of="inc_c", delivery_id="dlv_lead_c")],
+        dlv("quota", "dead", of="inc_c", reason=QUOTA_SPENT, priority=10),
+        [("spare", "dlv_c_fb_spare", 10)],
+        root=stored(state="cancelled"),
     ),
     FallbackCase(
         "a fallback that has the message already takes nothing over",
@@ -1199,7 +1263,7 @@ FALLBACKS = [
 @pytest.mark.parametrize("case", FALLBACKS, ids=lambda c: c.desc)
 def test_fallback(case: FallbackCase) -> None:
     """A spent account's fallback accounts take over its message, once each."""
-    read = message(case.named, [*case.have, case.spent])
+    read = message(case.named, [*case.have, case.spent], root=case.root)
     plan = PLANNER.fallback(read, case.spent, moment())
     assert plan.authority.allowed and case.reason in plan.authority.reason
     if not case.expect:
@@ -1232,6 +1296,26 @@ def test_fallback_renders_the_message_it_takes_over() -> None:
     assert (payload["msg_type"], payload["references"]) == ("update", ROOT)
 
 
+EXPIRING = quake(expires_at="2022-09-05T18:00:00+08:00")
+LAPSES = [
+    ("an alert's fallback post lapses with the incident", stored(EXPIRING), 1662372000.0),
+    ("an update's fallback post never lapses", update_row(body=EXPIRING), None),
+    ("a cancellation's fallback post never lapses", cancel_row(EXPIRING), None),
+]
+
+
+@pytest.mark.parametrize(("desc", "named", "expires_at"), LAPSES, ids=[c[0] for c in LAPSES])
+def test_fallback_lapses_as_the_message_does(
+    desc: str, named: IncidentRow, expires_at: float | None
+) -> None:
+    """Nothing goes out stale: a fallback alert expires with the incident; corrections never."""
+    spent = dlv("quota", "dead", of=named.id, reason=QUOTA_SPENT)
+    plan = PLANNER.fallback(message(named, [spent], root=stored(EXPIRING)), spent, moment())
+    assert plan.write is not None
+    lapses = {d.account: d.expires_at for d in plan.write.deliveries}
+    assert lapses["spare"] == expires_at
+
+
 # == send: the last decision, and the hand-over ==============================================
 
 
@@ -1249,7 +1333,16 @@ class SendCase:
 MEMBER = dlv("member", "sending", action="repost", target="dlv_lead")
 REPLY = dlv("lead", "sending", of="inc_u1", delivery_id="dlv_u", action="reply", target="dlv_lead")
 CANCEL = dlv("lead", "sending", of="inc_c", delivery_id="dlv_c", action="reply", target="dlv_lead")
-DELETE = dlv("board", "sending", of="inc_c", delivery_id="dlv_d", action="delete", target="dlv_b")
+DELETE = dlv(
+    "board",
+    "sending",
+    of="inc_c",
+    delivery_id="dlv_d",
+    action="delete",
+    target="dlv_b",
+    wait="dlv_c",
+)
+LONE_DELETE = dlv("sirens", "sending", of="inc_c", action="delete", target="dlv_sirens")
 NOTHING_TO_CANCEL = "the original never reached this account; there is nothing to cancel"
 
 SENDS = [
@@ -1349,6 +1442,24 @@ SENDS = [
         "cancel",
         True,
         "r-dlv_b",
+    ),
+    SendCase(
+        "reply_and_delete of an original delivered without a remote id: the cancellation "
+        "stood alone, so the deletion does not go out (no second cancellation text)",
+        "file",
+        DELETE,
+        Skip("the original was delivered without a remote id; nothing to delete"),
+        "cancel",
+        True,
+    ),
+    SendCase(
+        "on_cancel delete of an original delivered without a remote id: the cancellation "
+        "stands alone, as the account's only correction",
+        "webhook",
+        LONE_DELETE,
+        Send("post"),
+        "cancel",
+        True,
     ),
     SendCase(
         "the deletion of an original never posted does not go out",

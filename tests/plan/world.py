@@ -23,10 +23,10 @@ from alertcast.store.base import DeliveryRow, Effects, IdempotencyRecord, Incide
 # issuers   city, chief: every kind and region, can_approve; clerk: every kind and region,
 #           no can_approve; fire: fire in 510100 only; chengdu: can_approve in 510100 only
 # accounts  lead (webhook) and member (lead = "lead"): a cluster; board (file): on_update
-#           edit, on_cancel reply_and_delete; quota (console): fallback off, lead, spare;
-#           sirens (webhook): severe and up, on_update repost, on_cancel delete; spare
+#           edit, on_cancel reply_and_delete; quota (console): fallback off, lead, spare,
+#           dry; sirens (webhook): severe and up, on_update repost, on_cancel delete; spare
 #           (webhook): police only, a fallback; off: disabled; drills (console): exercise,
-#           fallback spare, dry; dry (file): exercise, police only
+#           fallback spare, dry; dry (file): exercise (so drills only), police only
 # routes    weather goes without lead
 
 
@@ -62,7 +62,7 @@ CONFIG = Config.model_validate(
                 "on_update": "edit",
                 "on_cancel": "reply_and_delete",
             },
-            {"id": "quota", "channel": "console", "fallback": ["off", "lead", "spare"]},
+            {"id": "quota", "channel": "console", "fallback": ["off", "lead", "spare", "dry"]},
             _hook("sirens", min_severity="severe", on_update="repost", on_cancel="delete"),
             _hook("spare", kinds=["police"]),
             _hook("off", enabled=False),
@@ -181,6 +181,11 @@ def update_row(state: str = "active", body: dict[str, Any] | None = None) -> Inc
     return stored(body, state, incident_id="inc_u1", msg_type="update", references=ROOT)
 
 
+def cancel_row(body: dict[str, Any] | None = None) -> IncidentRow:
+    """The cancellation of ``inc_root``: stored, like every cancellation, as cancelled."""
+    return stored(body, "cancelled", incident_id="inc_c", msg_type="cancel", references=ROOT)
+
+
 def dlv(
     account: str,
     state: str,
@@ -189,6 +194,7 @@ def dlv(
     delivery_id: str | None = None,
     action: str = "post",
     target: str | None = None,
+    wait: str | None = None,
     reason: str | None = None,
     at: float = 1.0,
     priority: int = 0,
@@ -212,6 +218,7 @@ def dlv(
         reason=reason,
         action=action,
         target_delivery_id=target,
+        wait_for=wait,
         remote_id=f"r-{did}" if state == "delivered" else None,
         priority=priority,
     )
@@ -241,9 +248,17 @@ def chain(
     return Chain(asked, shown, root, follow_ups, deliveries, replay)
 
 
-def message(row: IncidentRow | None, deliveries: Sequence[DeliveryRow] = ()) -> Chain:
-    """One stored message and its own deliveries (approve, fallback, retry)."""
-    return Chain(row.id if row else "inc_missing", row, deliveries=deliveries)
+def message(
+    row: IncidentRow | None,
+    deliveries: Sequence[DeliveryRow] = (),
+    *,
+    root: IncidentRow | None = None,
+) -> Chain:
+    """One stored message, its root (itself, for an original) and its own deliveries
+    (approve, fallback, retry)."""
+    if root is None and row is not None and row.references is None:
+        root = row
+    return Chain(row.id if row else "inc_missing", row, root, deliveries=deliveries)
 
 
 def first(answer: dict[str, Any], body: str = "sha-first") -> IdempotencyRecord:

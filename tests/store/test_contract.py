@@ -343,6 +343,34 @@ async def test_requeue_gives_a_new_budget(store: Store) -> None:
     assert [a.action for a in await store.audit_trail("inc_0")] == ["delivery.retry"]
 
 
+async def test_requeue_holds_a_cancelled_incident_but_not_its_cancellation(store: Store) -> None:
+    """Once an incident is cancelled, its original's and its updates' failed deliveries stay
+    put; the cancellation's own failed delivery (a correction) can be re-driven."""
+    failed = {"state": DeliveryState.failed, "reason": "HTTP 400"}
+    root = replace(_incident(0), state="cancelled")
+    update = replace(_incident(1), msg_type="update", references="inc_0")
+    cancel = replace(_incident(2), msg_type="cancel", state="cancelled", references="inc_0")
+    for n, message in enumerate((root, update, cancel), start=1):
+        await create(store, message, [_delivery(n, **failed)])
+    for original in ("d_1", "d_2"):
+        with pytest.raises(StateConflict):
+            await store.apply(Write(requeue=Requeue(original, 3)))
+    row = (await store.apply(Write(requeue=Requeue("d_3", 3)))).requeued
+    assert row is not None and row.state is DeliveryState.pending
+    assert await _claim(store) == ["d_3"]
+
+
+async def test_requeue_holds_a_message_awaiting_approval(store: Store) -> None:
+    """A held update's failed delivery waits for approval; its active original's does not."""
+    failed = {"state": DeliveryState.failed, "reason": "HTTP 400"}
+    held = replace(_incident(1), msg_type="update", state="awaiting_approval", references="inc_0")
+    await create(store, _incident(0), [_delivery(1, **failed)])
+    await create(store, held, [_delivery(2, **failed)])
+    with pytest.raises(StateConflict):
+        await store.apply(Write(requeue=Requeue("d_2", 3)))
+    assert (await store.apply(Write(requeue=Requeue("d_1", 3)))).requeued is not None
+
+
 async def test_a_write_is_all_or_nothing(store: Store) -> None:
     """When one part of a write cannot be made, none of it is: no incident, no delivery, no
     key, no audit row."""
