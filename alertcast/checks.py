@@ -1,4 +1,4 @@
-"""Cross-checks of a configuration against the channels: what the tables alone cannot know.
+"""Cross-checks of a configuration against the channels and feeds: what tables cannot know.
 
 :mod:`alertcast.config` validates every table and knows no channel; this module checks each
 account against its channel — the name is one an adapter claims, the channel's own options
@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from alertcast.channels import UnknownChannel, channel_class
 from alertcast.config import AccountConfig, Config, load_config
+from alertcast.feeds.association import group_problems
 
-__all__ = ["CHECKS", "account_problems", "channel_problems", "load_checked"]
+__all__ = ["CHECKS", "account_problems", "channel_problems", "feed_problems", "load_checked"]
 
 
 def load_checked(path: str | Path | None = None, *, check_env: bool = False) -> Config:
@@ -60,5 +61,10 @@ def _dotted(loc: Iterable[int | str]) -> str:
     )
 
 
-CHECKS = (channel_problems,)
+def feed_problems(config: Config) -> list[tuple[str, str]]:
+    """``(path, message)`` for every ``associate`` group of feeds that cannot work."""
+    return group_problems(config.feeds)
+
+
+CHECKS = (channel_problems, feed_problems)
 """Every cross-check :func:`load_checked` runs."""

@@ -6,16 +6,16 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from alertcast.checks import load_checked
 from alertcast.config import Config, ConfigError
+from alertcast.daemon import serve
+from alertcast.follow import delivery_line, follow
 
 __all__ = ["main"]
 
@@ -45,43 +45,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure(secrets, level=config.logging.level, fmt=config.logging.format)
     asyncio.run(serve(config, secrets, host=args.host, port=args.port))
     return 0
-
-
-async def serve(
-    config: Config,
-    secrets: Any,
-    *,
-    host: str | None = None,
-    port: int | None = None,
-    ready: asyncio.Future[str] | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Run the daemon until SIGINT/SIGTERM (or ``stop``); shut down in order."""
-    import structlog
-    from aiohttp import web
-
-    from alertcast.app import create_app
-
-    app = create_app(config, secrets=secrets)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, host or config.server.host, config.server.port if port is None else port
-    )
-    await site.start()
-    bound = runner.addresses[0]
-    url = f"http://{bound[0]}:{bound[1]}"
-    structlog.get_logger("alertcast").info("alertcast.listening", url=url)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set_result(url)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
 
 
 # -- client commands ---------------------------------------------------------------------------
@@ -127,41 +90,6 @@ async def _send(args: argparse.Namespace) -> int:
         return await follow(session, _base_url(args), headers, answer["id"], args.timeout)
 
 
-async def follow(
-    session: aiohttp.ClientSession,
-    base: str,
-    headers: dict[str, str],
-    incident_id: str,
-    timeout_s: float,
-) -> int:
-    """Print each delivery's state as it changes until every one is settled."""
-    from alertcast.models import DeliveryState
-
-    seen: dict[str, tuple[str, int]] = {}
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        async with session.get(f"{base}/v1/incidents/{incident_id}", headers=headers) as resp:
-            view = await resp.json()
-        for d in view["deliveries"]:
-            now = (d["state"], d["attempts"])
-            if seen.get(d["id"]) != now:
-                seen[d["id"]] = now
-                print(_delivery_line(d), flush=True)
-        if view["settled"]:
-            print("settled: " + ", ".join(f"{k} {v}" for k, v in sorted(view["counts"].items())))
-            ok = {DeliveryState.delivered.value, DeliveryState.skipped.value}
-            return 0 if set(view["counts"]) <= ok else 1  # failed or dead: exit 1
-        if asyncio.get_running_loop().time() > deadline:
-            print("still in progress; follow with: alertcast status " + incident_id)
-            return 3
-        await asyncio.sleep(0.3)
-
-
-def _delivery_line(d: dict[str, Any]) -> str:
-    extra = d.get("remote_id") or d.get("last_error") or d.get("reason") or ""
-    return f"  {d['account']:<22} {d['channel']:<14} {d['state']:<10} try {d['attempts']}  {extra}"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with (
@@ -176,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             return 1
         print(f"{view['id']}  {view['kind']}/{view['status']}  {view['state']}  {view['headline']}")
         for d in view["deliveries"]:
-            print(_delivery_line(d))
+            print(delivery_line(d))
         print("counts: " + ", ".join(f"{k} {v}" for k, v in sorted(view["counts"].items())))
         return 0
 

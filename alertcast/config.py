@@ -20,8 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from alertcast.feeds.association import group_problems
-from alertcast.feeds.rules import FeedConfig
+from alertcast.feedconfig import FeedConfig
 from alertcast.lengths import WEIBO_LINK_HALF_UNITS
 from alertcast.models import Kind, Severity, Status
 from alertcast.schedules import ScheduleConfig
@@ -297,7 +296,6 @@ def load_config(
         raise ConfigError(problems) from exc
     for check in checks:
         problems += check(config)
-    problems += group_problems(config.feeds)
     if check_env:
         problems += _check_env(config)
     if problems:

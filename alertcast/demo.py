@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from alertcast.checks import load_checked
-from alertcast.cli import follow, serve
 from alertcast.config import Config, ServerConfig, StoreConfig
+from alertcast.daemon import serve
+from alertcast.follow import follow
 from alertcast.logs import configure
 from alertcast.secrets import Secrets
 from alertcast.testing.fakes import FakePlatform, FakeWeibo

@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
+
+from alertcast.feedconfig import Report
 
 __all__ = [
     "AlertFacts",
@@ -27,7 +29,6 @@ __all__ = [
     "ms_to_utc",
 ]
 
-Report = Literal["automatic", "official"]
 PAGER_LEVELS = ("green", "yellow", "orange", "red")
 
 

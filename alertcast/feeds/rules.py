@@ -1,27 +1,34 @@
-"""Per-feed configuration and rules: which events raise an alert, how severe, and as what incident.
+"""Per-feed rules: which events raise an alert, how severe, and as what incident.
 
-One ``[[feeds]]`` entry is a :class:`FeedConfig`. :func:`matches` says why an event does *not*
-raise an alert (None when it does), checking event type, report kind, magnitude, depth and region
-in that order. :func:`severity` takes the higher of the magnitude band and the PAGER level.
-:func:`to_incident` builds the dict :func:`alertcast.models.parse_incident` accepts.
+One ``[[feeds]]`` entry is a :class:`~alertcast.feedconfig.FeedConfig` (re-exported here).
+:func:`matches` says why an event does *not* raise an alert (None when it does), checking event
+type, report kind, magnitude, depth and region in that order. :func:`severity` takes the
+higher of the magnitude band and the PAGER level. :func:`to_incident` builds the dict
+:func:`alertcast.models.parse_incident` accepts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from alertcast.feedconfig import FeedConfig, Region, SeverityBands
 from alertcast.feeds import _text
 from alertcast.feeds._geo import distance_km, in_bbox, in_polygon
-from alertcast.feeds.events import QuakeEvent, Report
-from alertcast.models import AreaCode, Circle, Kind, Latitude, Longitude, Severity, Status
+from alertcast.feeds.events import QuakeEvent
+from alertcast.models import Circle, Kind, Severity
 
-__all__ = ["FeedConfig", "Region", "SeverityBands", "matches", "severity", "to_incident"]
+__all__ = [
+    "FeedConfig",
+    "Region",
+    "SeverityBands",
+    "matches",
+    "region_miss",
+    "severity",
+    "to_incident",
+]
 
-FeedType = Literal["usgs", "fdsn", "cenc"]
 _PAGER_SEVERITY = {
     "red": Severity.extreme,
     "orange": Severity.severe,
@@ -30,112 +37,18 @@ _PAGER_SEVERITY = {
 }
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Region(_Table):
-    """Where events must lie; every key given must hold (``bbox`` and ``codes`` = both)."""
-
-    bbox: tuple[Longitude, Latitude, Longitude, Latitude] | None = None
-    polygon: list[tuple[Latitude, Longitude]] | None = Field(default=None, min_length=3)
-    circle: Circle | None = None
-    codes: list[AreaCode] | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _something_given(self) -> Region:
-        if not (self.bbox or self.polygon or self.circle or self.codes):
-            raise ValueError("region needs one of bbox, polygon, circle or codes")
-        if self.bbox and self.bbox[1] > self.bbox[3]:
-            raise ValueError("bbox is [min_lon, min_lat, max_lon, max_lat]: min_lat > max_lat")
-        return self
-
-    def miss(self, ev: QuakeEvent) -> str | None:
-        """Why ``ev`` lies outside the region, or None when it lies inside."""
-        if self.bbox and not in_bbox(ev.latitude, ev.longitude, self.bbox):
-            return f"epicentre {_where(ev)} is outside the region's bbox"
-        if self.polygon and not in_polygon(ev.latitude, ev.longitude, self.polygon):
-            return f"epicentre {_where(ev)} is outside the region's polygon"
-        if self.circle and not _in_circle(ev, self.circle):
-            return f"epicentre {_where(ev)} is outside the region's circle"
-        if self.codes and not any(_code_covers(r, c) for r in self.codes for c in ev.area_codes):
-            codes = ", ".join(ev.area_codes) or "none"
-            return f"area codes ({codes}) are outside the region's codes"
-        return None
-
-
-class SeverityBands(_Table):
-    """Lowest magnitude of each severity; below ``moderate`` is minor."""
-
-    extreme: float = Field(default=7.0, ge=0, le=10)
-    severe: float = Field(default=6.0, ge=0, le=10)
-    moderate: float = Field(default=5.0, ge=0, le=10)
-
-    @model_validator(mode="after")
-    def _descending(self) -> SeverityBands:
-        if not self.extreme >= self.severe >= self.moderate:
-            raise ValueError("bands must satisfy extreme >= severe >= moderate")
-        return self
-
-    def of(self, magnitude: float) -> Severity:
-        for level in (Severity.extreme, Severity.severe, Severity.moderate):
-            if magnitude >= getattr(self, level.value):
-                return level
-        return Severity.minor
-
-
-def _both_reports() -> list[Report]:
-    return ["automatic", "official"]
-
-
-class FeedConfig(_Table):
-    """One ``[[feeds]]`` entry: where to poll, how often, and the rules that raise an alert."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    type: FeedType
-    url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-    interval_s: float = Field(default=60.0, ge=1, le=86400)
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-    max_backoff_s: float = Field(default=900.0, ge=1, le=86400)
-    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    min_magnitude: float = Field(default=0.0, ge=0, le=10)
-    max_depth_km: float | None = Field(default=None, ge=0)
-    region: Region | None = None
-    event_types: list[str] = Field(default_factory=lambda: ["earthquake"], min_length=1)
-    reports: list[Report] = Field(default_factory=_both_reports, min_length=1)
-    severity_bands: SeverityBands = SeverityBands()
-    area_codes: list[AreaCode] = Field(default_factory=list)
-    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-    status: Status = Status.actual
-    token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    max_age_s: float | None = Field(default=3600.0, gt=0)
-    # Association across feeds (alertcast.feeds.association): feeds naming one group share
-    # events; the window and distance are the group's (every feed that states them agrees).
-    associate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    associate_window_s: float | None = Field(default=None, gt=0, le=3600)
-    associate_distance_km: float | None = Field(default=None, gt=0, le=1000)
-    priority: int = Field(default=0, ge=-1000, le=1000)
-
-    @model_validator(mode="after")
-    def _association_keys(self) -> FeedConfig:
-        if self.associate is None:
-            given = [
-                key
-                for key, value in (
-                    ("associate_window_s", self.associate_window_s),
-                    ("associate_distance_km", self.associate_distance_km),
-                    ("priority", self.priority or None),
-                )
-                if value is not None
-            ]
-            if given:
-                raise ValueError(f"{', '.join(given)} only apply to a feed that sets associate")
-        return self
-
-    @field_validator("event_types")
-    @classmethod
-    def _lower_types(cls, types: list[str]) -> list[str]:
-        return [t.strip().lower() for t in types]
+def region_miss(region: Region, ev: QuakeEvent) -> str | None:
+    """Why ``ev`` lies outside the region, or None when it lies inside."""
+    if region.bbox and not in_bbox(ev.latitude, ev.longitude, region.bbox):
+        return f"epicentre {_where(ev)} is outside the region's bbox"
+    if region.polygon and not in_polygon(ev.latitude, ev.longitude, region.polygon):
+        return f"epicentre {_where(ev)} is outside the region's polygon"
+    if region.circle and not _in_circle(ev, region.circle):
+        return f"epicentre {_where(ev)} is outside the region's circle"
+    if region.codes and not any(_code_covers(r, c) for r in region.codes for c in ev.area_codes):
+        codes = ", ".join(ev.area_codes) or "none"
+        return f"area codes ({codes}) are outside the region's codes"
+    return None
 
 
 def matches(cfg: FeedConfig, ev: QuakeEvent, *, report: bool = True) -> str | None:
@@ -231,7 +144,7 @@ def _depth(cfg: FeedConfig, ev: QuakeEvent) -> str | None:
 
 
 def _region(cfg: FeedConfig, ev: QuakeEvent) -> str | None:
-    return cfg.region.miss(ev) if cfg.region else None
+    return region_miss(cfg.region, ev) if cfg.region else None
 
 
 _RAISE_ONLY = (_report, _age)

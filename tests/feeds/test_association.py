@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from alertcast.config import ConfigError, load_config
+from alertcast.checks import load_checked
+from alertcast.config import ConfigError
 from alertcast.feeds.association import (
     GroupSettings,
     GroupState,
@@ -202,7 +203,7 @@ def problems(tmp_path: Path, *feeds: dict[str, Any]) -> dict[str, str]:
     path = tmp_path / "alertcast.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load_checked(path)
     return dict(caught.value.problems)
 
 
@@ -246,7 +247,7 @@ def test_config_a_good_group_loads(tmp_path: Path) -> None:
         "associate_distance_km = 150\n",
         encoding="utf-8",
     )
-    config = load_config(path)
+    config = load_checked(path)
     assert [f.associate for f in config.feeds] == ["china", "china"]
 
 
