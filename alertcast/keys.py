@@ -12,12 +12,12 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from alertcast.accounts import Accounts
+    from alertcast.broadcasts import Schedules
     from alertcast.config import Config, IssuerConfig
     from alertcast.dispatch import Dispatcher
     from alertcast.door import Door
     from alertcast.events import EventBus
     from alertcast.feeds.runner import FeedRunner
-    from alertcast.jobs import Schedules
     from alertcast.plan import Planner
     from alertcast.secrets import Secrets
     from alertcast.store.base import Store

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from alertcast import jobs
+from alertcast import broadcasts
+from alertcast.broadcasts import Schedules
 from alertcast.config import ConfigError, load_config
-from alertcast.jobs import Schedules
 from alertcast.keys import SCHEDULES
 from alertcast.schedules import ScheduleConfig, last_fire
 from tests.conftest import Daemon, until
@@ -123,7 +123,7 @@ async def start(
     the suite runs on a Monday between 09:00 and 10:00 in Shanghai; left to run after a test has
     set its own clock, it would send the run the test means to send itself.
     """
-    monkeypatch.setattr(jobs, "utcnow", lambda: QUIET)
+    monkeypatch.setattr(broadcasts, "utcnow", lambda: QUIET)
     d = await start_daemon(schedules=list(schedules))
     schedules_ = d.client.app[SCHEDULES]
     scheduler = schedules_.scheduler
