@@ -3,13 +3,19 @@
 Vendor error codes have already been turned into typed channel errors by each adapter's table;
 here each becomes a state: delivered, retrying at a time (tenacity's exponential backoff with
 jitter, or the platform's ``Retry-After``), failed (the platform said no), dead (the retry budget
-ran out) or skipped (nothing to send, or the account's quota is spent and its fallback takes
-over).
+ran out, or the next attempt would come too late) or skipped (nothing to send, or the account's
+quota is spent and its fallback takes over).
+
+Every wait is capped by the policy's ``max_s`` (the dispatcher's ``backoff_max_s``), a
+platform's ``Retry-After`` included: a gateway asking for a day does not hold an alert for a
+day. A delivery whose next attempt would fall at or after its ``expires_at`` ends ``dead`` with
+that reason instead of being retried: nothing goes out stale.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import tenacity
 
@@ -35,14 +41,17 @@ class Skipped(ChannelError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When to try again: exponential backoff with jitter, unless the platform said when."""
+    """When to try again: exponential backoff with jitter, unless the platform said when;
+    never later than ``max_s``."""
 
     initial_s: float = 1.0
     max_s: float = 300.0
 
     def delay_s(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds before attempt ``attempt + 1``: the platform's ``retry_after`` if it gave
+        one, else the backoff; at most ``max_s`` either way."""
         if retry_after is not None:
-            return max(0.0, retry_after)
+            return min(max(0.0, retry_after), self.max_s)
         wait = tenacity.wait_exponential(
             multiplier=self.initial_s, max=self.max_s
         ) + tenacity.wait_random(0, self.initial_s)
@@ -65,12 +74,8 @@ def decide(
     if isinstance(result, Skipped):
         return Outcome(DeliveryState.skipped, reason=result.reason)
     if isinstance(result, AuthExpired):
-        return Outcome(
-            DeliveryState.retrying,
-            last_error=error,
-            reason="account paused until its credentials are replaced",
-            next_attempt_at=now + AUTH_PAUSE_RETRY_S,
-        )
+        paused = "account paused until its credentials are replaced"
+        return _retry(d, error, now, AUTH_PAUSE_RETRY_S, paused)
     if isinstance(result, QuotaExhausted):
         return Outcome(DeliveryState.skipped, last_error=error, reason=f"quota exhausted: {error}")
     if isinstance(result, Permanent):
@@ -78,6 +83,34 @@ def decide(
     if d.attempts >= d.max_attempts:
         reason = f"gave up after {d.attempts} attempts"
         return Outcome(DeliveryState.dead, last_error=error, reason=reason)
-    retry_after = result.retry_after if isinstance(result, Transient) else None
-    delay_s = policy.delay_s(d.attempts, retry_after)
-    return Outcome(DeliveryState.retrying, last_error=error, next_attempt_at=now + delay_s)
+    asked = result.retry_after if isinstance(result, Transient) else None
+    delay_s = policy.delay_s(d.attempts, asked)
+    return _retry(d, error, now, delay_s, _capped(asked, delay_s))
+
+
+def _retry(
+    d: DeliveryRow, error: str | None, now: float, delay_s: float, reason: str | None
+) -> Outcome:
+    """Retrying in ``delay_s``, or ``dead`` if that attempt would come at or after expiry."""
+    at = now + delay_s
+    if d.expires_at is not None and at >= d.expires_at:
+        expiry = _utc(d.expires_at)
+        why = (
+            f"expired at {expiry} before it could be delivered"
+            if now >= d.expires_at
+            else f"too late: the next attempt (in {delay_s:g} s) would come after the alert "
+            f"expires at {expiry}"
+        )
+        return Outcome(DeliveryState.dead, last_error=error, reason=why)
+    return Outcome(DeliveryState.retrying, last_error=error, reason=reason, next_attempt_at=at)
+
+
+def _capped(asked: float | None, delay_s: float) -> str | None:
+    """Says so when the platform asked for a longer wait than the one kept."""
+    if asked is None or asked <= delay_s:
+        return None
+    return f"the platform asked to wait {asked:g} s; retrying in {delay_s:g} s (backoff_max_s)"
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

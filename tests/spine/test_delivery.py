@@ -24,8 +24,9 @@ async def test_recovers_after_server_errors(start_daemon: Any) -> None:
 
 
 async def test_retry_after_is_honoured(start_daemon: Any) -> None:
-    """429 with Retry-After: 2 means no new attempt for two seconds."""
-    d = await start_daemon()
+    """429 with Retry-After: 2 (under backoff_max_s) means no new attempt for two seconds."""
+    dispatch = {"backoff_initial_s": 0.05, "backoff_max_s": 5.0, "poll_interval_s": 0.2}
+    d = await start_daemon(dispatch=dispatch)
     d.sink.script = [(429, {"Retry-After": "2"})]
     answer = await (await d.post(incident())).json()
     await d.settled(answer["id"])
