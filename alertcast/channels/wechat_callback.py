@@ -3,10 +3,18 @@
 ``GET /wechat/{account}`` answers WeChat's ``echostr`` handshake; ``POST /wechat/{account}``
 receives a user's message and answers in the same response with a passive text reply. Both verify
 ``signature = sha1(sorted([token, timestamp, nonce]))`` first: a bad one gets 403 and nothing is
-read. Bodies are size-capped and parsed with defusedxml (no DTDs, so no entity bombs). WeChat
+read. Then the timestamp must lie within the account's ``callback_window_s`` of now, and the signed
+``(timestamp, nonce, signature)`` must be new: a stale or replayed request gets 403 and no work
+is done. Bodies are size-capped and parsed with defusedxml (no DTDs, so no entity bombs). WeChat
 retries a message it got no answer to within 5 s (3 tries), so each ``MsgId`` is worked on once
 and every retry shares that answer; whatever is not ready before the deadline answers
 ``success``, which WeChat takes as "no reply" without showing the user an error.
+
+Whether WeChat's retries are signed anew or repeat the first request's query is not documented
+(facts §2.8): both are answered. A retry signed anew is a new request for a ``MsgId`` already
+being worked on; a repeated query is taken only with the same message, only while its answer is
+still held, and at most as often as WeChat tries (3 in all) — it shares the first answer and
+starts nothing. A repeated handshake, or a repeated query with another body, is refused.
 
 Only plaintext and compatible (明文/兼容) modes are understood; a safe-mode (encrypted-only)
 message answers ``success``.
@@ -33,6 +41,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alertcast.channels import channel_class
+from alertcast.channels._replay import Nonces, Signed, Use
 from alertcast.channels._vendor import SHANGHAI, EnvName
 from alertcast.config import AccountConfig
 from alertcast.lengths import utf8_len
@@ -61,6 +70,9 @@ REPLY_DEADLINE_S = 4.0  # WeChat gives up after 5 s
 LOOKUP_LIMIT_S = 30.0  # a lookup nobody waits for any more is cancelled then
 SEEN_TTL_S = 60.0  # WeChat's retries come within ~15 s
 SEEN_MAX = 10_000
+WINDOW_S = 300  # WeChat documents no window; five minutes of clock skew and delay is generous
+NONCES_MAX = 50_000  # signed requests remembered per account (a few MB at most)
+WECHAT_TRIES = 3  # WeChat sends one message at most three times
 SUCCESS = "success"
 CHANNEL = "wechat_oa"
 DEFAULT_KEYWORDS: Mapping[str, str] = {
@@ -89,6 +101,7 @@ class CallbackOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     callback_token_env: EnvName | None = None
+    callback_window_s: int = Field(default=WINDOW_S, ge=30, le=3600)
     keywords: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_KEYWORDS))
     help_text: str | None = None
     reply_template: str = DEFAULT_REPLY_TEMPLATE
@@ -251,6 +264,12 @@ class _Seen:
         self._tasks[key] = (self._clock() + SEEN_TTL_S, task)
         return task
 
+    def get(self, key: tuple[str, str]) -> asyncio.Task[str] | None:
+        """The answer being worked on (or held) for ``key``, if it is still kept."""
+        self._forget_old()
+        held = self._tasks.get(key)
+        return None if held is None else held[1]
+
     def _forget_old(self) -> None:
         now = self._clock()
         while self._tasks:
@@ -279,10 +298,14 @@ class WechatCallback:
         *,
         reply_deadline_s: float = REPLY_DEADLINE_S,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        nonce_limit: int = NONCES_MAX,
     ) -> None:
         self.secrets = secrets
         self.reply_deadline_s = reply_deadline_s
+        self.wall_clock = wall_clock
         self._responders: dict[str, _Responder] = {}
+        self._nonces: dict[str, Nonces] = {}
         for account in accounts:
             if account.channel != CHANNEL:
                 continue
@@ -290,6 +313,7 @@ class WechatCallback:
             assert isinstance(options, CallbackOptions)
             if options.callback_token_env:
                 self._responders[account.id] = _Responder(account, options, latest)
+                self._nonces[account.id] = Nonces(options.callback_window_s, nonce_limit)
         self._seen = _Seen(clock)
 
     def routes(self) -> list[web.RouteDef]:
@@ -306,19 +330,27 @@ class WechatCallback:
     async def close(self) -> None:
         await self._seen.close()
 
+    def remembered(self, account_id: str) -> int:
+        """How many signed requests the account's replay guard holds now."""
+        return len(self._nonces[account_id])
+
     async def handshake(self, request: web.Request) -> web.Response:
-        self._verified(request)
+        _, _, first = self._verified(request)
+        if not first:
+            raise web.HTTPForbidden(text="replayed request")
         return web.Response(text=request.query.get("echostr", ""), content_type="text/plain")
 
     async def message(self, request: web.Request) -> web.Response:
         deadline = asyncio.get_running_loop().time() + self.reply_deadline_s
-        responder = self._verified(request)
+        responder, use, first = self._verified(request)
+        if not first and (use.key is None or use.times >= WECHAT_TRIES):
+            raise web.HTTPForbidden(text="replayed request")
         try:
             inbound = parse_inbound(await _read_capped(request, MAX_BODY_BYTES))
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from exc
         key = (responder.account.id, inbound.dedupe_key)
-        task = self._seen.answer(key, lambda: _bounded(responder.answer(inbound)))
+        task = self._answer(use, first, key, lambda: _bounded(responder.answer(inbound)))
         try:
             async with asyncio.timeout_at(deadline):
                 reply = await asyncio.shield(task)
@@ -328,20 +360,58 @@ class WechatCallback:
         kind = "text/plain" if reply == SUCCESS else "application/xml"
         return web.Response(text=reply, content_type=kind)
 
-    def _verified(self, request: web.Request) -> _Responder:
-        responder = self._responders.get(request.match_info["account"])
+    def _answer(
+        self,
+        use: Use,
+        first: bool,
+        key: tuple[str, str],
+        work: Callable[[], Coroutine[Any, Any, str]],
+    ) -> asyncio.Task[str]:
+        """The answer to ``key``: worked on (or shared) for a new request; for a repeated one,
+        the first one's answer while it is held, else 403."""
+        if first:
+            use.key = key
+            return self._seen.answer(key, work)
+        held = self._seen.get(key) if use.key == key else None
+        if held is None:
+            raise web.HTTPForbidden(text="replayed request")
+        use.times += 1
+        return held
+
+    def _verified(self, request: web.Request) -> tuple[_Responder, Use, bool]:
+        """The account's responder, and the signed query's use (and whether it is the first):
+        404 for no such account, 403 for a bad signature or a stale timestamp."""
+        account_id = request.match_info["account"]
+        responder = self._responders.get(account_id)
         if responder is None:
             raise web.HTTPNotFound(text="no WeChat callback for this account")
+        q = request.query
+        signed = (q.get("timestamp", ""), q.get("nonce", ""), q.get("signature", ""))
+        self._check_signature(responder, signed)
+        nonces, now = self._nonces[account_id], self.wall_clock()
+        timestamp = _timestamp(signed[0])
+        if timestamp is None or not nonces.fresh(timestamp, now):
+            raise web.HTTPForbidden(text="timestamp outside the accepted window")
+        use, first = nonces.use(signed, timestamp, now)
+        return responder, use, first
+
+    def _check_signature(self, responder: _Responder, signed: Signed) -> None:
         assert responder.options.callback_token_env is not None
         try:
             token = self.secrets.get(responder.options.callback_token_env)
         except MissingSecret as exc:
             raise web.HTTPServiceUnavailable(text="callback token is not configured") from exc
-        q = request.query
-        expected = signature(token, q.get("timestamp", ""), q.get("nonce", ""))
-        if not hmac.compare_digest(expected.encode(), q.get("signature", "").encode()):
+        timestamp, nonce, given = signed
+        expected = signature(token, timestamp, nonce)
+        if not hmac.compare_digest(expected.encode(), given.encode()):
             raise web.HTTPForbidden(text="bad signature")
-        return responder
+
+
+def _timestamp(raw: str) -> int | None:
+    """WeChat's Unix timestamp (ASCII digits only), or ``None``."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        return None
+    return int(raw)
 
 
 async def _bounded(work: Awaitable[str]) -> str:
