@@ -14,10 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from alertcast import keys, openapi
-from alertcast.models import DeliveryState, Incident, parse_incident
+from alertcast.models import DeliveryState, Incident, IncidentState, parse_incident
 from alertcast.page import render_page
 from alertcast.plan import Asker
 from alertcast.preview import preview
+from alertcast.reads import Reader
 from alertcast.store.base import AuditRow, IncidentRow
 from alertcast.views import AuditView, CancelBody, DeliveryView, IncidentSummary, IncidentView
 
@@ -81,9 +82,17 @@ async def _incident_or_404(request: web.Request) -> IncidentRow:
     return row
 
 
+def _reader(request: web.Request) -> Reader:
+    """The store as the requesting issuer may see it (its kinds and regions)."""
+    app = request.app
+    return Reader(app[keys.STORE], request[keys.ISSUER], app[keys.PLANNER].regions)
+
+
 @routes.get("/v1/incidents/{id}")
 async def get_incident(request: web.Request) -> web.Response:
-    row = await _incident_or_404(request)
+    row = await _reader(request).incident(request.match_info["id"])
+    if row is None:
+        raise web.HTTPNotFound(text=f"no incident {request.match_info['id']}")
     return _json(await incident_view(request.app, row))
 
 
@@ -157,11 +166,8 @@ async def approve_incident(request: web.Request) -> web.Response:
 @routes.get("/v1/incidents")
 async def list_incidents(request: web.Request) -> web.Response:
     q = request.query
-    rows = await request.app[keys.STORE].list_incidents(
-        limit=_limit(q.get("limit")),
-        kind=q.get("kind"),
-        state=q.get("state"),
-        status=q.get("status"),
+    rows = await _reader(request).incidents(
+        _limit(q.get("limit")), kind=q.get("kind"), state=q.get("state"), status=q.get("status")
     )
     return _json({"incidents": [IncidentSummary.of(r).model_dump(mode="json") for r in rows]})
 
@@ -188,13 +194,14 @@ async def list_deliveries(request: web.Request) -> web.Response:
         incident_id=q.get("incident_id"),
         limit=_limit(q.get("limit"), MAX_LIST),
     )
+    rows = await _reader(request).deliveries(rows)
     return _json({"deliveries": [DeliveryView.of(r).model_dump(mode="json") for r in rows]})
 
 
 @routes.get("/v1/deliveries/{id}")
 async def get_delivery(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
-    row = await store.get_delivery(request.match_info["id"])
+    row = await _reader(request).delivery(request.match_info["id"])
     if row is None:
         raise web.HTTPNotFound(text=f"no delivery {request.match_info['id']}")
     view = DeliveryView.of(row, payload=True, attempts=await store.attempts(row.id))
@@ -209,14 +216,15 @@ async def retry_delivery(request: web.Request) -> web.Response:
 
 @routes.get("/v1/channels")
 async def channels(request: web.Request) -> web.Response:
-    now = time.time()
-    return _json({"accounts": [a.describe(now) for a in request.app[keys.ACCOUNTS]]})
+    now, accounts = time.time(), request.app[keys.ACCOUNTS]
+    shown = _reader(request).accounts(iter(accounts))
+    return _json({"accounts": [a.describe(now) for a in shown]})
 
 
 @routes.post("/v1/channels/{id}/resume")
 async def resume_channel(request: web.Request) -> web.Response:
     runtime = request.app[keys.ACCOUNTS].get(request.match_info["id"])
-    if runtime is None:
+    if runtime is None or not _reader(request).accounts([runtime]):
         raise web.HTTPNotFound(text=f"no account {request.match_info['id']}")
     runtime.resume()
     await request.app[keys.STORE].add_audit(
@@ -233,7 +241,7 @@ async def resume_channel(request: web.Request) -> web.Response:
 
 @routes.get("/v1/stream")
 async def stream(request: web.Request) -> web.StreamResponse:
-    only = request.query.get("incident_id")
+    only, reader = request.query.get("incident_id"), _reader(request)
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -254,7 +262,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 continue
             while not queue.empty():  # a fan-out publishes in bursts: one write per burst
                 events.append(queue.get_nowait())
-            chunk = b"".join(_sse(e) for e in events if _wanted(e, only))
+            chunk = b"".join(
+                [_sse(e) for e in events if _wanted(e, only) and await reader.event(e)]
+            )
             if chunk:
                 await resp.write(chunk)
             if any(e["type"] == "shutdown" for e in events):
@@ -288,7 +298,13 @@ async def public_page(request: web.Request) -> web.Response:
     row = await _incident_or_404(request)
     if row.references:
         raise web.HTTPFound(f"/p/{row.references}")
-    follow = await request.app[keys.STORE].follow_ups(row.id)
+    if row.state == IncidentState.awaiting_approval.value:  # not released: as if not there
+        raise web.HTTPNotFound(text=f"no incident {row.id}")
+    follow = [
+        f
+        for f in await request.app[keys.STORE].follow_ups(row.id)
+        if f.state != IncidentState.awaiting_approval.value
+    ]
     return web.Response(
         text=render_page(row, follow),
         content_type="text/html",

@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from alertcast import api, jobs, metrics
+from alertcast.access import denied
 from alertcast.accounts import Accounts
 from alertcast.capacity import Capacity
 from alertcast.chains import Chains
@@ -145,6 +146,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             "unknown or wrong token",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
+    resource = request.match_info.route.resource
+    if resource is not None and (why := denied(issuer, request.method, resource.canonical)):
+        return problem(403, why)
     request[ISSUER] = issuer
     return await handler(request)
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from alertcast.feedconfig import FeedConfig
+from alertcast.feedconfig import FeedConfig, SeverityBands
 from alertcast.lengths import WEIBO_LINK_HALF_UNITS
 from alertcast.models import Kind, Severity, Status
 from alertcast.schedules import ScheduleConfig
@@ -130,12 +130,44 @@ class ApprovalConfig(_Table):
     feed_min_magnitude: float | None = Field(default=None, ge=0, le=10)
 
 
+class SeverityConfig(_Table):
+    """The lowest severity the facts allow: an earthquake's magnitude bands (the feeds' table).
+
+    A declared severity below the band is raised to it, and the audit trail says so.
+    """
+
+    earthquake: SeverityBands = SeverityBands()
+
+
+Role = Literal["submit", "approve", "operate", "read"]
+DEFAULT_ROLES: tuple[Role, ...] = ("submit", "operate", "read")
+
+
 class IssuerConfig(_Table):
+    """A token's holder: what it may do (``roles``) and about what (``kinds``, ``regions``).
+
+    ``submit`` raises, updates and cancels; ``approve`` is the second person of the two-person
+    rule (``can_approve = true`` grants it too); ``operate`` re-drives deliveries and resumes
+    accounts; ``read`` sees incidents, deliveries, accounts and the stream. Without ``roles`` an
+    issuer may submit, operate and read. Every role is bound by the kinds and regions.
+    """
+
     name: Identifier = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     token_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     kinds: list[Kind] = Field(default_factory=lambda: list(Kind))
     regions: list[str] = Field(default_factory=list)
     can_approve: bool = False
+    roles: list[Role] | None = Field(default=None, min_length=1)
+
+    @property
+    def granted(self) -> frozenset[str]:
+        """Every role this issuer holds."""
+        roles = set(self.roles if self.roles is not None else DEFAULT_ROLES)
+        return frozenset(roles | ({"approve"} if self.can_approve else set()))
+
+    @property
+    def approver(self) -> bool:
+        return "approve" in self.granted
 
 
 class AccountConfig(BaseModel):
@@ -202,6 +234,7 @@ class Config(BaseSettings):
     render: RenderConfig = RenderConfig()
     regions: RegionsConfig = RegionsConfig()
     approval: ApprovalConfig = ApprovalConfig()
+    severity: SeverityConfig = SeverityConfig()
     issuers: list[IssuerConfig] = Field(default_factory=list)
     accounts: list[AccountConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)

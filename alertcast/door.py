@@ -85,7 +85,7 @@ class Door:
 
     async def approve(self, incident_id: str, asker: Asker) -> Mapping[str, Any]:
         plan, applied = await self._change(
-            lambda: self.chains.message(incident_id),
+            lambda: self.chains.of(incident_id, asker),
             lambda chain, now: self.planner.approve(chain, asker, now),
             asker,
         )

@@ -63,7 +63,7 @@ class Planner:
 
     def retry(self, chain: Chain, delivery_id: str, asker: Asker, moment: Moment) -> Plan:
         budget = self.config.dispatch.max_attempts
-        return plan_retry(chain, delivery_id, asker, budget, moment)
+        return plan_retry(self.drafter, chain, delivery_id, asker, budget, moment)
 
     def fallback(self, chain: Chain, spent: DeliveryRow, moment: Moment) -> Plan:
         return plan_fallback(self.drafter, chain, spent, moment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alertcast.config import ApprovalConfig
 from alertcast.models import Incident, IncidentState, MsgType
-from alertcast.plan.authority import needs_approval, scope
+from alertcast.plan.authority import floor, needs_approval, scope
 from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
 from alertcast.plan.drafts import Drafter, answer
 from alertcast.plan.model import Asker, Chain, Moment, Plan
@@ -23,7 +23,9 @@ def plan_alert(
     asker: Asker,
     moment: Moment,
 ) -> Plan:
-    """A new incident and one delivery per chosen account, held when it needs approval."""
+    """A new incident and one delivery per chosen account, held when it needs approval; its
+    severity no lower than its facts allow."""
+    incident, raised = floor(incident, drafter.config.severity.earthquake)
     authority = scope(asker, incident, drafter.regions)
     if not authority.allowed:
         return Plan(authority)
@@ -45,13 +47,11 @@ def plan_alert(
         "authority": authority.reason,
         "routing": _routing(decisions),
     }
+    if raised is not None:
+        detail["severity"] = raised
     audit = AuditRow(moment.at, asker.name, "incident.create", incident_id, detail=detail)
-    write = Write(
-        incident=row,
-        deliveries=deliveries,
-        idempotency=idempotency(asker, body, moment.at),
-        audit=(audit,),
-    )
+    key = idempotency(asker, body, moment.at)
+    write = Write(incident=row, deliveries=deliveries, idempotency=key, audit=(audit,))
     return Plan(authority, write, body, (incident_event(row),))
 
 

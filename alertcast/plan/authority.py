@@ -6,13 +6,26 @@ decided, so a refusal names its reason and an acceptance can be audited.
 
 from __future__ import annotations
 
-from alertcast.config import ApprovalConfig, IssuerConfig
-from alertcast.models import Incident, IncidentState, Kind
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+from alertcast.config import AccountConfig, ApprovalConfig, IssuerConfig
+from alertcast.feedconfig import SeverityBands
+from alertcast.models import Incident, Kind, parse_incident
 from alertcast.plan.model import Asker, Authority
 from alertcast.regions import Hierarchy
 from alertcast.store.base import IncidentRow
 
-__all__ = ["ALLOWED", "may_approve", "needs_approval", "scope"]
+__all__ = [
+    "ALLOWED",
+    "chain_needs_approval",
+    "covers",
+    "floor",
+    "may_approve",
+    "needs_approval",
+    "operates",
+    "scope",
+    "sees",
+]
 
 ALLOWED = Authority(True, "allowed")
 
@@ -20,26 +33,44 @@ ALLOWED = Authority(True, "allowed")
 def scope(asker: Asker, incident: Incident, regions: Hierarchy) -> Authority:
     """Whether the issuer behind ``asker`` may speak about ``incident``: its kind and every
     area code within the issuer's ``kinds`` and ``regions`` (the daemon's jobs: their config)."""
-    issuer = asker.issuer
-    if issuer is None:
+    if asker.issuer is None:
         return Authority(True, f"{asker.name}: bound by its configuration")
-    if Kind(incident.kind) not in issuer.kinds:
-        return Authority(False, f"issuer {issuer.name} may not raise {incident.kind} incidents")
-    return _regions(issuer, incident, regions)
+    return covers(asker.issuer, incident.kind, incident.area.codes, regions)
 
 
-def _regions(issuer: IssuerConfig, incident: Incident, regions: Hierarchy) -> Authority:
+def covers(issuer: IssuerConfig, kind: str, codes: Sequence[str], regions: Hierarchy) -> Authority:
+    """Whether ``kind`` in the area ``codes`` lies within the issuer's kinds and regions."""
+    if Kind(kind) not in issuer.kinds:
+        return Authority(False, f"issuer {issuer.name} may not raise {kind} incidents")
     if not issuer.regions:
-        return Authority(True, f"issuer {issuer.name}: {incident.kind} in every region")
-    codes = incident.area.codes
+        return Authority(True, f"issuer {issuer.name}: {kind} in every region")
     outside = [c for c in codes if not regions.any_covers(issuer.regions, [c])]
     if outside or not codes:
         return Authority(
             False,
             f"issuer {issuer.name} may only raise incidents in regions "
-            f"{', '.join(issuer.regions)}; area codes {outside or '(none)'} are outside",
+            f"{', '.join(issuer.regions)}; area codes {list(outside) or '(none)'} are outside",
         )
-    return Authority(True, f"issuer {issuer.name}: {incident.kind} in {', '.join(codes)}")
+    return Authority(True, f"issuer {issuer.name}: {kind} in {', '.join(codes)}")
+
+
+def sees(issuer: IssuerConfig, row: IncidentRow, regions: Hierarchy) -> bool:
+    """Whether the issuer may read the stored message ``row`` (its kind and area in scope)."""
+    area = row.body.get("area")
+    codes = area.get("codes", []) if isinstance(area, Mapping) else []
+    return covers(issuer, row.kind, [str(c) for c in codes], regions).allowed
+
+
+def operates(issuer: IssuerConfig, account: AccountConfig, regions: Hierarchy) -> bool:
+    """Whether the issuer may see and operate ``account``: every kind the account takes is one
+    of the issuer's, and a regional issuer only accounts of regions within its own."""
+    if not set(account.kinds) <= set(issuer.kinds):
+        return False
+    if not issuer.regions:
+        return True
+    return bool(account.regions) and all(
+        regions.any_covers(issuer.regions, [r]) for r in account.regions
+    )
 
 
 def needs_approval(rule: ApprovalConfig, incident: Incident, source: str) -> bool:
@@ -56,15 +87,44 @@ def needs_approval(rule: ApprovalConfig, incident: Incident, source: str) -> boo
     )
 
 
-def may_approve(asker: Asker, held: IncidentRow) -> Authority:
-    """A second issuer with ``can_approve`` may release an incident someone else raised."""
+def chain_needs_approval(rule: ApprovalConfig, rows: Iterable[IncidentRow]) -> bool:
+    """Whether any message of a chain (the original, its updates) needs a second person."""
+    return any(needs_approval(rule, _incident(row), row.source) for row in rows)
+
+
+def _incident(row: IncidentRow) -> Incident:
+    return parse_incident(dict(row.body))
+
+
+def floor(incident: Incident, bands: SeverityBands) -> tuple[Incident, str | None]:
+    """The incident with its severity raised to the least its facts allow, and why (None when
+    the declared severity stands): an earthquake's magnitude band."""
+    magnitude = getattr(incident.details, "magnitude", None)
+    if incident.kind != Kind.earthquake.value or magnitude is None:
+        return incident, None
+    least = bands.of(round(magnitude, 1))
+    if least.rank <= incident.severity.rank:
+        return incident, None
+    why = (
+        f"severity raised from {incident.severity.value} to {least.value}: "
+        f"M{magnitude:g} is {least.value} by the magnitude bands"
+    )
+    return incident.model_copy(update={"severity": least}), why
+
+
+def may_approve(asker: Asker, held: IncidentRow, authors: Collection[str]) -> Authority:
+    """A second person releases a held message: an approver (the ``approve`` role, or
+    ``can_approve``) who wrote neither it nor what it changes (``authors``)."""
     issuer = asker.issuer
-    if issuer is None or not issuer.can_approve:
-        return Authority(False, f"issuer {asker.name} may not approve (can_approve)")
+    if issuer is None or not issuer.approver:
+        return Authority(False, f"issuer {asker.name} may not approve (the approve role)")
     if held.issuer == issuer.name:
         return Authority(
             False, "two-person rule: the issuer who raised an incident cannot approve it"
         )
-    if held.state != IncidentState.awaiting_approval.value:
-        return Authority(True, f"issuer {issuer.name} may approve; nothing is held")
-    return Authority(True, f"approved by {issuer.name}, second to {held.issuer}")
+    if issuer.name in authors:
+        return Authority(
+            False,
+            f"two-person rule: issuer {issuer.name} wrote part of what {held.id} would release",
+        )
+    return Authority(True, f"approved by {issuer.name}, second to {', '.join(sorted(authors))}")

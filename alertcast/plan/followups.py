@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from alertcast.config import AccountConfig, ApprovalConfig
 from alertcast.errors import Conflict, Invalid, NotFound, invalid
+from alertcast.feedconfig import SeverityBands
 from alertcast.models import DeliveryState, Incident, IncidentState, MsgType, parse_incident
-from alertcast.plan.authority import needs_approval, scope
+from alertcast.plan.authority import chain_needs_approval, floor, needs_approval, scope
 from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
 from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
 from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
@@ -166,8 +167,9 @@ def _cancellations(
 
 
 # -- update ---------------------------------------------------------------------------------
-def updated(chain: Chain, patch: dict[str, Any]) -> Incident:
-    """The incident as the update would make it (what scope is checked against)."""
+def updated(chain: Chain, patch: dict[str, Any], bands: SeverityBands) -> Incident:
+    """The incident as the update would make it (what scope is checked against after), its
+    severity no lower than its facts allow."""
     root = _root(chain)
     changed = [k for k in FIXED if k in patch and patch[k] != root.body.get(k)]
     if changed:
@@ -175,7 +177,18 @@ def updated(chain: Chain, patch: dict[str, Any]) -> Incident:
             f"an update cannot change {', '.join(changed)}; cancel and raise anew",
             (),
         )
-    return _parsed(merge(dict(root.body), patch))
+    return floor(_parsed(merge(dict(root.body), patch)), bands)[0]
+
+
+def before_and_after(
+    drafter: Drafter, asker: Asker, root: IncidentRow, incident: Incident
+) -> Authority:
+    """Scope holds before and after: the incident as it stands, and as it would become."""
+    for when, what in (("as it stands", _parsed(dict(root.body))), ("as updated", incident)):
+        authority = scope(asker, what, drafter.regions)
+        if not authority.allowed:
+            return Authority(False, f"the incident {when}: {authority.reason}")
+    return authority
 
 
 def plan_update(
@@ -189,8 +202,8 @@ def plan_update(
     """New facts: supersede what has not gone out, follow every public post, reach newly
     matching accounts; held while the incident awaits approval or when it rises to approval."""
     root = _root(chain)
-    incident = updated(chain, patch)
-    authority = scope(asker, incident, drafter.regions)
+    incident = updated(chain, patch, drafter.config.severity.earthquake)
+    authority = before_and_after(drafter, asker, root, incident)
     if not authority.allowed:
         return Plan(authority)
     if chain.replay is not None:
@@ -199,7 +212,7 @@ def plan_update(
         raise Conflict(f"incident {root.id} is cancelled; raise a new one")
     update_id = moment.ids("inc")
     ctx = _context(drafter, incident, update_id, MsgType.update, root.id)
-    held = _held(approval, root, incident, asker)
+    held = _held(approval, chain, incident, asker)
     withdraw, deliveries = _update_deliveries(drafter, incident, ctx, chain, moment, held)
     state = IncidentState.awaiting_approval if held else IncidentState.active
     row = incident_row(
@@ -218,12 +231,18 @@ def plan_update(
     return _follow_up(authority, chain, row, deliveries, body, effects, audit, asker)
 
 
-def _held(approval: ApprovalConfig, root: IncidentRow, incident: Incident, asker: Asker) -> bool:
-    """The two-person rule for updates: of an unapproved incident, or raising it to approval."""
+def _held(approval: ApprovalConfig, chain: Chain, incident: Incident, asker: Asker) -> bool:
+    """The two-person rule binds the chain: an update waits while the incident awaits
+    approval; a person's update of a chain that needed approval waits for a second person;
+    and any update raising the chain to approval waits. (A feed's own update of a chain
+    already approved goes at once: an official report is never slower than the automatic.)"""
+    root = _root(chain)
     if root.state == IncidentState.awaiting_approval.value:
         return True
-    already = root.severity in {s.value for s in approval.severities}
-    return needs_approval(approval, incident, asker.source) and not already
+    needed = chain_needs_approval(approval, [root, *chain.follow_ups])
+    if needed and asker.issuer is not None:
+        return True
+    return needs_approval(approval, incident, asker.source) and not needed
 
 
 def _update_deliveries(

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from alertcast.config import AccountConfig
 from alertcast.errors import Conflict, NotFound, invalid
 from alertcast.models import DeliveryState, Incident, IncidentState, MsgType, parse_incident
-from alertcast.plan.authority import may_approve, scope
+from alertcast.plan.authority import covers, may_approve, scope
 from alertcast.plan.drafts import Draft, Drafter
 from alertcast.plan.model import DAEMON, Asker, Authority, Chain, Moment, Plan
 from alertcast.preview import Memo
@@ -29,13 +29,18 @@ def _parsed(row: IncidentRow) -> Incident:
 
 
 def plan_approve(drafter: Drafter, chain: Chain, asker: Asker, moment: Moment) -> Plan:
-    """The two-person rule: a second issuer releases a held incident and its held updates."""
+    """The two-person rule: a second person in scope releases a held message — the original
+    with its held updates, or a held update of an approved incident."""
     held = chain.named
     if held is None:
         raise NotFound(f"no incident {chain.asked}")
-    authority = scope(asker, _parsed(held), drafter.regions)
-    if authority.allowed:
-        authority = may_approve(asker, held)
+    root = chain.root or held
+    if held.id != root.id and root.state == IncidentState.awaiting_approval.value:
+        raise Conflict(
+            f"incident {root.id} awaits approval itself: approve {root.id}, which releases "
+            f"its held updates with it"
+        )
+    authority = _approver(drafter, chain, asker, held, root)
     if not authority.allowed:
         return Plan(authority)
     if held.state != IncidentState.awaiting_approval.value:
@@ -46,16 +51,58 @@ def plan_approve(drafter: Drafter, chain: Chain, asker: Asker, moment: Moment) -
     return Plan(authority, Write(release=held.id, audit=(audit,)), body, (event,))
 
 
-def plan_retry(chain: Chain, delivery_id: str, asker: Asker, budget: int, moment: Moment) -> Plan:
+def _approver(
+    drafter: Drafter, chain: Chain, asker: Asker, held: IncidentRow, root: IncidentRow
+) -> Authority:
+    """In scope before and after, and a second person to everyone whose words it releases."""
+    authority = scope(asker, _parsed(root), drafter.regions)
+    if authority.allowed and held.id != root.id:
+        authority = scope(asker, _parsed(held), drafter.regions)
+    if not authority.allowed:
+        return authority
+    return may_approve(asker, held, _authors(chain, held, root))
+
+
+def _authors(chain: Chain, held: IncidentRow, root: IncidentRow) -> set[str]:
+    """Who wrote what an approval of ``held`` releases, or what it changes."""
+    if held.id != root.id:
+        return {held.issuer, root.issuer}
+    waiting = IncidentState.awaiting_approval.value
+    return {root.issuer} | {f.issuer for f in chain.follow_ups if f.state == waiting}
+
+
+def plan_retry(
+    drafter: Drafter, chain: Chain, delivery_id: str, asker: Asker, budget: int, moment: Moment
+) -> Plan:
     """An operator re-drives a delivery that settled without reaching the platform."""
     row = next((d for d in chain.deliveries if d.id == delivery_id), None)
     if row is None or chain.named is None:
         raise NotFound(f"no delivery {delivery_id}")
+    authority = _operator(drafter, chain, asker)
+    if not authority.allowed:
+        return Plan(authority)
     _retryable(row, chain.named, chain)
-    authority = Authority(True, f"issuer {asker.name} may re-drive deliveries")
     audit = AuditRow(moment.at, asker.name, "delivery.retry", row.incident_id, delivery_id)
     write = Write(requeue=Requeue(delivery_id, budget), audit=(audit,))
     return Plan(authority, write)
+
+
+def _operator(drafter: Drafter, chain: Chain, asker: Asker) -> Authority:
+    """An operator may re-drive the deliveries of incidents within its scope."""
+    row = chain.root or chain.named
+    if asker.issuer is None or row is None:
+        return Authority(True, f"{asker.name}: bound by its configuration")
+    authority = covers(asker.issuer, row.kind, _codes(row), drafter.regions)
+    if not authority.allowed:
+        return Authority(
+            False, f"issuer {asker.name} may not operate this incident: {authority.reason}"
+        )
+    return Authority(True, f"issuer {asker.name} may re-drive deliveries of {row.id}")
+
+
+def _codes(row: IncidentRow) -> list[str]:
+    area = row.body.get("area")
+    return [str(c) for c in area.get("codes", [])] if isinstance(area, dict) else []
 
 
 def _retryable(row: DeliveryRow, named: IncidentRow, chain: Chain) -> None:

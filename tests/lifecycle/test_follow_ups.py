@@ -25,7 +25,8 @@ def _by_key(d: Any) -> dict[str, Any]:
 
 
 async def test_update_replies_to_the_original_post(start_daemon: Any) -> None:
-    """The official magnitude follows the automatic one as a reply to each original post."""
+    """The official magnitude follows the automatic one as a reply to each original post
+    (M6.8: severe by its magnitude, so no second person is needed)."""
     d = await start_daemon(hooks=2)
     eq = incident()
     auto = incident(details={**eq["details"], "report": "automatic", "magnitude": 5.9})
@@ -35,7 +36,7 @@ async def test_update_replies_to_the_original_post(start_daemon: Any) -> None:
     status, upd = await _post(
         d,
         f"/v1/incidents/{first['id']}/update",
-        {"details": {"magnitude": 7.0, "report": "official"}},
+        {"details": {"magnitude": 6.8, "report": "official"}},
     )
     assert status == 202, upd
     assert upd["references"] == first["id"]
@@ -45,7 +46,7 @@ async def test_update_replies_to_the_original_post(start_daemon: Any) -> None:
         sent = bodies[delivery["id"]]
         assert sent["action"] == "reply"
         assert sent["in_reply_to"] == remote[delivery["account"]]
-        assert sent["incident"]["details"]["magnitude"] == 7.0
+        assert sent["incident"]["details"]["magnitude"] == 6.8
         assert sent["references"] == first["id"] and sent["msg_type"] == "update"
     _, root = await d.get(f"/v1/incidents/{first['id']}")
     assert root["follow_ups"] == [upd["id"]] and after["references"] == first["id"]

@@ -102,12 +102,12 @@ ALERTS = [
         [*HELD, D("sirens", hold=True)],
     ),
     AlertCase(
-        "a feed's quake from feed_min_magnitude up waits for approval",
+        "a feed's quake from feed_min_magnitude up waits for approval (M6.8 is severe at least)",
         quake(details={"magnitude": 6.8}),
         FEED,
         "feed:cenc: bound by its configuration",
         "awaiting_approval",
-        HELD,
+        [*HELD, D("sirens", hold=True)],
     ),
     AlertCase(
         "a feed's quake below feed_min_magnitude goes out at once",
@@ -118,12 +118,12 @@ ALERTS = [
         MODERATE,
     ),
     AlertCase(
-        "feed_min_magnitude binds feeds only: an issuer's M6.8 moderate quake goes out",
+        "feed_min_magnitude binds feeds only: an issuer's M6.8 quake goes out, as severe",
         quake(details={"magnitude": 6.8}),
         by("city"),
         "earthquake in every region",
         "active",
-        MODERATE,
+        [*MODERATE, D("sirens")],
     ),
     AlertCase(
         "an exercise reaches only exercise accounts",
@@ -539,11 +539,11 @@ UPDATE_AUTHORITY = [
         "issuer city",
     ),
     UpdateCase(
-        "an approver's update of an approved extreme incident is not held again",
+        "a person's update of an approved extreme incident waits for a second person",
         APPROVED_EXTREME,
         by("city"),
         NEWS,
-        "active",
+        "awaiting_approval",
         "issuer city",
     ),
     UpdateCase(
@@ -962,14 +962,14 @@ APPROVALS = [
         HELD_QUAKE,
         by("clerk"),
         False,
-        "issuer clerk may not approve (can_approve)",
+        "issuer clerk may not approve (the approve role)",
     ),
     ApproveCase(
         "the daemon's own jobs cannot approve",
         FEED_HELD,
         FEED,
         False,
-        "issuer feed:cenc may not approve (can_approve)",
+        "issuer feed:cenc may not approve (the approve role)",
     ),
     ApproveCase(
         "an approver out of scope by kind cannot approve",

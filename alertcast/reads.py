@@ -1,0 +1,78 @@
+"""What a token may read: incidents, deliveries, accounts and stream events within its scope.
+
+An issuer's kinds and regions bind what it reads as they bind what it changes. Reads of a
+message out of scope answer as if it did not exist (no id is confirmed to someone who may not
+see it); lists leave such rows out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from alertcast.accounts import AccountRuntime
+from alertcast.config import IssuerConfig
+from alertcast.plan.authority import operates, sees
+from alertcast.regions import Hierarchy
+from alertcast.store.base import DeliveryRow, IncidentRow, Store
+
+__all__ = ["Reader"]
+
+PAGES = 10  # a scoped list reads at most this many pages of the newest rows
+
+
+class Reader:
+    """The store and the account list as one issuer may see them."""
+
+    def __init__(self, store: Store, issuer: IssuerConfig, regions: Hierarchy) -> None:
+        self.store = store
+        self.issuer = issuer
+        self.regions = regions
+        self._seen: dict[str, bool] = {}
+
+    async def incident(self, incident_id: str) -> IncidentRow | None:
+        row = await self.store.get_incident(incident_id)
+        if row is None or not self._sees(row):
+            return None
+        return row
+
+    async def incidents(self, limit: int, **filters: str | None) -> list[IncidentRow]:
+        """The newest ``limit`` incidents in scope (reading back a few pages for them)."""
+        out: list[IncidentRow] = []
+        before: float | None = None
+        for _ in range(PAGES):
+            rows = await self.store.list_incidents(limit=limit, before=before, **filters)
+            out += [r for r in rows if self._sees(r)]
+            if len(out) >= limit or len(rows) < limit:
+                break
+            before = rows[-1].created_at
+        return out[:limit]
+
+    async def delivery(self, delivery_id: str) -> DeliveryRow | None:
+        row = await self.store.get_delivery(delivery_id)
+        if row is None or not await self.sees_message(row.incident_id):
+            return None
+        return row
+
+    async def deliveries(self, rows: Sequence[DeliveryRow]) -> list[DeliveryRow]:
+        return [r for r in rows if await self.sees_message(r.incident_id)]
+
+    async def sees_message(self, incident_id: str) -> bool:
+        """Whether the message (alert, update or cancellation) is in scope; remembered."""
+        if incident_id not in self._seen:
+            row = await self.store.get_incident(incident_id)
+            self._seen[incident_id] = row is not None and self._sees(row)
+        return self._seen[incident_id]
+
+    async def event(self, event: Mapping[str, Any]) -> bool:
+        """Whether a stream event is about a message in scope (shutdown notices always are)."""
+        if event.get("type") == "shutdown":
+            return True
+        incident_id = event.get("incident_id", event.get("id"))
+        return isinstance(incident_id, str) and await self.sees_message(incident_id)
+
+    def accounts(self, runtimes: Iterable[AccountRuntime]) -> list[AccountRuntime]:
+        return [r for r in runtimes if operates(self.issuer, r.config, self.regions)]
+
+    def _sees(self, row: IncidentRow) -> bool:
+        return sees(self.issuer, row, self.regions)

@@ -1,0 +1,260 @@
+"""Authority that cannot be bypassed, tried as a hostile insider would, over HTTP.
+
+One test per finding of the review (issue 10), each against a running daemon; and the
+role table tried whole: every role against every authenticated route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from alertcast.access import ROUTE_ROLES
+from tests.conftest import TOKEN, incident
+
+TOKENS = {
+    "city": TOKEN,  # submit, operate, read, approve (can_approve)
+    "duty": "tok-duty-7f3e91c2a4",  # an approver
+    "clerk": "tok-clerk-0b8d5e61f9",  # submits, may not approve
+    "fire": "tok-fire-3c2a9d7e15",  # fire only, Chengdu only
+    "reader": "tok-reader-9e4f1a7b33",  # read only
+}
+ONLY = {role: f"tok-only-{role}-55d0c3a1" for role in ("submit", "approve", "operate", "read")}
+
+
+async def _start(start_daemon: Any, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Any:
+    for name, token in TOKENS.items():
+        monkeypatch.setenv(f"T_{name.upper()}", token)
+    for role, token in ONLY.items():
+        monkeypatch.setenv(f"T_ONLY_{role.upper()}", token)
+    issuers = [
+        {"name": "city", "token_env": "T_CITY", "can_approve": True},
+        {"name": "duty", "token_env": "T_DUTY", "roles": ["approve", "read"]},
+        {"name": "clerk", "token_env": "T_CLERK"},
+        {"name": "fire", "token_env": "T_FIRE", "kinds": ["fire"], "regions": ["510100"]},
+        {"name": "reader", "token_env": "T_READER", "roles": ["read"]},
+        *(
+            {"name": f"only-{role}", "token_env": f"T_ONLY_{role.upper()}", "roles": [role]}
+            for role in ONLY
+        ),
+    ]
+    return await start_daemon(issuers=issuers, **kw)
+
+
+def _auth(who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS.get(who) or ONLY[who]}"}
+
+
+async def _call(d: Any, who: str, path: str, body: Any = None) -> tuple[int, Any]:
+    if body is None:
+        resp = await d.client.post(path, headers=_auth(who))
+    else:
+        resp = await d.client.post(path, json=body, headers=_auth(who))
+    return resp.status, await resp.json()
+
+
+async def _raise(d: Any, who: str, body: dict[str, Any]) -> dict[str, Any]:
+    status, answer = await _call(d, who, "/v1/incidents", body)
+    assert status == 202, answer
+    return dict(answer)
+
+
+def _fire(codes: list[str], **changes: Any) -> dict[str, Any]:
+    body = {
+        "kind": "fire",
+        "status": "actual",
+        "severity": "severe",
+        "headline": "高层住宅火灾",
+        "description": "某小区住宅楼起火。",
+        "instruction": "请勿靠近。",
+        "area": {"name": "火场", "codes": codes},
+        "occurred_at": "2026-11-30T10:00:00+08:00",
+        "language": "zh-CN",
+        "details": {"address": "某路1号", "level": 2, "evacuate": True, "avoid": ["某路"]},
+    }
+    body.update(changes)
+    return body
+
+
+async def test_an_update_cannot_carry_a_held_alert_past_approval(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 1: approving the update of a held alert is refused; the chain is approved whole."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await _raise(d, "city", incident(severity="extreme"))
+    status, upd = await _call(d, "clerk", f"/v1/incidents/{first['id']}/update", {"headline": "x"})
+    assert status == 202 and upd["state"] == "awaiting_approval"
+    status, refused = await _call(d, "city", f"/v1/incidents/{upd['id']}/approve")
+    assert status == 409 and first["id"] in refused["detail"]
+    await asyncio.sleep(0.3)
+    assert d.sink.received == []
+    status, _ = await _call(d, "duty", f"/v1/incidents/{first['id']}/approve")
+    assert status == 200
+    await d.settled(upd["id"])
+    assert sorted(r.body["msg_type"] for r in d.sink.received) == ["update"]
+
+
+async def test_a_rewrite_of_an_approved_extreme_alert_waits_for_a_second_person(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 2: after approval, a non-approver's rewrite is held, and the original's author
+    cannot release it; another approver can."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await _raise(d, "city", incident(severity="extreme"))
+    assert (await _call(d, "duty", f"/v1/incidents/{first['id']}/approve"))[0] == 200
+    await d.settled(first["id"])
+    softer = {"details": {"magnitude": 5.0}, "instruction": "无需撤离"}
+    status, upd = await _call(d, "clerk", f"/v1/incidents/{first['id']}/update", softer)
+    assert status == 202 and upd["state"] == "awaiting_approval"
+    await asyncio.sleep(0.3)
+    assert [r.body["msg_type"] for r in d.sink.received] == ["alert"]
+    status, refused = await _call(d, "city", f"/v1/incidents/{upd['id']}/approve")
+    assert status == 403 and "two-person rule" in refused["detail"]
+    assert (await _call(d, "duty", f"/v1/incidents/{upd['id']}/approve"))[0] == 200
+    await d.settled(upd["id"])
+    assert [r.body["msg_type"] for r in d.sink.received] == ["alert", "update"]
+
+
+async def test_severity_cannot_be_declared_below_the_facts(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 4: an M7.5 declared severe is raised to extreme, held, and the audit says so."""
+    d = await _start(start_daemon, monkeypatch)
+    quake = incident(severity="severe")
+    quake["details"] = {**quake["details"], "magnitude": 7.5}
+    first = await _raise(d, "clerk", quake)
+    assert first["state"] == "awaiting_approval"
+    status, view = await d.get(f"/v1/incidents/{first['id']}")
+    assert status == 200 and view["severity"] == "extreme"
+    (created,) = [a for a in view["audit"] if a["action"] == "incident.create"]
+    assert "raised from severe to extreme" in created["detail"]["severity"]
+
+
+async def test_scope_holds_before_and_after_an_update(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 5: a Chengdu-only issuer cannot move a Beijing fire into Chengdu; nothing
+    changes, nothing is withdrawn."""
+    d = await _start(start_daemon, monkeypatch, hooks=1)
+    beijing = await _raise(d, "city", _fire(["110101"]))
+    await d.settled(beijing["id"])
+    before = d.table_counts()
+    moved = {"area": {"name": "成都", "codes": ["510104"]}, "headline": "attacker"}
+    status, problem = await _call(d, "fire", f"/v1/incidents/{beijing['id']}/update", moved)
+    assert status == 403 and "as it stands" in problem["detail"]
+    assert d.table_counts() == before
+    page = await (await d.client.get(f"/p/{beijing['id']}")).text()
+    assert "attacker" not in page
+
+
+async def test_a_scoped_issuer_reads_and_operates_only_its_scope(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 6: reads, lists, retries and account operations stay within kinds and regions."""
+    chengdu = {
+        "id": "cd-fire",
+        "channel": "webhook",
+        "url": "{sink}",
+        "secret_env": "T_HOOK_SECRET",
+    }
+    d = await _start(
+        start_daemon,
+        monkeypatch,
+        accounts=[{**chengdu, "kinds": ["fire"], "regions": ["510100"]}],
+    )
+    quake = await _raise(d, "city", incident())
+    fire = await _raise(d, "fire", _fire(["510104"]))
+    assert (await d.get(f"/v1/incidents/{quake['id']}", TOKENS["fire"]))[0] == 404
+    assert (await d.get(f"/v1/incidents/{fire['id']}", TOKENS["fire"]))[0] == 200
+    _, listed = await d.get("/v1/incidents", TOKENS["fire"])
+    assert [i["id"] for i in listed["incidents"]] == [fire["id"]]
+    _, deliveries = await d.get("/v1/deliveries", TOKENS["fire"])
+    assert {x["incident_id"] for x in deliveries["deliveries"]} == {fire["id"]}
+    quake_delivery = quake["deliveries"][0]["id"]
+    assert (await d.get(f"/v1/deliveries/{quake_delivery}", TOKENS["fire"]))[0] == 404
+    status, problem = await _call(d, "fire", f"/v1/deliveries/{quake_delivery}/retry")
+    assert status == 403 and "may not operate" in problem["detail"]
+    _, accounts = await d.get("/v1/channels", TOKENS["fire"])
+    assert [a["id"] for a in accounts["accounts"]] == ["cd-fire"]
+    assert (await _call(d, "fire", "/v1/channels/hook-0/resume"))[0] == 404
+    assert (await _call(d, "fire", "/v1/channels/cd-fire/resume"))[0] == 200
+
+
+async def test_the_stream_shows_only_what_the_token_may_read(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 6: a scoped token's live stream carries no event of another region's incident."""
+    d = await _start(start_daemon, monkeypatch)
+    resp = await d.client.get("/v1/stream", headers=_auth("fire"))
+    assert (await resp.content.readline()).startswith(b": connected")
+    quake = await _raise(d, "city", incident())
+    fire = await _raise(d, "fire", _fire(["510104"]))
+    seen: list[str] = []
+    async with asyncio.timeout(10):
+        while fire["id"] not in seen:
+            line = await resp.content.readline()
+            if line.startswith(b"data: "):
+                event = json.loads(line[6:])
+                seen.append(event.get("incident_id", event.get("id")))
+    resp.close()
+    assert quake["id"] not in seen
+
+
+async def test_the_public_page_shows_only_released_text(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 7: no public page for a held incident; a held update's text is not shown."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await _raise(d, "city", incident(severity="extreme"))
+    assert (await d.client.get(f"/p/{first['id']}")).status == 404
+    assert (await _call(d, "duty", f"/v1/incidents/{first['id']}/approve"))[0] == 200
+    held = {"headline": "未经批准的更新"}
+    status, upd = await _call(d, "clerk", f"/v1/incidents/{first['id']}/update", held)
+    assert status == 202 and upd["state"] == "awaiting_approval"
+    page = await d.client.get(f"/p/{first['id']}")
+    assert page.status == 200 and "未经批准的更新" not in await page.text()
+
+
+def _concrete(route: str) -> str:
+    return route.replace("{id}", "missing").replace("{name}", "missing")
+
+
+async def test_every_role_reaches_exactly_its_routes(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The role table, tried whole: a token with one role is refused (403) on every route of
+    another role and admitted on its own; every authenticated route is in the table."""
+    d = await _start(start_daemon, monkeypatch)
+    served = {
+        (r.method, r.resource.canonical)
+        for r in d.client.app.router.routes()
+        if r.resource is not None and r.resource.canonical.startswith("/v1/") and r.method != "HEAD"
+    }
+    assert served == set(ROUTE_ROLES)
+    for (method, route), needed in sorted(ROUTE_ROLES.items()):
+        for role in ONLY:
+            resp = await d.client.request(method, _concrete(route), headers=_auth(role))
+            refused = resp.status == 403 and "lacks the" in (await resp.text())
+            resp.close()
+            assert refused == (role != needed), (method, route, role, resp.status)
+
+
+async def test_a_read_only_token_changes_nothing(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dashboard's read-only token sees incidents but cannot raise, cancel or re-drive."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await _raise(d, "city", incident())
+    await d.settled(first["id"])
+    before = d.table_counts()
+    assert (await d.get(f"/v1/incidents/{first['id']}", TOKENS["reader"]))[0] == 200
+    for path, body in [
+        ("/v1/incidents", incident()),
+        (f"/v1/incidents/{first['id']}/cancel", {"reason": "x"}),
+        (f"/v1/incidents/{first['id']}/update", {"headline": "x"}),
+    ]:
+        assert (await _call(d, "reader", path, body))[0] == 403
+    assert d.table_counts() == before
