@@ -128,6 +128,9 @@ class ApprovalConfig(_Table):
 
     severities: list[Severity] = Field(default_factory=lambda: [Severity.extreme])
     feed_min_magnitude: float | None = Field(default=None, ge=0, le=10)
+    # A cancellation of a chain that needed approval waits for a second approver, except an
+    # approver's own (a correction must be fast); false makes every cancellation wait.
+    approver_cancels_at_once: bool = True
 
 
 class SeverityConfig(_Table):

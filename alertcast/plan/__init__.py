@@ -13,8 +13,9 @@ from typing import Any
 from alertcast.config import Config
 from alertcast.models import Incident
 from alertcast.plan.alert import plan_alert
+from alertcast.plan.cancel import plan_cancel
 from alertcast.plan.drafts import Drafter
-from alertcast.plan.followups import merge, plan_cancel, plan_update, updated
+from alertcast.plan.followups import merge, plan_update, updated
 from alertcast.plan.model import DAEMON, Asker, Authority, Chain, Moment, Plan
 from alertcast.plan.operate import plan_approve, plan_fallback, plan_retry
 from alertcast.plan.sending import Send, Skip, plan_send

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from alertcast.config import AccountConfig, ApprovalConfig
+from alertcast.config import ApprovalConfig
 from alertcast.errors import Conflict, Invalid, NotFound, invalid
 from alertcast.feedconfig import SeverityBands
 from alertcast.models import DeliveryState, Incident, IncidentState, MsgType, parse_incident
@@ -23,11 +23,20 @@ from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
 from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
 from alertcast.preview import Memo
 from alertcast.render import RenderContext
-from alertcast.store.base import AuditRow, DeliveryRow, Effects, IncidentRow, NewDelivery, Write
+from alertcast.store.base import AuditRow, Effects, IncidentRow, NewDelivery, Write
 
-__all__ = ["CANCEL_PRIORITY", "UPDATE_PRIORITY", "merge", "plan_cancel", "plan_update"]
+__all__ = [
+    "UPDATE_PRIORITY",
+    "delivered_targets",
+    "follow_context",
+    "follow_up_plan",
+    "merge",
+    "parsed",
+    "plan_update",
+    "root_of",
+]
 
-CANCEL_PRIORITY, UPDATE_PRIORITY = 10, 5
+UPDATE_PRIORITY = 5
 FIXED = ("kind", "status")
 
 
@@ -42,59 +51,24 @@ def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _root(chain: Chain) -> IncidentRow:
+def root_of(chain: Chain) -> IncidentRow:
     if chain.root is None:
         raise NotFound(f"no incident {chain.asked}")
     return chain.root
 
 
-def _parsed(body: dict[str, Any]) -> Incident:
+def parsed(body: dict[str, Any]) -> Incident:
     try:
         return parse_incident(body)
     except ValidationError as exc:
         raise invalid(exc) from None
 
 
-def _targets(chain: Chain) -> dict[str, str | None]:
+def delivered_targets(chain: Chain) -> dict[str, str | None]:
     return {r.id: r.remote_id for r in chain.deliveries if r.state is DeliveryState.delivered}
 
 
-# -- cancel ---------------------------------------------------------------------------------
-def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, moment: Moment) -> Plan:
-    """Withdraw what has not gone out; follow every public post with a cancellation."""
-    root = _root(chain)
-    incident = _parsed(dict(root.body))
-    authority = scope(asker, incident, drafter.regions)
-    if not authority.allowed:
-        return Plan(authority)
-    if chain.replay is not None:
-        return replayed(chain.replay, asker, authority)
-    if root.state == IncidentState.cancelled.value:
-        raise Conflict(f"incident {root.id} is already cancelled")
-    cancel_id = moment.ids("inc")
-    ctx = _context(drafter, incident, cancel_id, MsgType.cancel, root.id, reason)
-    withdraw, deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
-    state = IncidentState.cancelled
-    row = incident_row(
-        incident,
-        cancel_id,
-        asker,
-        moment.at,
-        msg_type=MsgType.cancel,
-        references=root.id,
-        reason=reason,
-        state=state,
-    )
-    effects = Effects(
-        tuple(withdraw), "withdrawn: the incident was cancelled", (root.id, state.value)
-    )
-    detail = {"reason": reason, "cancellation": cancel_id, "withdrawn": len(withdraw)}
-    audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
-    body = {**answer(cancel_id, state, deliveries), "references": root.id, "withdrawn": withdraw}
-    return _follow_up(authority, chain, row, deliveries, body, effects, audit, asker)
-
-
-def _context(
+def follow_context(
     drafter: Drafter,
     incident: Incident,
     message_id: str,
@@ -107,7 +81,7 @@ def _context(
     return RenderContext(message_id, msg_type, link, references=root_id, reason=reason)
 
 
-def _follow_up(
+def follow_up_plan(
     authority: Authority,
     chain: Chain,
     row: IncidentRow,
@@ -127,64 +101,28 @@ def _follow_up(
         effects=effects,
         audit=(audit,),
     )
-    return Plan(authority, write, body, (incident_event(row),), _targets(chain))
-
-
-def _cancel_deliveries(
-    drafter: Drafter, incident: Incident, ctx: RenderContext, chain: Chain, moment: Moment
-) -> tuple[list[str], list[NewDelivery]]:
-    withdraw: list[str] = []
-    deliveries: list[NewDelivery] = []
-    memo: Memo = {}
-    for account_id, rows in chain.by_account().items():
-        withdraw += unsent(rows)
-        origin = public_post(rows)
-        account = drafter.config.account(account_id)
-        if origin is None or account is None:
-            continue
-        deliveries += _cancellations(drafter, incident, account, ctx, origin, moment, memo)
-    return withdraw, deliveries
-
-
-def _cancellations(
-    drafter: Drafter,
-    incident: Incident,
-    account: AccountConfig,
-    ctx: RenderContext,
-    origin: DeliveryRow,
-    moment: Moment,
-    memo: Memo,
-) -> list[NewDelivery]:
-    """The cancellation threaded to ``origin`` (and the deletion after it, where configured)."""
-    wait = origin.id if origin.state is DeliveryState.sending else None
-    action = {"reply_and_delete": "reply"}.get(account.on_cancel, account.on_cancel)
-    draft = Draft(action, origin.id, wait, CANCEL_PRIORITY)
-    first = drafter.delivery(incident, account, ctx, moment, draft, memo)
-    if account.on_cancel != "reply_and_delete":
-        return [first]
-    delete = Draft("delete", origin.id, first.id, CANCEL_PRIORITY)
-    return [first, drafter.delivery(incident, account, ctx, moment, delete, memo)]
+    return Plan(authority, write, body, (incident_event(row),), delivered_targets(chain))
 
 
 # -- update ---------------------------------------------------------------------------------
 def updated(chain: Chain, patch: dict[str, Any], bands: SeverityBands) -> Incident:
     """The incident as the update would make it (what scope is checked against after), its
     severity no lower than its facts allow."""
-    root = _root(chain)
+    root = root_of(chain)
     changed = [k for k in FIXED if k in patch and patch[k] != root.body.get(k)]
     if changed:
         raise Invalid(
             f"an update cannot change {', '.join(changed)}; cancel and raise anew",
             (),
         )
-    return floor(_parsed(merge(dict(root.body), patch)), bands)[0]
+    return floor(parsed(merge(dict(root.body), patch)), bands)[0]
 
 
 def before_and_after(
     drafter: Drafter, asker: Asker, root: IncidentRow, incident: Incident
 ) -> Authority:
     """Scope holds before and after: the incident as it stands, and as it would become."""
-    for when, what in (("as it stands", _parsed(dict(root.body))), ("as updated", incident)):
+    for when, what in (("as it stands", parsed(dict(root.body))), ("as updated", incident)):
         authority = scope(asker, what, drafter.regions)
         if not authority.allowed:
             return Authority(False, f"the incident {when}: {authority.reason}")
@@ -201,7 +139,7 @@ def plan_update(
 ) -> Plan:
     """New facts: supersede what has not gone out, follow every public post, reach newly
     matching accounts; held while the incident awaits approval or when it rises to approval."""
-    root = _root(chain)
+    root = root_of(chain)
     incident = updated(chain, patch, drafter.config.severity.earthquake)
     authority = before_and_after(drafter, asker, root, incident)
     if not authority.allowed:
@@ -211,7 +149,7 @@ def plan_update(
     if root.state == IncidentState.cancelled.value:
         raise Conflict(f"incident {root.id} is cancelled; raise a new one")
     update_id = moment.ids("inc")
-    ctx = _context(drafter, incident, update_id, MsgType.update, root.id)
+    ctx = follow_context(drafter, incident, update_id, MsgType.update, root.id)
     held = _held(approval, chain, incident, asker)
     withdraw, deliveries = _update_deliveries(drafter, incident, ctx, chain, moment, held)
     state = IncidentState.awaiting_approval if held else IncidentState.active
@@ -228,7 +166,7 @@ def plan_update(
     detail = {"update": update_id, "changed": sorted(patch), "superseded": len(withdraw)}
     audit = AuditRow(moment.at, asker.name, "incident.update", root.id, detail=detail)
     body = {**answer(update_id, state, deliveries), "references": root.id, "superseded": withdraw}
-    return _follow_up(authority, chain, row, deliveries, body, effects, audit, asker)
+    return follow_up_plan(authority, chain, row, deliveries, body, effects, audit, asker)
 
 
 def _held(approval: ApprovalConfig, chain: Chain, incident: Incident, asker: Asker) -> bool:
@@ -236,7 +174,7 @@ def _held(approval: ApprovalConfig, chain: Chain, incident: Incident, asker: Ask
     approval; a person's update of a chain that needed approval waits for a second person;
     and any update raising the chain to approval waits. (A feed's own update of a chain
     already approved goes at once: an official report is never slower than the automatic.)"""
-    root = _root(chain)
+    root = root_of(chain)
     if root.state == IncidentState.awaiting_approval.value:
         return True
     needed = chain_needs_approval(approval, [root, *chain.follow_ups])

@@ -8,6 +8,7 @@ from alertcast.config import AccountConfig
 from alertcast.errors import Conflict, NotFound, invalid
 from alertcast.models import DeliveryState, Incident, IncidentState, MsgType, parse_incident
 from alertcast.plan.authority import covers, may_approve, scope
+from alertcast.plan.cancel import plan_release_cancel
 from alertcast.plan.drafts import Draft, Drafter
 from alertcast.plan.model import DAEMON, Asker, Authority, Chain, Moment, Plan
 from alertcast.preview import Memo
@@ -45,6 +46,8 @@ def plan_approve(drafter: Drafter, chain: Chain, asker: Asker, moment: Moment) -
         return Plan(authority)
     if held.state != IncidentState.awaiting_approval.value:
         raise Conflict(f"incident {held.id} is {held.state}, not awaiting approval")
+    if held.msg_type == MsgType.cancel.value:
+        return plan_release_cancel(drafter, chain, held, asker, authority, moment)
     audit = AuditRow(moment.at, asker.name, "incident.approve", held.id)
     body = {"id": held.id, "state": IncidentState.active.value, "approved_by": asker.name}
     event = {"type": "incident", "id": held.id, "state": IncidentState.active.value}

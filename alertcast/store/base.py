@@ -121,6 +121,7 @@ class Effects:
     withdraw_reason: str = ""
     incident_state: tuple[str, str] | None = None  # (incident id, new state), unless cancelled
     live: str | None = None  # an incident that must not be cancelled by the time this commits
+    released: str | None = None  # a held cancellation approved: it becomes ``cancelled``
 
 
 @dataclass(frozen=True, slots=True)

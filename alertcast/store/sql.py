@@ -79,6 +79,10 @@ WHERE id IN ({ids}) AND state IN ('pending', 'retrying')"""
 
 SET_INCIDENT_STATE = "UPDATE incidents SET state = ? WHERE id = ? AND state <> 'cancelled'"
 
+RELEASE_CANCELLATION = """
+UPDATE incidents SET state = 'cancelled'
+WHERE id = ? AND msg_type = 'cancel' AND state = 'awaiting_approval'"""
+
 GUARD_LIVE = "UPDATE incidents SET state = state WHERE id = ? AND state <> 'cancelled'"
 
 APPROVE_INCIDENT = """
@@ -487,4 +491,7 @@ def effect_statements(effects: Effects | None, now: float) -> list[EffectSQL]:
     if effects.live is not None:
         cancelled = StateConflict(f"incident {effects.live} is already cancelled")
         out.append(EffectSQL(GUARD_LIVE, (effects.live,), 1, cancelled))
+    if effects.released is not None:
+        twice = StateConflict(f"cancellation {effects.released} is not awaiting approval")
+        out.append(EffectSQL(RELEASE_CANCELLATION, (effects.released,), 1, twice))
     return out

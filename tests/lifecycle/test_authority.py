@@ -258,3 +258,51 @@ async def test_a_read_only_token_changes_nothing(
     ]:
         assert (await _call(d, "reader", path, body))[0] == 403
     assert d.table_counts() == before
+
+
+async def test_a_non_approver_cannot_cancel_a_true_alarm_alone(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 3: a non-approver's cancellation of an approved extreme alarm waits for a second
+    approver (not the alarm's author) and changes nothing until then; approved, it follows
+    every original."""
+    d = await _start(start_daemon, monkeypatch, hooks=2)
+    first = await _raise(d, "city", incident(severity="extreme"))
+    assert (await _call(d, "duty", f"/v1/incidents/{first['id']}/approve"))[0] == 200
+    await d.settled(first["id"])
+    status, cancel = await _call(
+        d, "clerk", f"/v1/incidents/{first['id']}/cancel", {"reason": "误报"}
+    )
+    assert status == 202 and cancel["state"] == "awaiting_approval" and cancel["deliveries"] == []
+    await asyncio.sleep(0.3)
+    _, root = await d.get(f"/v1/incidents/{first['id']}")
+    assert root["state"] == "active" and len(d.sink.received) == 2
+    status, refused = await _call(d, "city", f"/v1/incidents/{cancel['id']}/approve")
+    assert status == 403 and "two-person rule" in refused["detail"]
+    status, released = await _call(d, "duty", f"/v1/incidents/{cancel['id']}/approve")
+    assert status == 200 and released["state"] == "cancelled"
+    done = await d.settled(cancel["id"])
+    assert done["counts"] == {"delivered": 2} and done["state"] == "cancelled"
+    _, root = await d.get(f"/v1/incidents/{first['id']}")
+    assert root["state"] == "cancelled"
+    assert sorted(r.body["msg_type"] for r in d.sink.received) == [
+        "alert",
+        "alert",
+        "cancel",
+        "cancel",
+    ]
+
+
+async def test_an_approvers_own_cancellation_goes_at_once(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configured exception: an approver's cancellation is never held (speed of correction)."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await _raise(d, "city", incident(severity="extreme"))
+    assert (await _call(d, "duty", f"/v1/incidents/{first['id']}/approve"))[0] == 200
+    await d.settled(first["id"])
+    status, cancel = await _call(
+        d, "city", f"/v1/incidents/{first['id']}/cancel", {"reason": "误报"}
+    )
+    assert status == 202 and cancel["state"] == "cancelled"
+    assert (await d.settled(cancel["id"]))["counts"] == {"delivered": 1}
