@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from alertcast import api, jobs, metrics
+from alertcast import api, edge, jobs, metrics
 from alertcast.access import denied
 from alertcast.accounts import Accounts
 from alertcast.capacity import Capacity
@@ -174,7 +174,13 @@ def create_app(
     secrets = secrets or Secrets()
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+        middlewares=[
+            metrics_middleware,
+            errors_middleware,
+            edge.vet_request,
+            auth_middleware,
+            edge.vet_body,
+        ],
     )
     inbox = Inbox()
     planner = Planner(config, Renderer(config.render))

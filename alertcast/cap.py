@@ -80,14 +80,27 @@ def _area(info: Element) -> dict[str, Any]:
             area["circle"] = {"latitude": lat, "longitude": lon, "radius_km": radius}
     polygon = _text(areas[0], "cap:polygon")
     if polygon:
-        area["polygon"] = [[float(x) for x in pair.split(",")] for pair in polygon.split()]
+        area["polygon"] = [_point(pair, polygon) for pair in polygon.split()]
     return area
 
 
-def _circle(value: str) -> tuple[float, float, float]:
-    match = re.fullmatch(r"\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s+([\d.]+)\s*", value)
+_DECIMAL = r"-?\d{1,3}(?:\.\d{1,12})?"  # CAP's WGS 84 decimal degrees
+
+
+def _point(pair: str, polygon: str) -> list[float]:
+    """One ``lat,lon`` pair of a CAP polygon (the model checks the ranges)."""
+    match = re.fullmatch(rf"({_DECIMAL}),({_DECIMAL})", pair)
     if match is None:
-        raise CapError(f"info.area.circle {value!r} is not 'lat,lon radius'")
+        raise CapError(f"info.area.polygon {polygon[:80]!r}: {pair[:40]!r} is not 'lat,lon'")
+    return [float(match[1]), float(match[2])]
+
+
+def _circle(value: str) -> tuple[float, float, float]:
+    match = re.fullmatch(
+        rf"\s*({_DECIMAL})\s*,\s*({_DECIMAL})\s+(\d{{1,6}}(?:\.\d{{1,12}})?)\s*", value
+    )
+    if match is None:
+        raise CapError(f"info.area.circle {value[:80]!r} is not 'lat,lon radius'")
     return float(match[1]), float(match[2]), float(match[3])
 
 

@@ -7,13 +7,16 @@ fields of :class:`IncidentBase` and its own ``details``. Parse untrusted input w
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
@@ -22,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Area",
@@ -37,6 +41,7 @@ __all__ = [
     "IncidentBase",
     "IncidentState",
     "Kind",
+    "Moment",
     "MsgType",
     "PoliceDetails",
     "PoliceIncident",
@@ -130,8 +135,33 @@ LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40
 AreaCode = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
 ]
-Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+# Numbers and booleans are strict: ``false``, ``0`` or ``"6.8"`` are never read as another type.
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
+
+_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _iso_8601(value: Any) -> Any:
+    """A time is ISO 8601 text (or a datetime from Python callers), never a number of seconds."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_8601.match(value)):
+        return value
+    raise PydanticCustomError(
+        "iso_8601",
+        "Input should be an ISO 8601 date and time with an offset, e.g. 2022-09-05T12:52:18+08:00",
+    )
+
+
+def _in_range(moment: datetime) -> datetime:
+    """Only times every zone, the renderer and both stores can carry: 1900 to 2199 (UTC)."""
+    if not EARLIEST <= moment < LATEST:
+        raise PydanticCustomError("time_range", "Input should be a time from 1900 to 2199 (UTC)")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_in_range)]
 
 
 class _Strict(BaseModel):
@@ -141,7 +171,7 @@ class _Strict(BaseModel):
 class Circle(_Strict):
     latitude: Latitude
     longitude: Longitude
-    radius_km: float = Field(gt=0, le=20000, allow_inf_nan=False)
+    radius_km: float = Field(gt=0, le=20000, allow_inf_nan=False, strict=True)
 
 
 class Area(_Strict):
@@ -165,9 +195,9 @@ class Area(_Strict):
 
 
 class EarthquakeDetails(_Strict):
-    magnitude: float = Field(ge=0, le=10, allow_inf_nan=False)
+    magnitude: float = Field(ge=0, le=10, allow_inf_nan=False, strict=True)
     magnitude_type: Annotated[str, StringConstraints(max_length=10)] = "M"
-    depth_km: float = Field(ge=0, le=1000, allow_inf_nan=False)
+    depth_km: float = Field(ge=0, le=1000, allow_inf_nan=False, strict=True)
     latitude: Latitude
     longitude: Longitude
     place: Text
@@ -178,8 +208,8 @@ class EarthquakeDetails(_Strict):
 
 class FireDetails(_Strict):
     address: Text
-    level: int | None = Field(default=None, ge=1, le=5)
-    evacuate: bool = False
+    level: int | None = Field(default=None, ge=1, le=5, strict=True)
+    evacuate: bool = Field(default=False, strict=True)
     avoid: list[Text] = Field(default_factory=list, max_length=20)
 
 
@@ -207,8 +237,8 @@ class IncidentBase(_Strict):
     description: LongText = ""
     instruction: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
     area: Area
-    occurred_at: AwareDatetime
-    expires_at: AwareDatetime | None = None
+    occurred_at: Moment
+    expires_at: Moment | None = None
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = (
         "zh-CN"
     )
