@@ -36,7 +36,12 @@ __all__ = ["run_demo"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "config" / "samples"
-DEMO_ENV = ("ALERTCAST_TOKEN", "ALERTCAST_APPROVER_TOKEN", "ALERTCAST_WEBHOOK_SECRET")
+DEMO_ENV = (
+    "ALERTCAST_TOKEN",
+    "ALERTCAST_APPROVER_TOKEN",
+    "ALERTCAST_DISPLAY_TOKEN",
+    "ALERTCAST_WEBHOOK_SECRET",
+)
 FAKE_FOR = {
     "weibo": "weibo",
     "wechat_oa": "wechat",
