@@ -13,7 +13,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from alertcast import keys, openapi
+from alertcast import edge, keys, openapi
+from alertcast.errors import FieldError, Invalid, invalid
 from alertcast.models import DeliveryState, Incident, IncidentState, parse_incident
 from alertcast.page import render_page
 from alertcast.plan import Asker
@@ -42,13 +43,6 @@ async def _read_body(request: web.Request) -> bytes:
     return await request.read()
 
 
-def _parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise web.HTTPBadRequest(text=f"malformed JSON: {exc}") from None
-
-
 async def _incident_from_request(request: web.Request) -> tuple[Incident, bytes]:
     ctype = request.content_type
     if ctype in CAP_TYPES:
@@ -58,14 +52,14 @@ async def _incident_from_request(request: web.Request) -> tuple[Incident, bytes]
         try:
             return parse_cap(body), body
         except CapError as exc:
-            raise web.HTTPUnprocessableEntity(text=f"invalid CAP: {exc}") from None
+            raise Invalid(f"invalid CAP: {exc}", [FieldError(exc.field, str(exc))]) from None
     if ctype not in JSON_TYPES:
         raise web.HTTPUnsupportedMediaType(
             text=f"Content-Type {ctype or '(none)'} is not accepted; send application/json "
             "or application/cap+xml"
         )
     body = await _read_body(request)
-    return parse_incident(_parse_json(body)), body
+    return parse_incident(await edge.json_body(request)), body
 
 
 @routes.post("/v1/incidents")
@@ -122,7 +116,8 @@ async def incident_view(app: web.Application, row: IncidentRow) -> dict[str, Any
 async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type not in JSON_TYPES:
         raise web.HTTPUnsupportedMediaType(text="send application/json")
-    data = _parse_json(await _read_body(request))
+    await _read_body(request)
+    data = await edge.json_body(request)
     if not isinstance(data, dict):
         raise web.HTTPUnprocessableEntity(text="the body must be a JSON object")
     return data
@@ -151,7 +146,7 @@ async def cancel_incident(request: web.Request) -> web.Response:
     try:
         body = CancelBody.model_validate(await _json_object(request))
     except ValidationError as exc:
-        raise web.HTTPUnprocessableEntity(text=f"reason: {exc.errors()[0]['msg']}") from None
+        raise invalid(exc, "cancellation") from None
     asker = _asker(request, await request.read())
     answer = await request.app[keys.DOOR].cancel(request.match_info["id"], body.reason, asker)
     return _json(answer, 202)

@@ -26,7 +26,11 @@ MILES_TO_KM = 1.609344
 
 
 class CapError(ValueError):
-    """The document is not a CAP 1.2 alert alertcast can act on; says which element."""
+    """The document is not a CAP 1.2 alert alertcast can act on; ``field`` names the element."""
+
+    def __init__(self, message: str, field: str = "(body)") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _text(node: Element, path: str) -> str | None:
@@ -37,7 +41,8 @@ def _text(node: Element, path: str) -> str | None:
 def _need(node: Element, path: str) -> str:
     value = _text(node, path)
     if value is None:
-        raise CapError(f"{path.replace('cap:', '')} is missing")
+        field = path.replace("cap:", "")
+        raise CapError(f"{field} is missing", field)
     return value
 
 
@@ -67,7 +72,7 @@ def _kind(info: Element) -> str:
 def _area(info: Element) -> dict[str, Any]:
     areas = info.findall("cap:area", _NS)
     if not areas:
-        raise CapError("info.area is missing")
+        raise CapError("info.area is missing", "info.area")
     names = [_need(a, "cap:areaDesc") for a in areas]
     codes = [
         v for a in areas for g in a.findall("cap:geocode", _NS) if (v := _text(g, "cap:value"))
@@ -91,7 +96,10 @@ def _point(pair: str, polygon: str) -> list[float]:
     """One ``lat,lon`` pair of a CAP polygon (the model checks the ranges)."""
     match = re.fullmatch(rf"({_DECIMAL}),({_DECIMAL})", pair)
     if match is None:
-        raise CapError(f"info.area.polygon {polygon[:80]!r}: {pair[:40]!r} is not 'lat,lon'")
+        raise CapError(
+            f"info.area.polygon {polygon[:80]!r}: {pair[:40]!r} is not 'lat,lon'",
+            "info.area.polygon",
+        )
     return [float(match[1]), float(match[2])]
 
 
@@ -100,20 +108,26 @@ def _circle(value: str) -> tuple[float, float, float]:
         rf"\s*({_DECIMAL})\s*,\s*({_DECIMAL})\s+(\d{{1,6}}(?:\.\d{{1,12}})?)\s*", value
     )
     if match is None:
-        raise CapError(f"info.area.circle {value[:80]!r} is not 'lat,lon radius'")
+        raise CapError(
+            f"info.area.circle {value[:80]!r} is not 'lat,lon radius'", "info.area.circle"
+        )
     return float(match[1]), float(match[2]), float(match[3])
 
 
 def _number(value: str, what: str) -> tuple[float, str]:
     match = re.match(r"\s*(-?\d+(?:\.\d+)?)\s*(.*)$", value)
     if match is None:
-        raise CapError(f"info.parameter {what} {value!r} is not a number")
+        raise CapError(
+            f"info.parameter {what} {value[:80]!r} is not a number", f"info.parameter.{what}"
+        )
     return float(match[1]), match[2].strip()
 
 
 def _earthquake(info: Element, params: dict[str, str], area: dict[str, Any]) -> dict[str, Any]:
     if "magnitude" not in params:
-        raise CapError("info.parameter Magnitude is missing for an earthquake")
+        raise CapError(
+            "info.parameter Magnitude is missing for an earthquake", "info.parameter.Magnitude"
+        )
     magnitude, mtype = _number(params["magnitude"], "Magnitude")
     depth, unit = _number(params.get("depth", "0 km"), "Depth")
     if unit.lower().startswith("mi"):
@@ -121,7 +135,9 @@ def _earthquake(info: Element, params: dict[str, str], area: dict[str, Any]) -> 
     first_area = info.find("cap:area", _NS)
     circle = None if first_area is None else _text(first_area, "cap:circle")
     if circle is None:
-        raise CapError("info.area.circle (the epicentre) is missing for an earthquake")
+        raise CapError(
+            "info.area.circle (the epicentre) is missing for an earthquake", "info.area.circle"
+        )
     lat, lon, _ = _circle(circle)
     return {
         "magnitude": magnitude,
@@ -165,16 +181,19 @@ def to_incident_data(body: bytes) -> dict[str, Any]:
     root = _root(body)
     status = _need(root, "cap:status")
     if status not in STATUSES:
-        raise CapError(f"status {status!r} is not for broadcast (Actual, Exercise or Test)")
+        raise CapError(
+            f"status {status[:40]!r} is not for broadcast (Actual, Exercise or Test)", "status"
+        )
     msg_type = _need(root, "cap:msgType")
     if msg_type != "Alert":
         raise CapError(
-            f"msgType {msg_type}: post updates and cancellations to "
-            "/v1/incidents/{id}/update or /cancel"
+            f"msgType {msg_type[:40]}: post updates and cancellations to "
+            "/v1/incidents/{id}/update or /cancel",
+            "msgType",
         )
     info = root.find("cap:info", _NS)
     if info is None:
-        raise CapError("info is missing")
+        raise CapError("info is missing", "info")
     kind, params, area = _kind(info), _parameters(info), _area(info)
     severity = _need(info, "cap:severity")
     data: dict[str, Any] = {
