@@ -173,3 +173,27 @@ async def test_an_app_without_a_dispatcher_sends_nothing(
     rows = await client.app[STORE].list_deliveries(incident_id=answer["id"])
     assert [(x.state, x.attempts) for x in rows] == [(DeliveryState.pending, 0)]
     assert sink.received == []
+
+
+async def test_every_ticket_is_given_back_once_the_work_settles(start_daemon: Any) -> None:
+    """After alerts, a cancellation, a failing receiver and a rate-limited account settle, the
+    dispatcher holds no capacity: no ticket leaks, whichever path took or claimed it."""
+    d = await start_daemon(
+        hooks=3,
+        accounts=[{"id": "slow", **HOOK, "per_second": 20, "concurrency": 1}],
+        dispatch={"concurrency": 4, "poll_interval_s": 0.2},
+    )
+    d.sink.answer = lambda item: (503, {}) if item.key.endswith("7") else (200, {})
+    answers = [await (await d.post(incident())).json() for _ in range(4)]
+    resp = await d.client.post(
+        f"/v1/incidents/{answers[0]['id']}/cancel", json={"reason": "误报"}, headers=AUTH
+    )
+    cancel = await resp.json()
+    for a in [*answers, cancel]:
+        await d.settled(a["id"], timeout_s=60)
+    capacity, accounts = d.client.app[DISPATCHER].capacity, d.client.app[ACCOUNTS]
+    deadline = time.monotonic() + 10
+    while capacity.held:
+        assert time.monotonic() < deadline, capacity.held
+        await asyncio.sleep(0.02)
+    assert [(a.id, a.inflight, a.waiting) for a in accounts if a.inflight or a.waiting] == []
