@@ -170,8 +170,9 @@ async def list_incidents(request: web.Request) -> web.Response:
 def _limit(raw: str | None, default: int = 50) -> int:
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST:
-        raise web.HTTPBadRequest(text=f"limit must be a whole number from 1 to {MAX_LIST}")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIST:
+        why = f"must be a whole number from 1 to {MAX_LIST}"
+        raise edge.BadRequest(f"limit {why}", [FieldError("limit", why)])
     return int(raw)
 
 
@@ -180,9 +181,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
     q = request.query
     state = q.get("state")
     if state is not None and state not in DeliveryState.__members__:
-        raise web.HTTPBadRequest(
-            text=f"state must be one of {', '.join(DeliveryState.__members__)}"
-        )
+        why = f"must be one of {', '.join(DeliveryState.__members__)}"
+        raise edge.BadRequest(f"state {why}", [FieldError("state", why)])
     rows = await request.app[keys.STORE].list_deliveries(
         state=state,
         account=q.get("account"),

@@ -11,7 +11,7 @@ Two middlewares, one on each side of authentication:
   and string in it is storable text; the parsed value is kept for the handler
   (:func:`json_body`).
 
-A refusal is :class:`Unreadable` (``400``) or, for a string inside a well-formed body,
+A refusal is :class:`BadRequest` (``400``) or, for a string inside a well-formed body,
 :class:`~alertcast.errors.Invalid` (``422``); both name the field, and nothing is stored.
 """
 
@@ -30,7 +30,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_MAX",
     "MAX_DEPTH",
     "READ_HEADERS",
-    "Unreadable",
+    "BadRequest",
     "fault",
     "json_body",
     "parse_json",
@@ -51,7 +51,7 @@ _STRUCTURE = re.compile(r'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class Unreadable(DomainError):
+class BadRequest(DomainError):
     """``400``: a path, query parameter, header or body that cannot be read; ``errors`` name it."""
 
     def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
@@ -72,7 +72,7 @@ def fault(text: str) -> str | None:
 def _refuse(errors: list[FieldError]) -> None:
     if errors:
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
-        raise Unreadable(f"unreadable request: {detail}", errors[:MAX_FIELD_ERRORS])
+        raise BadRequest(f"unreadable request: {detail}", errors[:MAX_FIELD_ERRORS])
 
 
 def _path_errors(request: web.Request) -> Iterator[FieldError]:
@@ -145,8 +145,8 @@ def parse_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     return data
 
 
-def _not_json(why: str) -> Unreadable:
-    return Unreadable(f"the body is not JSON (malformed JSON: {why})", [FieldError("(body)", why)])
+def _not_json(why: str) -> BadRequest:
+    return BadRequest(f"the body is not JSON (malformed JSON: {why})", [FieldError("(body)", why)])
 
 
 def _no_constant(name: str) -> Any:
