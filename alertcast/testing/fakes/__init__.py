@@ -2,7 +2,9 @@
 
 Each fake is an aiohttp app that checks what the real platform checks (signatures, tokens, the
 safe domain, byte and character limits, quotas, rate limits, duplicates), answers in the real
-response shapes and codes, and can be told to fail (``fail_next``). Run one with :func:`serve`::
+response shapes and codes, and can be told to fail (``fail_next``), or to answer as a gateway in
+front of it would, with an error page echoing the request URL (``gateway_error``). Run one with
+:func:`serve`::
 
     async with serve(FakeWecom(keys={"k"})) as base_url:
         ...  # point the account's base_url at base_url
@@ -17,7 +19,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from alertcast.testing.fakes._base import FakePlatform, Recorded, Refusal
+from alertcast.testing.fakes._base import FakePlatform, GatewayPage, Recorded, Refusal
 from alertcast.testing.fakes.robots import FakeDingtalk, FakeFeishu, FakeWecom, RobotSecurity
 from alertcast.testing.fakes.wechat import FakeWechat, callback_query, text_message
 from alertcast.testing.fakes.weibo import FakeWeibo
@@ -29,6 +31,7 @@ __all__ = [
     "FakeWechat",
     "FakeWecom",
     "FakeWeibo",
+    "GatewayPage",
     "Recorded",
     "Refusal",
     "RobotSecurity",

@@ -1,18 +1,20 @@
-"""What every platform fake shares: refusals, a failure queue, a request log, a sliding window."""
+"""What every platform fake shares: refusals, a failure queue, a request log, a sliding window,
+and a gateway in front that can answer an error page echoing the request URL."""
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
-__all__ = ["FakePlatform", "Recorded", "Refusal", "Window", "json_body"]
+__all__ = ["FakePlatform", "GatewayPage", "Recorded", "Refusal", "Window", "json_body"]
 
 
 class Refusal(Exception):
@@ -26,6 +28,32 @@ class Refusal(Exception):
         self.message = message
         self.status = status
         self.extra = dict(extra or {})
+
+
+class GatewayPage(Refusal):
+    """Not the platform's answer: the error page of a gateway in front of it (a reverse proxy, a
+    WAF, a corporate egress proxy), which echoes the request line and the full URL as such pages
+    commonly do, query string and all — whatever credentials the caller put there.
+
+    ``html`` escapes the echo as HTML (``&amp;`` between parameters); ``json`` escapes slashes
+    as PHP and Java gateways do (``http:\\/\\/host\\/path``).
+    """
+
+    def __init__(self, status: int = 502, *, style: Literal["html", "json"] = "html") -> None:
+        super().__init__(status, "Bad Gateway", status=status)
+        self.style = style
+
+    def page(self, request: web.Request) -> web.Response:
+        line, url = f"{request.method} {request.raw_path}", str(request.url)
+        if self.style == "json":
+            echo = {"error": self.message, "status": self.status, "request": line, "url": url}
+            text = json.dumps(echo).replace("/", "\\/")
+            return web.Response(status=self.status, text=text, content_type="application/json")
+        text = (
+            f"<html><head><title>{self.status} {self.message}</title></head><body>"
+            f"<p>{html.escape(line)}</p><p>upstream: {html.escape(url)}</p></body></html>"
+        )
+        return web.Response(status=self.status, text=text, content_type="text/html")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +132,19 @@ class FakePlatform(ABC):
         the next ``after`` of them through."""
         self._injected.append(_Injected(refusal, path, times, after))
 
+    def gateway_error(
+        self,
+        status: int = 502,
+        *,
+        style: Literal["html", "json"] = "html",
+        path: str | None = None,
+        times: int = 1,
+        after: int = 0,
+    ) -> None:
+        """Answer ``times`` requests (to ``path``, if given) with a gateway's error page that
+        echoes the request URL (see :class:`GatewayPage`), after letting ``after`` through."""
+        self.inject(GatewayPage(status, style=style), path=path, times=times, after=after)
+
     def calls(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path == path]
 
@@ -116,6 +157,8 @@ class FakePlatform(ABC):
             if injected is not None:
                 raise injected
             return await handler(request)
+        except GatewayPage as page:
+            return page.page(request)
         except Refusal as refusal:
             return self.refuse(request, refusal)
 
