@@ -4,7 +4,9 @@ Platforms such as WeChat hand out one valid token per app at a time: fetching a 
 old, so every user of an app must share one cache (the platform calls it a "central control
 server"). :class:`TokenCache` refreshes proactively before expiry, and on a rejected token refreshes
 once however many callers saw the rejection: a caller passes the token that failed, and if another
-caller already replaced it the fresh one is returned without a second fetch.
+caller already replaced it the fresh one is returned without a second fetch. Every token fetched
+is handed to ``remember`` (the process's redactor, :meth:`alertcast.secrets.Secrets.remember`)
+before anyone uses it, so it is scrubbed from errors and logs like a configured secret.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ class Fetched:
 class TokenCache:
     """One token, fetched by ``fetch(rejected)``: ``rejected`` is the token the platform refused
     (``None`` for a routine refresh), so a fetcher that may be handed the same token back knows to
-    insist on a new one."""
+    insist on a new one. ``remember`` registers each token fetched with the redactor."""
 
     def __init__(
         self,
         fetch: Callable[[str | None], Awaitable[Fetched]],
+        *,
+        remember: Callable[[str], object],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
+        self._remember = remember
         self._clock = clock
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -71,6 +76,7 @@ class TokenCache:
 
     async def _refresh(self, rejected: str | None) -> None:
         got = await self._fetch(rejected)
+        self._remember(got.token)
         self.fetches += 1
         early_s = min(MAX_EARLY_S, got.expires_in_s / 2)
         self._token = got.token

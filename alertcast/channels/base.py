@@ -237,27 +237,35 @@ class Channel(ABC):
 
     async def deliver(self, msg: Outgoing) -> Receipt:
         """:meth:`check` the payload, then call :meth:`send` with log context and the adapter's
-        timeout; map network failures.
+        timeout; map network failures. Every error's reason is scrubbed of the account's
+        secrets and of credentials the adapter obtained or put in a URL, before it is logged
+        or raised.
 
         Final: adapters override :meth:`send`, not this.
         """
         log = self.log.bind(delivery_id=msg.delivery_id, attempt=msg.attempt, action=msg.action)
         started = time.monotonic()
+        try:
+            receipt = await self._checked_send(msg)
+        except ChannelError as exc:
+            exc.reason = self.secrets.redact(exc.reason)
+            exc.args = (exc.reason,)
+            log.debug("send.error", error=type(exc).__name__, reason=exc.reason, code=exc.code)
+            raise
+        log.debug(
+            "send.ok", remote_id=receipt.remote_id, ms=round(1000 * (time.monotonic() - started))
+        )
+        return receipt
+
+    async def _checked_send(self, msg: Outgoing) -> Receipt:
         timeout_s = self.send_timeout_s(msg)
         try:
             if msg.action != "delete":  # a delete sends no text
                 self.check(msg.payload)
             async with asyncio.timeout(timeout_s):
-                receipt = await self.send(msg)
-        except ChannelError as exc:
-            log.debug("send.error", error=type(exc).__name__, reason=exc.reason, code=exc.code)
-            raise
+                return await self.send(msg)
         except TimeoutError as exc:
             raise Transient(f"timed out after {timeout_s:g} s") from exc
         except aiohttp.ClientError as exc:
             detail = scrub_urls(f"{type(exc).__name__}: {exc}")
             raise Transient(f"connection error: {detail}") from exc
-        log.debug(
-            "send.ok", remote_id=receipt.remote_id, ms=round(1000 * (time.monotonic() - started))
-        )
-        return receipt

@@ -195,7 +195,8 @@ class WechatChannel(Channel):
             self.session,
             (str(opts.base_url), opts.app_id),
             lambda: _App(
-                TokenCache(self._fetch_token), DailyQuota(opts.daily_mass_quota, what="mass-send")
+                TokenCache(self._fetch_token, remember=self.secrets.remember),
+                DailyQuota(opts.daily_mass_quota, what="mass-send"),
             ),
         )
 
