@@ -35,6 +35,7 @@ from alertcast.secrets import RUNTIME_MAX, Secrets
             '{"access_token": "***", "sign":"***", "ok": "v"}',
         ),
         ("Authorization: Bearer eyJh.bc-d_e", "Authorization: Bearer ***"),
+        ("retried with bearer eyJh.bc", "retried with bearer ***"),
         (
             "monkey=1&sign_type=sha&timestamp=17&nonce=5",
             "monkey=1&sign_type=sha&timestamp=17&nonce=5",
@@ -53,7 +54,8 @@ from alertcast.secrets import RUNTIME_MAX, Secrets
         "percent-encoded-url-inside-a-parameter",
         "json-escaped-slashes",
         "json-fields",
-        "bearer",
+        "bearer-header",
+        "bearer-in-prose",
         "harmless-names-kept",
         "prose-kept",
     ],
