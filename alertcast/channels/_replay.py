@@ -48,8 +48,15 @@ class Nonces:
         """True when ``timestamp`` is within the window of ``now`` and above the floor."""
         return abs(now - timestamp) <= self.window_s and timestamp > self._floor
 
-    def use(self, signed: Signed, timestamp: int, now: float) -> tuple[Use, bool]:
-        """The record of ``signed``, and whether this is its first use (then it is recorded)."""
+    def get(self, signed: Signed) -> Use | None:
+        """How ``signed`` was used, if it came before (within the window)."""
+        return self._uses.get(signed)
+
+    def use(
+        self, signed: Signed, timestamp: int, now: float, key: tuple[str, str] | None = None
+    ) -> tuple[Use, bool]:
+        """The record of ``signed``, and whether this is its first use (then it is recorded,
+        carrying ``key``)."""
         self._expire(now)
         known = self._uses.get(signed)
         if known is not None:
@@ -57,7 +64,7 @@ class Nonces:
         while len(self._uses) >= self.limit:
             _, oldest = self._uses.popitem(last=False)
             self._floor = max(self._floor, oldest.timestamp)
-        self._uses[signed] = use = Use(timestamp)
+        self._uses[signed] = use = Use(timestamp, key)
         return use, True
 
     def _expire(self, now: float) -> None:

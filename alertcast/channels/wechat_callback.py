@@ -287,6 +287,20 @@ class _Seen:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Came:
+    """A request whose signature and timestamp passed: its account and signed query."""
+
+    responder: _Responder
+    nonces: Nonces
+    signed: Signed
+    timestamp: int
+
+    def spend(self, now: float, key: tuple[str, str] | None = None) -> tuple[Use, bool]:
+        """Record the query (carrying ``key``) unless known; its use and whether it is new."""
+        return self.nonces.use(self.signed, self.timestamp, now, key)
+
+
 class WechatCallback:
     """The callback endpoints of every ``wechat_oa`` account with a ``callback_token_env``."""
 
@@ -335,22 +349,22 @@ class WechatCallback:
         return len(self._nonces[account_id])
 
     async def handshake(self, request: web.Request) -> web.Response:
-        _, _, first = self._verified(request)
+        came = self._verified(request)
+        _, first = came.spend(self.wall_clock())
         if not first:
             raise web.HTTPForbidden(text="replayed request")
         return web.Response(text=request.query.get("echostr", ""), content_type="text/plain")
 
     async def message(self, request: web.Request) -> web.Response:
         deadline = asyncio.get_running_loop().time() + self.reply_deadline_s
-        responder, use, first = self._verified(request)
-        if not first and (use.key is None or use.times >= WECHAT_TRIES):
-            raise web.HTTPForbidden(text="replayed request")
-        try:
-            inbound = parse_inbound(await _read_capped(request, MAX_BODY_BYTES))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=str(exc)) from exc
+        came = self._verified(request)
+        known = came.nonces.get(came.signed)
+        if known is not None and (known.key is None or known.times >= WECHAT_TRIES):
+            raise web.HTTPForbidden(text="replayed request")  # refused before the body is read
+        inbound = await self._inbound(request, came)
+        responder = came.responder
         key = (responder.account.id, inbound.dedupe_key)
-        task = self._answer(use, first, key, lambda: _bounded(responder.answer(inbound)))
+        task = self._answer(came, key, lambda: _bounded(responder.answer(inbound)))
         try:
             async with asyncio.timeout_at(deadline):
                 reply = await asyncio.shield(task)
@@ -360,27 +374,35 @@ class WechatCallback:
         kind = "text/plain" if reply == SUCCESS else "application/xml"
         return web.Response(text=reply, content_type=kind)
 
+    async def _inbound(self, request: web.Request, came: _Came) -> Inbound:
+        """The posted message; a body too large or unreadable spends the query all the same."""
+        try:
+            return parse_inbound(await _read_capped(request, MAX_BODY_BYTES))
+        except ValueError as exc:
+            came.spend(self.wall_clock())
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        except web.HTTPRequestEntityTooLarge:
+            came.spend(self.wall_clock())
+            raise
+
     def _answer(
-        self,
-        use: Use,
-        first: bool,
-        key: tuple[str, str],
-        work: Callable[[], Coroutine[Any, Any, str]],
+        self, came: _Came, key: tuple[str, str], work: Callable[[], Coroutine[Any, Any, str]]
     ) -> asyncio.Task[str]:
-        """The answer to ``key``: worked on (or shared) for a new request; for a repeated one,
-        the first one's answer while it is held, else 403."""
+        """The answer to ``key``: worked on (or shared, by MsgId) for a new query; for a
+        repeated one, the first one's answer if it carried the same message, is still held and
+        has not come WeChat's number of tries yet; else 403."""
+        use, first = came.spend(self.wall_clock(), key)
         if first:
-            use.key = key
             return self._seen.answer(key, work)
-        held = self._seen.get(key) if use.key == key else None
+        held = self._seen.get(key) if use.key == key and use.times < WECHAT_TRIES else None
         if held is None:
             raise web.HTTPForbidden(text="replayed request")
         use.times += 1
         return held
 
-    def _verified(self, request: web.Request) -> tuple[_Responder, Use, bool]:
-        """The account's responder, and the signed query's use (and whether it is the first):
-        404 for no such account, 403 for a bad signature or a stale timestamp."""
+    def _verified(self, request: web.Request) -> _Came:
+        """The request's account and signed query: 404 for no such account, 403 for a bad
+        signature or a timestamp outside the window."""
         account_id = request.match_info["account"]
         responder = self._responders.get(account_id)
         if responder is None:
@@ -388,12 +410,11 @@ class WechatCallback:
         q = request.query
         signed = (q.get("timestamp", ""), q.get("nonce", ""), q.get("signature", ""))
         self._check_signature(responder, signed)
-        nonces, now = self._nonces[account_id], self.wall_clock()
+        nonces = self._nonces[account_id]
         timestamp = _timestamp(signed[0])
-        if timestamp is None or not nonces.fresh(timestamp, now):
+        if timestamp is None or not nonces.fresh(timestamp, self.wall_clock()):
             raise web.HTTPForbidden(text="timestamp outside the accepted window")
-        use, first = nonces.use(signed, timestamp, now)
-        return responder, use, first
+        return _Came(responder, nonces, signed, timestamp)
 
     def _check_signature(self, responder: _Responder, signed: Signed) -> None:
         assert responder.options.callback_token_env is not None

@@ -166,15 +166,18 @@ async def test_a_replayed_message_url_is_worked_on_once_and_refused_past_wechats
 
 
 async def test_a_repeated_query_while_the_first_is_slow_shares_its_answer(start: Start) -> None:
-    """WeChat repeating the very query after 5 s without an answer: no second lookup."""
+    """WeChat repeating the very query while the first is still being worked on: no second
+    lookup, the same answer."""
     client, lookups, _ = await start(delay_s=0.3)
     query = callback_query(TOKEN, openid="o-alice")
     body = text_message("最新", msg_id="301")
-    first, again = await asyncio.gather(post(client, body, query), post(client, body, query))
-    assert first.status == again.status == 200 and lookups.calls == 1
-    assert (await first.text()).split("<CreateTime>")[0] == (await again.text()).split(
-        "<CreateTime>"
-    )[0]
+    first = asyncio.ensure_future(post(client, body, query))
+    while not lookups.calls:  # the first is being worked on
+        await asyncio.sleep(0.01)
+    again = await post(client, body, query)
+    replies = [(await r.text()).split("<CreateTime>")[0] for r in (await first, again)]
+    assert (await first).status == again.status == 200 and lookups.calls == 1
+    assert replies[0] == replies[1] and "<Content>" in (await again.text())
 
 
 @pytest.mark.parametrize(
@@ -193,6 +196,16 @@ async def test_a_signed_url_replayed_with_another_body_is_refused(
     assert first.status == 200 and replay.status == 403 and lookups.calls == 1
 
 
+async def test_a_signed_url_replayed_with_another_held_message_is_refused(start: Start) -> None:
+    """Not even a message whose answer is held may ride on another message's query."""
+    client, lookups, _ = await start()
+    used = callback_query(TOKEN, openid="o-alice")
+    other = text_message("火灾", msg_id="310")
+    assert (await post(client, text_message("地震", msg_id="309"), used)).status == 200
+    assert (await post(client, other, callback_query(TOKEN, openid="o-bob"))).status == 200
+    assert (await post(client, other, used)).status == 403 and lookups.calls == 2
+
+
 async def test_a_handshake_url_replayed_as_a_message_is_refused(start: Start) -> None:
     """A query used for the handshake cannot carry a message afterwards."""
     client, lookups, _ = await start()
@@ -208,6 +221,26 @@ async def test_a_query_with_an_unreadable_body_cannot_be_replayed(start: Start) 
     query = callback_query(TOKEN, openid="o-alice")
     assert (await post(client, b"<xml><unclosed></xml>", query)).status == 400
     resp = await post(client, text_message("地震", msg_id="304"), query)
+    assert resp.status == 403 and lookups.calls == 0
+
+
+async def test_the_same_query_twice_at_once_is_worked_on_once(start: Start) -> None:
+    """Two identical requests in flight together: one lookup, both answered alike."""
+    client, lookups, _ = await start(delay_s=0.2)
+    query = callback_query(TOKEN, openid="o-alice")
+    body = text_message("最新", msg_id="307")
+    answers = await asyncio.gather(*(post(client, body, query) for _ in range(2)))
+    texts = [(await r.text()).split("<CreateTime>")[0] for r in answers]
+    assert [r.status for r in answers] == [200, 200] and lookups.calls == 1
+    assert texts[0] == texts[1]
+
+
+async def test_a_query_with_an_oversize_body_cannot_be_replayed(start: Start) -> None:
+    """A first use refused as too large (413) spends the query too."""
+    client, lookups, _ = await start()
+    query = callback_query(TOKEN, openid="o-alice")
+    assert (await post(client, text_message("地" * 40_000, msg_id="308"), query)).status == 413
+    resp = await post(client, text_message("地震", msg_id="308"), query)
     assert resp.status == 403 and lookups.calls == 0
 
 
