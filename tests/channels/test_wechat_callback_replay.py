@@ -30,7 +30,14 @@ ACCOUNT = AccountConfig(
     app_secret_env="WX_SECRET",
     callback_token_env="WX_CALLBACK",
 )
-TIGHT = AccountConfig(**{**ACCOUNT.model_dump(), "id": "wx-tight", "callback_window_s": 60})
+TIGHT = AccountConfig(
+    id="wx-tight",
+    channel="wechat_oa",
+    app_id="wx-app",
+    app_secret_env="WX_SECRET",
+    callback_token_env="WX_CALLBACK",
+    callback_window_s=60,
+)
 A_2001_TIMESTAMP = "978307200"  # 2001-01-01T00:00:00Z
 FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")  # int() reads these too
 
