@@ -181,7 +181,13 @@ async def test_every_ticket_is_given_back_once_the_work_settles(start_daemon: An
     d = await start_daemon(
         hooks=3,
         accounts=[{"id": "slow", **HOOK, "per_second": 20, "concurrency": 1}],
-        dispatch={"concurrency": 4, "poll_interval_s": 0.2},
+        dispatch={
+            "concurrency": 4,
+            "poll_interval_s": 0.2,
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.1,
+            "max_attempts": 3,
+        },
     )
     d.sink.answer = lambda item: (503, {}) if item.key.endswith("7") else (200, {})
     answers = [await (await d.post(incident())).json() for _ in range(4)]
