@@ -181,7 +181,8 @@ async def test_failed_cancellation_can_be_redriven(start_daemon: Any) -> None:
 
 
 async def test_expired_original_stops_retrying(start_daemon: Any) -> None:
-    """Past expires_at an undelivered original ends skipped: expired, not dead."""
+    """An original that cannot go out before its expiry stops retrying: it ends dead with the
+    reason (never sent late), or skipped as expired if the claim finds it past its expiry."""
     from datetime import UTC, datetime, timedelta
 
     d = await start_daemon(
@@ -201,7 +202,11 @@ async def test_expired_original_stops_retrying(start_daemon: Any) -> None:
     first = await (await d.post(body)).json()
     view = await d.settled(first["id"], timeout_s=30)
     (original,) = view["deliveries"]
-    assert original["state"] == "skipped" and original["reason"] == "expired"
+    assert (original["state"], original["reason"][:8]) in {
+        ("skipped", "expired"),
+        ("dead", "too late"),
+        ("dead", "expired "),
+    }, original
 
 
 async def test_cancellation_outlives_the_expiry(
