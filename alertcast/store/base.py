@@ -152,12 +152,15 @@ class DeliveryRow:
 
 @dataclass(frozen=True, slots=True)
 class ActiveClaim:
-    """A claimed delivery plus what the adapter needs: the original's remote id, if any."""
+    """A claimed delivery plus what the adapter needs: the original's remote id, if any, and
+    where the delivery it threads to stands (a cluster member's lead, a follow-up's original)."""
 
     delivery: DeliveryRow
     target_remote_id: str | None = None
     msg_type: str = "alert"
     target_delivered: bool = False  # the original reached the platform (with or without an id)
+    target_state: DeliveryState | None = None
+    target_account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,9 +277,21 @@ class Store(Protocol):
     async def attempts(self, delivery_id: str) -> list[AttemptRow]: ...
 
     async def claim_due(
-        self, *, now: float, limit: int, lease_s: float, worker: str, free: Mapping[str, int]
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        free: Mapping[str, int],
+        waits: Mapping[str, float] | None = None,
     ) -> list[ActiveClaim]:
-        """Mark up to ``limit`` due deliveries ``sending`` (at most ``free[account]`` each)."""
+        """Mark up to ``limit`` due deliveries ``sending`` (at most ``free[account]`` each).
+
+        A delivery that waits for another's is due once that one is settled; a cluster
+        member's (one that waits for another account's: its lead's) also once it was tried
+        before, or once it has been due ``waits[account]`` seconds.
+        """
 
     async def finish_attempt(
         self, claim: DeliveryRow, attempt: AttemptRow, outcome: Outcome, *, worker: str = ""

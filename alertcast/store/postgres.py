@@ -177,11 +177,19 @@ class PostgresStore:
         return [sql.attempt_from(r) for r in rows]
 
     async def claim_due(
-        self, *, now: float, limit: int, lease_s: float, worker: str, free: Mapping[str, int]
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        free: Mapping[str, int],
+        waits: Mapping[str, float] | None = None,
     ) -> list[ActiveClaim]:
+        query, params = sql.select_due(now, max(limit, DUE_SCAN), waits)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(N(sql.EXPIRE_DUE), now, now)
-            due = await conn.fetch(N(sql.SELECT_DUE), now, max(limit, DUE_SCAN))
+            due = await conn.fetch(N(query), *params)
             wanted = sql.pick_within_capacity([(r[0], r[1]) for r in due], free, limit)
             # Lock only what we take; rows another replica holds (or just took) are skipped.
             ids = [

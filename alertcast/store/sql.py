@@ -58,16 +58,22 @@ EXPIRE_DUE = """
 UPDATE deliveries SET state = 'skipped', reason = 'expired', updated_at = ?
 WHERE state IN ('pending', 'retrying') AND expires_at IS NOT NULL AND expires_at <= ?"""
 
+# A delivery that waits for another is due once that one is settled. A cluster member (it
+# waits for another account's delivery: its lead's) is also due once it was tried before (it
+# chose its way then) or once it has been due its account's wait (``{waited}``, see select_due).
 SELECT_DUE = f"""
 SELECT d.id, d.account FROM deliveries d
 WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?
   AND (d.wait_for IS NULL OR EXISTS (
-        SELECT 1 FROM deliveries w WHERE w.id = d.wait_for AND w.state IN ({_SETTLED_SQL})))
+        SELECT 1 FROM deliveries w WHERE w.id = d.wait_for
+          AND (w.state IN ({_SETTLED_SQL})
+               OR (w.account <> d.account AND (d.attempts > 0 OR {{waited}})))))
 ORDER BY d.priority DESC, d.next_attempt_at
 LIMIT ?"""
 
 SELECT_CLAIMED = """
-SELECT d.*, t.remote_id AS target_remote_id, t.state AS target_state, i.msg_type AS msg_type
+SELECT d.*, t.remote_id AS target_remote_id, t.state AS target_state,
+       t.account AS target_account, i.msg_type AS msg_type
 FROM deliveries d
 JOIN incidents i ON i.id = d.incident_id
 LEFT JOIN deliveries t ON t.id = d.target_delivery_id
@@ -134,6 +140,20 @@ WHERE id = ? AND state IN ({_SETTLED_SQL}) AND state <> 'delivered'
       WHERE m.id = deliveries.incident_id
         AND (m.state = 'awaiting_approval'
              OR (m.msg_type <> 'cancel' AND (m.state = 'cancelled' OR r.state = 'cancelled'))))"""
+
+
+def select_due(now: float, limit: int, waits: Mapping[str, float] | None) -> tuple[str, list[Any]]:
+    """SELECT_DUE and its parameters: the members of ``waits`` (account -> seconds) are due
+    once they have been due that long, whatever their lead's delivery is doing."""
+    by_wait: dict[float, list[str]] = {}
+    for account, wait_s in sorted((waits or {}).items()):
+        by_wait.setdefault(wait_s, []).append(account)
+    waited = [
+        f"(d.account IN ({', '.join('?' * len(accounts))}) AND d.next_attempt_at <= ?)"
+        for accounts in by_wait.values()
+    ]
+    params = [p for wait_s, accounts in by_wait.items() for p in (*accounts, now - wait_s)]
+    return SELECT_DUE.format(waited=" OR ".join(waited) or "1 = 0"), [now, *params, limit]
 
 
 def numbered(sql: str) -> str:
@@ -399,6 +419,8 @@ def claim_from(r: Mapping[str, Any]) -> ActiveClaim:
         target_remote_id=r["target_remote_id"] if delivered else None,
         msg_type=r["msg_type"],
         target_delivered=delivered,
+        target_state=DeliveryState(r["target_state"]) if r["target_state"] else None,
+        target_account=r["target_account"],
     )
 
 

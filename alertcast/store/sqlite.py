@@ -189,11 +189,18 @@ class SQLiteStore:
         return [sql.attempt_from(r) for r in rows]
 
     async def claim_due(
-        self, *, now: float, limit: int, lease_s: float, worker: str, free: Mapping[str, int]
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        free: Mapping[str, int],
+        waits: Mapping[str, float] | None = None,
     ) -> list[ActiveClaim]:
         def op(c: sqlite3.Connection) -> list[ActiveClaim]:
             c.execute(sql.EXPIRE_DUE, (now, now))
-            due = c.execute(sql.SELECT_DUE, (now, max(limit, DUE_SCAN))).fetchall()
+            due = c.execute(*sql.select_due(now, max(limit, DUE_SCAN), waits)).fetchall()
             ids = sql.pick_within_capacity([(r[0], r[1]) for r in due], free, limit)
             if not ids:
                 return []

@@ -315,6 +315,64 @@ async def test_wait_for_holds_a_follow_up(store: Store) -> None:
     assert [(c.delivery.id, c.target_remote_id) for c in claims] == [("d_2", "r1")]
 
 
+def _hall() -> list[NewDelivery]:
+    """A lead's delivery, a member's repost of it and the lead account's own follow-up."""
+    return [
+        _delivery(1, "lead"),
+        _delivery(2, "member", action="repost", target_delivery_id="d_1", wait_for="d_1"),
+        _delivery(3, "lead", action="reply", target_delivery_id="d_1", wait_for="d_1"),
+    ]
+
+
+async def _claim_waiting(
+    store: Store, now: float, waits: dict[str, float] | None, free: dict[str, int] | None = None
+) -> list[Any]:
+    """Claim with ``waits``: each claim as (id, its target's state, its target's account)."""
+    claims = await store.claim_due(
+        now=now, limit=10, lease_s=30, worker="w1", free=free or {}, waits=waits
+    )
+    return sorted((c.delivery.id, c.target_state, c.target_account) for c in claims)
+
+
+async def test_a_member_waits_for_its_unsettled_lead_at_most_its_wait(store: Store) -> None:
+    """A member is due once it has waited its account's wait; a follow-up waits on."""
+    await create(store, _incident(), _hall())
+    t0 = time.time()
+    assert await _claim(store, now=t0) == ["d_1"]
+    assert await _claim_waiting(store, t0 + 30, {"member": 60.0, "lead": 0.0}) == []
+    assert await _claim_waiting(store, t0 + 61, None) == []
+    waited = await _claim_waiting(store, t0 + 61, {"member": 60.0, "lead": 0.0})
+    assert waited == [("d_2", DeliveryState.sending, "lead")]
+
+
+async def test_a_member_of_a_paused_lead_is_due_at_once(store: Store) -> None:
+    """No wait (the lead is paused): the member is due though its lead never went out."""
+    await create(store, _incident(), _hall())
+    paused = {"lead": 0}
+    claimed = await _claim_waiting(store, time.time() + 1, {"member": 0.0, "other": 60.0}, paused)
+    assert claimed == [("d_2", DeliveryState.pending, "lead")]
+
+
+async def test_a_member_tried_before_waits_no_more(store: Store) -> None:
+    """A member that was sent once is due at its retry, its lead settled or not."""
+    await create(store, _incident(), _hall()[:2])
+    t0 = time.time()
+    assert await _claim_waiting(store, t0, {"member": 0.0}, {"lead": 0}) == [
+        ("d_2", DeliveryState.pending, "lead")
+    ]
+    (member,) = [d for d in await store.list_deliveries() if d.id == "d_2"]
+    await store.finish_attempt(
+        member,
+        AttemptRow("d_2", 1, t0, 1, "retrying"),
+        Outcome(DeliveryState.retrying, next_attempt_at=t0 + 5),
+        worker="w1",
+    )
+    assert await _claim_waiting(store, t0 + 4, {"member": 60.0}, {"lead": 0}) == []
+    assert await _claim_waiting(store, t0 + 6, {"member": 60.0}, {"lead": 0}) == [
+        ("d_2", DeliveryState.pending, "lead")
+    ]
+
+
 async def test_expired_originals_are_skipped(store: Store) -> None:
     """Past expires_at a pending delivery ends skipped with reason expired."""
     await create(store, _incident(), [_delivery(1, expires_at=time.time() - 1)])
