@@ -19,7 +19,7 @@ from alertcast.models import DeliveryState, Incident, IncidentState, parse_incid
 from alertcast.page import render_page
 from alertcast.plan import Asker
 from alertcast.preview import preview
-from alertcast.reads import Reader
+from alertcast.reads import Reader, released
 from alertcast.store.base import AuditRow, IncidentRow
 from alertcast.views import AuditView, CancelBody, DeliveryView, IncidentSummary, IncidentView
 
@@ -280,6 +280,8 @@ def _sse(event: dict[str, Any]) -> bytes:
 @routes.post("/v1/render")
 async def render_preview(request: web.Request) -> web.Response:
     incident, _ = await _incident_from_request(request)
+    if (why := _reader(request).refusal(incident)) is not None:  # routing is not for all eyes
+        raise web.HTTPForbidden(text=why)
     app = request.app
     account = request.query.get("account")
     planner = app[keys.PLANNER]
@@ -293,7 +295,7 @@ async def public_page(request: web.Request) -> web.Response:
     row = await _incident_or_404(request)
     if row.references:
         raise web.HTTPFound(f"/p/{row.references}")
-    if row.state == IncidentState.awaiting_approval.value:  # not released: as if not there
+    if not await released(request.app[keys.STORE], row):  # held, or withdrawn while held
         raise web.HTTPNotFound(text=f"no incident {row.id}")
     follow = [
         f

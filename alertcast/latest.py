@@ -1,13 +1,15 @@
 """What is in force now: active, actual incidents by region, with their latest facts.
 
-The WeChat keyword reply (``地震``, ``最新`` …) reads it; drills never appear here.
+The WeChat keyword reply (``地震``, ``最新`` …) reads it; drills never appear here. It is public
+like ``/p/{id}``: only released text — no incident awaiting approval, and the latest facts are
+those of the latest released update, never of one still awaiting its second person.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from alertcast.models import MsgType
+from alertcast.models import IncidentState, MsgType
 from alertcast.regions import Hierarchy
 from alertcast.store.base import Store
 
@@ -35,7 +37,11 @@ class Latest:
             codes = list(row.body.get("area", {}).get("codes", []))
             if regions and not self.regions.any_covers(regions, codes):
                 continue
-            updates = await self.store.follow_ups(row.id)
+            updates = [
+                f
+                for f in await self.store.follow_ups(row.id)
+                if f.msg_type == MsgType.update.value and f.state == IncidentState.active.value
+            ]
             body = dict(updates[-1].body) if updates else dict(row.body)
             out.append({"id": row.id, **body})
             if len(out) >= limit:

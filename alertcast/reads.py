@@ -2,7 +2,7 @@
 
 An issuer's kinds and regions bind what it reads as they bind what it changes. Reads of a
 message out of scope answer as if it did not exist (no id is confirmed to someone who may not
-see it); lists leave such rows out.
+see it); lists leave such rows out. What the public may read (``/p/{id}``) is :func:`released`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,28 @@ from typing import Any
 
 from alertcast.accounts import AccountRuntime
 from alertcast.config import IssuerConfig
-from alertcast.plan.authority import operates, sees
+from alertcast.models import Incident, IncidentState
+from alertcast.plan.authority import covers, operates, sees
 from alertcast.regions import Hierarchy
 from alertcast.store.base import DeliveryRow, IncidentRow, Store
 
-__all__ = ["Reader"]
+__all__ = ["Reader", "released"]
 
 PAGES = 10  # a scoped list reads at most this many pages of the newest rows
+HELD = IncidentState.awaiting_approval.value
+
+
+async def released(store: Store, row: IncidentRow) -> bool:
+    """Whether an original was ever released to the public: not awaiting approval, and, if it
+    was held when raised, approved by a second person — one withdrawn while it was held (a
+    cancellation before approval) never was, and its unapproved text stays unpublished."""
+    if row.state == HELD:
+        return False
+    if row.state != IncidentState.cancelled.value:
+        return True  # active: released when raised, or approved since
+    trail = await store.audit_trail(row.id)
+    held = any(a.action == "incident.create" and a.detail.get("state") == HELD for a in trail)
+    return not held or any(a.action == "incident.approve" for a in trail)
 
 
 class Reader:
@@ -70,6 +85,11 @@ class Reader:
             return True
         incident_id = event.get("incident_id", event.get("id"))
         return isinstance(incident_id, str) and await self.sees_message(incident_id)
+
+    def refusal(self, incident: Incident) -> str | None:
+        """Why the issuer may not speak about ``incident`` (preview it, raise it), or None."""
+        authority = covers(self.issuer, incident.kind, incident.area.codes, self.regions)
+        return None if authority.allowed else authority.reason
 
     def accounts(self, runtimes: Iterable[AccountRuntime]) -> list[AccountRuntime]:
         return [r for r in runtimes if operates(self.issuer, r.config, self.regions)]

@@ -18,6 +18,8 @@ from alertcast.store.base import IncidentRow
 __all__ = [
     "ALLOWED",
     "chain_needs_approval",
+    "chain_scope",
+    "codes_of",
     "covers",
     "floor",
     "may_approve",
@@ -54,11 +56,31 @@ def covers(issuer: IssuerConfig, kind: str, codes: Sequence[str], regions: Hiera
     return Authority(True, f"issuer {issuer.name}: {kind} in {', '.join(codes)}")
 
 
-def sees(issuer: IssuerConfig, row: IncidentRow, regions: Hierarchy) -> bool:
-    """Whether the issuer may read the stored message ``row`` (its kind and area in scope)."""
+def codes_of(row: IncidentRow) -> list[str]:
+    """The area codes of a stored message."""
     area = row.body.get("area")
     codes = area.get("codes", []) if isinstance(area, Mapping) else []
-    return covers(issuer, row.kind, [str(c) for c in codes], regions).allowed
+    return [str(c) for c in codes]
+
+
+def sees(issuer: IssuerConfig, row: IncidentRow, regions: Hierarchy) -> bool:
+    """Whether the issuer may read the stored message ``row`` (its kind and area in scope)."""
+    return covers(issuer, row.kind, codes_of(row), regions).allowed
+
+
+def chain_scope(asker: Asker, rows: Iterable[IncidentRow], regions: Hierarchy) -> Authority:
+    """Whether the issuer behind ``asker`` may speak about a chain as it stands: every stored
+    message of it (the original, each update) within its kinds and regions. An update that
+    moved the area elsewhere takes the chain out of the scope of whoever cannot speak there."""
+    if asker.issuer is None:
+        return Authority(True, f"{asker.name}: bound by its configuration")
+    authority = ALLOWED
+    for row in rows:
+        authority = covers(asker.issuer, row.kind, codes_of(row), regions)
+        if not authority.allowed:
+            which = "" if row.references is None else f" ({row.id})"
+            return Authority(False, f"the incident as it stands{which}: {authority.reason}")
+    return authority
 
 
 def operates(issuer: IssuerConfig, account: AccountConfig, regions: Hierarchy) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from alertcast.config import AccountConfig
 from alertcast.errors import Conflict
 from alertcast.models import DeliveryState, Incident, IncidentState, MsgType
-from alertcast.plan.authority import chain_needs_approval, scope
+from alertcast.plan.authority import chain_needs_approval, chain_scope
 from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
 from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
 from alertcast.plan.followups import (
@@ -34,10 +34,11 @@ WITHDRAWN = "withdrawn: the incident was cancelled"
 
 
 def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, moment: Moment) -> Plan:
-    """Cancel the incident now, or hold the cancellation for a second approver."""
+    """Cancel the incident now, or hold the cancellation for a second approver; only a chain
+    within the asker's scope as it stands (the original and every update)."""
     root = root_of(chain)
     incident = parsed(dict(root.body))
-    authority = scope(asker, incident, drafter.regions)
+    authority = chain_scope(asker, [root, *chain.follow_ups], drafter.regions)
     if not authority.allowed:
         return Plan(authority)
     if chain.replay is not None:

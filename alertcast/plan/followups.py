@@ -17,7 +17,13 @@ from alertcast.config import ApprovalConfig
 from alertcast.errors import Conflict, Invalid, NotFound, invalid
 from alertcast.feedconfig import SeverityBands
 from alertcast.models import DeliveryState, Incident, IncidentState, MsgType, parse_incident
-from alertcast.plan.authority import chain_needs_approval, floor, needs_approval, scope
+from alertcast.plan.authority import (
+    chain_needs_approval,
+    chain_scope,
+    floor,
+    needs_approval,
+    scope,
+)
 from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
 from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
 from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
@@ -26,6 +32,7 @@ from alertcast.render import RenderContext
 from alertcast.store.base import AuditRow, Effects, IncidentRow, NewDelivery, Write
 
 __all__ = [
+    "SUPERSEDED",
     "UPDATE_PRIORITY",
     "delivered_targets",
     "follow_context",
@@ -37,6 +44,7 @@ __all__ = [
 ]
 
 UPDATE_PRIORITY = 5
+SUPERSEDED = "superseded by an update"
 FIXED = ("kind", "status")
 
 
@@ -108,6 +116,13 @@ def follow_up_plan(
 def updated(chain: Chain, patch: dict[str, Any], bands: SeverityBands) -> Incident:
     """The incident as the update would make it (what scope is checked against after), its
     severity no lower than its facts allow."""
+    return _floored(chain, patch, bands)[0]
+
+
+def _floored(
+    chain: Chain, patch: dict[str, Any], bands: SeverityBands
+) -> tuple[Incident, str | None]:
+    """The incident as updated, and why its severity was raised (None when it stands)."""
     root = root_of(chain)
     changed = [k for k in FIXED if k in patch and patch[k] != root.body.get(k)]
     if changed:
@@ -115,18 +130,19 @@ def updated(chain: Chain, patch: dict[str, Any], bands: SeverityBands) -> Incide
             f"an update cannot change {', '.join(changed)}; cancel and raise anew",
             (),
         )
-    return floor(parsed(merge(dict(root.body), patch)), bands)[0]
+    return floor(parsed(merge(dict(root.body), patch)), bands)
 
 
-def before_and_after(
-    drafter: Drafter, asker: Asker, root: IncidentRow, incident: Incident
-) -> Authority:
-    """Scope holds before and after: the incident as it stands, and as it would become."""
-    for when, what in (("as it stands", parsed(dict(root.body))), ("as updated", incident)):
-        authority = scope(asker, what, drafter.regions)
-        if not authority.allowed:
-            return Authority(False, f"the incident {when}: {authority.reason}")
-    return authority
+def before_and_after(drafter: Drafter, asker: Asker, chain: Chain, incident: Incident) -> Authority:
+    """Scope holds before and after: the chain as it stands (the original and every update),
+    and the incident as it would become."""
+    before = chain_scope(asker, [root_of(chain), *chain.follow_ups], drafter.regions)
+    if not before.allowed:
+        return before
+    after = scope(asker, incident, drafter.regions)
+    if not after.allowed:
+        return Authority(False, f"the incident as updated: {after.reason}")
+    return after
 
 
 def plan_update(
@@ -138,10 +154,12 @@ def plan_update(
     moment: Moment,
 ) -> Plan:
     """New facts: supersede what has not gone out, follow every public post, reach newly
-    matching accounts; held while the incident awaits approval or when it rises to approval."""
+    matching accounts; held while the incident awaits approval, when it rises to approval, or
+    when a person changes a chain that needed it. A held update of a released chain withdraws
+    nothing (one person cannot stop an approved alert): its approval supersedes."""
     root = root_of(chain)
-    incident = updated(chain, patch, drafter.config.severity.earthquake)
-    authority = before_and_after(drafter, asker, root, incident)
+    incident, raised = _floored(chain, patch, drafter.config.severity.earthquake)
+    authority = before_and_after(drafter, asker, chain, incident)
     if not authority.allowed:
         return Plan(authority)
     if chain.replay is not None:
@@ -152,8 +170,28 @@ def plan_update(
     ctx = follow_context(drafter, incident, update_id, MsgType.update, root.id)
     held = _held(approval, chain, incident, asker)
     withdraw, deliveries = _update_deliveries(drafter, incident, ctx, chain, moment, held)
+    if held and root.state != IncidentState.awaiting_approval.value:
+        withdraw = []
     state = IncidentState.awaiting_approval if held else IncidentState.active
-    row = incident_row(
+    row = _update_row(incident, update_id, asker, moment, root, state)
+    effects = Effects(tuple(withdraw), SUPERSEDED, live=root.id)
+    detail = {"update": update_id, "changed": sorted(patch), "superseded": len(withdraw)}
+    if raised is not None:
+        detail["severity"] = raised
+    audit = AuditRow(moment.at, asker.name, "incident.update", root.id, detail=detail)
+    body = {**answer(update_id, state, deliveries), "references": root.id, "superseded": withdraw}
+    return follow_up_plan(authority, chain, row, deliveries, body, effects, audit, asker)
+
+
+def _update_row(
+    incident: Incident,
+    update_id: str,
+    asker: Asker,
+    moment: Moment,
+    root: IncidentRow,
+    state: IncidentState,
+) -> IncidentRow:
+    return incident_row(
         incident,
         update_id,
         asker,
@@ -162,11 +200,6 @@ def plan_update(
         references=root.id,
         state=state,
     )
-    effects = Effects(tuple(withdraw), "superseded by an update", live=root.id)
-    detail = {"update": update_id, "changed": sorted(patch), "superseded": len(withdraw)}
-    audit = AuditRow(moment.at, asker.name, "incident.update", root.id, detail=detail)
-    body = {**answer(update_id, state, deliveries), "references": root.id, "superseded": withdraw}
-    return follow_up_plan(authority, chain, row, deliveries, body, effects, audit, asker)
 
 
 def _held(approval: ApprovalConfig, chain: Chain, incident: Incident, asker: Asker) -> bool:

@@ -7,19 +7,29 @@ from pydantic import ValidationError
 from alertcast.config import AccountConfig
 from alertcast.errors import Conflict, NotFound, invalid
 from alertcast.models import DeliveryState, Incident, IncidentState, MsgType, parse_incident
-from alertcast.plan.authority import covers, may_approve, scope
+from alertcast.plan.authority import chain_scope, codes_of, covers, may_approve
 from alertcast.plan.cancel import plan_release_cancel
-from alertcast.plan.drafts import Draft, Drafter
+from alertcast.plan.drafts import Draft, Drafter, unsent
+from alertcast.plan.followups import SUPERSEDED
 from alertcast.plan.model import DAEMON, Asker, Authority, Chain, Moment, Plan
 from alertcast.preview import Memo
 from alertcast.render import RenderContext
-from alertcast.store.base import AuditRow, DeliveryRow, IncidentRow, NewDelivery, Requeue, Write
+from alertcast.store.base import (
+    AuditRow,
+    DeliveryRow,
+    Effects,
+    IncidentRow,
+    NewDelivery,
+    Requeue,
+    Write,
+)
 
 __all__ = ["RETRYABLE", "plan_approve", "plan_fallback", "plan_retry"]
 
 RETRYABLE = (DeliveryState.failed, DeliveryState.dead, DeliveryState.skipped)
 NOT_RETRIED = ("withdrawn", "superseded")  # a correction decided these must not go out
 CANCELLED = IncidentState.cancelled.value
+ACTIVE = IncidentState.active.value
 
 
 def _parsed(row: IncidentRow) -> Incident:
@@ -30,8 +40,9 @@ def _parsed(row: IncidentRow) -> Incident:
 
 
 def plan_approve(drafter: Drafter, chain: Chain, asker: Asker, moment: Moment) -> Plan:
-    """The two-person rule: a second person in scope releases a held message — the original
-    with its held updates, or a held update of an approved incident."""
+    """The two-person rule: a second person in scope of the whole chain releases a held
+    message — the original with its held updates, a held update of an approved incident
+    (superseding then what the chain has not sent yet), or a held cancellation."""
     held = chain.named
     if held is None:
         raise NotFound(f"no incident {chain.asked}")
@@ -48,22 +59,39 @@ def plan_approve(drafter: Drafter, chain: Chain, asker: Asker, moment: Moment) -
         raise Conflict(f"incident {held.id} is {held.state}, not awaiting approval")
     if held.msg_type == MsgType.cancel.value:
         return plan_release_cancel(drafter, chain, held, asker, authority, moment)
+    effects = None if held.id == root.id else _superseding(chain, held, root)
     audit = AuditRow(moment.at, asker.name, "incident.approve", held.id)
-    body = {"id": held.id, "state": IncidentState.active.value, "approved_by": asker.name}
-    event = {"type": "incident", "id": held.id, "state": IncidentState.active.value}
-    return Plan(authority, Write(release=held.id, audit=(audit,)), body, (event,))
+    body = {"id": held.id, "state": ACTIVE, "approved_by": asker.name}
+    event = {"type": "incident", "id": held.id, "state": ACTIVE}
+    write = Write(release=held.id, effects=effects, audit=(audit,))
+    return Plan(authority, write, body, (event,))
 
 
 def _approver(
     drafter: Drafter, chain: Chain, asker: Asker, held: IncidentRow, root: IncidentRow
 ) -> Authority:
-    """In scope before and after, and a second person to everyone whose words it releases."""
-    authority = scope(asker, _parsed(root), drafter.regions)
-    if authority.allowed and held.id != root.id:
-        authority = scope(asker, _parsed(held), drafter.regions)
+    """In scope of the chain as it stands (every message of it, and what the approval
+    releases), and a second person to everyone whose words it releases."""
+    rows = [root, *chain.follow_ups]
+    rows += [held] if all(r.id != held.id for r in rows) else []
+    authority = chain_scope(asker, rows, drafter.regions)
     if not authority.allowed:
         return authority
     return may_approve(asker, held, _authors(chain, held, root))
+
+
+def _superseding(chain: Chain, held: IncidentRow, root: IncidentRow) -> Effects:
+    """A held update, released, supersedes what the chain's released messages before it have
+    not sent yet (the update withdrew nothing while it waited), and the incident is live."""
+    if root.state == CANCELLED:
+        raise Conflict(f"incident {root.id} is cancelled; its held update {held.id} stays unsent")
+    before = {root.id} | {
+        f.id
+        for f in chain.follow_ups
+        if f.id != held.id and f.state == ACTIVE and f.created_at <= held.created_at
+    }
+    withdraw = unsent([d for d in chain.deliveries if d.incident_id in before])
+    return Effects(tuple(withdraw), SUPERSEDED, live=root.id)
 
 
 def _authors(chain: Chain, held: IncidentRow, root: IncidentRow) -> set[str]:
@@ -91,21 +119,18 @@ def plan_retry(
 
 
 def _operator(drafter: Drafter, chain: Chain, asker: Asker) -> Authority:
-    """An operator may re-drive the deliveries of incidents within its scope."""
-    row = chain.root or chain.named
-    if asker.issuer is None or row is None:
+    """An operator may re-drive the deliveries of messages within its scope (the message and
+    its original both)."""
+    rows = [r for r in (chain.root, chain.named) if r is not None]
+    if asker.issuer is None or not rows:
         return Authority(True, f"{asker.name}: bound by its configuration")
-    authority = covers(asker.issuer, row.kind, _codes(row), drafter.regions)
-    if not authority.allowed:
-        return Authority(
-            False, f"issuer {asker.name} may not operate this incident: {authority.reason}"
-        )
-    return Authority(True, f"issuer {asker.name} may re-drive deliveries of {row.id}")
-
-
-def _codes(row: IncidentRow) -> list[str]:
-    area = row.body.get("area")
-    return [str(c) for c in area.get("codes", [])] if isinstance(area, dict) else []
+    for row in rows:
+        authority = covers(asker.issuer, row.kind, codes_of(row), drafter.regions)
+        if not authority.allowed:
+            return Authority(
+                False, f"issuer {asker.name} may not operate this incident: {authority.reason}"
+            )
+    return Authority(True, f"issuer {asker.name} may re-drive deliveries of {rows[0].id}")
 
 
 def _retryable(row: DeliveryRow, named: IncidentRow, chain: Chain) -> None:

@@ -17,7 +17,7 @@ import pytest
 from alertcast.channels import channel_class
 from alertcast.errors import Conflict, DomainError, Invalid, NotFound
 from alertcast.models import parse_incident
-from alertcast.plan import Asker, Chain, Plan, Send, Skip, plan_send
+from alertcast.plan import Asker, Chain, Plan, Planner, Send, Skip, plan_send
 from alertcast.store.base import (
     ActiveClaim,
     DeliveryRow,
@@ -34,6 +34,7 @@ from tests.plan.world import (
     PLANNER,
     ROOT,
     SCHEDULE,
+    STRICT,
     WEATHER,
     D,
     by,
@@ -44,6 +45,7 @@ from tests.plan.world import (
     effects,
     fire,
     first,
+    held_cancel,
     message,
     moment,
     originals,
@@ -235,6 +237,101 @@ def test_alert_posts_lapse_with_the_incident() -> None:
     plan = PLANNER.alert(parse_incident(body), Chain(), by("city"), moment())
     assert plan.write is not None
     assert {d.expires_at for d in plan.write.deliveries} == {1662372000.0}
+
+
+# == alert: a severity no lower than the facts ==============================================
+
+
+def _raised(declared: str, least: str, magnitude: str) -> str:
+    """The audit's note of a raised severity."""
+    bands = f"M{magnitude} is {least} by the magnitude bands"
+    return f"severity raised from {declared} to {least}: {bands}"
+
+
+@dataclass(frozen=True)
+class FloorCase:
+    desc: str
+    body: dict[str, Any]
+    severity: str  # as stored (and so broadcast and judged for approval)
+    note: str | None = None  # the audit's ``severity`` detail; None: the declaration stands
+
+
+FLOORS = [
+    FloorCase(
+        "M7.0, the extreme band's edge: a moderate declaration is raised to extreme",
+        quake(details={"magnitude": 7.0}),
+        "extreme",
+        _raised("moderate", "extreme", "7"),
+    ),
+    FloorCase(
+        "M6.9, just below the extreme band: raised to severe, not extreme",
+        quake(details={"magnitude": 6.9}),
+        "severe",
+        _raised("moderate", "severe", "6.9"),
+    ),
+    FloorCase(
+        "M6.0, the severe band's edge: a minor declaration is raised to severe",
+        quake(severity="minor", details={"magnitude": 6.0}),
+        "severe",
+        _raised("minor", "severe", "6"),
+    ),
+    FloorCase(
+        "M5.9, just below the severe band: raised to moderate",
+        quake(severity="minor", details={"magnitude": 5.9}),
+        "moderate",
+        _raised("minor", "moderate", "5.9"),
+    ),
+    FloorCase(
+        "M5.0, the moderate band's edge: a minor declaration is raised to moderate",
+        quake(severity="minor", details={"magnitude": 5.0}),
+        "moderate",
+        _raised("minor", "moderate", "5"),
+    ),
+    FloorCase(
+        "M4.9, below every band: a minor declaration stands",
+        quake(severity="minor", details={"magnitude": 4.9}),
+        "minor",
+    ),
+    FloorCase(
+        "below every band an unknown severity is raised to minor",
+        quake(severity="unknown", details={"magnitude": 4.9}),
+        "minor",
+        _raised("unknown", "minor", "4.9"),
+    ),
+    FloorCase(
+        "the floor never lowers: a severe M5.2 stays severe",
+        quake(severity="severe"),
+        "severe",
+    ),
+    FloorCase(
+        "a declaration at the band stands with no note: extreme M7.5",
+        quake(severity="extreme", details={"magnitude": 7.5}),
+        "extreme",
+    ),
+    FloorCase(
+        "a fire has no magnitude bands: its unknown severity stands",
+        fire(severity="unknown"),
+        "unknown",
+    ),
+    FloorCase(
+        "weather has no magnitude bands: its minor severity stands",
+        {**WEATHER, "severity": "minor"},
+        "minor",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FLOORS, ids=lambda c: c.desc)
+def test_alert_severity_floor(case: FloorCase) -> None:
+    """An earthquake's magnitude band sets its lowest severity; the audit trail says so; an
+    alert floored into an approval severity waits for approval."""
+    plan = PLANNER.alert(parse_incident(case.body), Chain(), by("clerk"), moment())
+    assert plan.write is not None and plan.write.incident is not None
+    row = plan.write.incident
+    assert (row.severity, row.body["severity"]) == (case.severity, case.severity)
+    (audit,) = plan.write.audit
+    assert audit.detail.get("severity") == case.note
+    assert (row.state == "awaiting_approval") is (case.severity == "extreme")
 
 
 # == replays of every keyed request ==========================================================
@@ -489,13 +586,20 @@ class UpdateCase:
     raises: type[DomainError] | None = None
     match: str = ""
     named: IncidentRow | None = None
+    follow_ups: Sequence[IncidentRow] = ()
 
 
 HELD_QUAKE = stored(quake(severity="extreme"), "awaiting_approval")
 HELD_ORIGINALS = [*originals("pending", "awaiting approval"), dlv("sirens", "pending")]
 APPROVED_EXTREME = stored(quake(severity="extreme"), "active")
 FEED_QUAKE = stored(source="feed:cenc", issuer="feed:cenc")
+FEED_EXTREME = stored(quake(severity="extreme"), source="feed:cenc", issuer="feed:cenc")
 CITY_FIRE = stored(FIRE, issuer="fire")
+BEIJING = {"name": "北京市东城区", "codes": ["110101"]}
+BEIJING_FIRE = stored(fire(area=BEIJING))
+MOVED_TO_BEIJING = update_row(body=fire(area=BEIJING))  # the city's update of CITY_FIRE
+RAISED_TO_EXTREME = update_row(body=quake(severity="extreme"))  # released: the chain needs two
+OUTSIDE_CHENGDU = "issuer fire may only raise incidents in regions 510100; area codes ['110101']"
 
 UPDATE_AUTHORITY = [
     UpdateCase(
@@ -588,6 +692,89 @@ UPDATE_AUTHORITY = [
         "area codes ['513322'] are outside",
     ),
     UpdateCase(
+        "scope before and after: the fire brigade moves its fire within Chengdu",
+        CITY_FIRE,
+        by("fire"),
+        {"area": {"codes": ["510104"]}},
+        "active",
+        "issuer fire: fire in 510104",
+    ),
+    UpdateCase(
+        "in scope before but not after: the brigade cannot move its fire to Beijing",
+        CITY_FIRE,
+        by("fire"),
+        {"area": BEIJING},
+        None,
+        f"the incident as updated: {OUTSIDE_CHENGDU}",
+    ),
+    UpdateCase(
+        "in scope after but not before: the brigade cannot move a Beijing fire into Chengdu",
+        BEIJING_FIRE,
+        by("fire"),
+        {"area": {"name": "成都市武侯区", "codes": ["510107"]}},
+        None,
+        f"the incident as it stands: {OUTSIDE_CHENGDU}",
+    ),
+    UpdateCase(
+        "in scope neither before nor after: refused as the incident stands",
+        BEIJING_FIRE,
+        by("fire"),
+        {"instruction": "请绕行"},
+        None,
+        f"the incident as it stands: {OUTSIDE_CHENGDU}",
+    ),
+    UpdateCase(
+        "the chain as it stands is every message: once moved to Beijing by the city, the "
+        "brigade cannot update its fire, not even back into Chengdu",
+        CITY_FIRE,
+        by("fire"),
+        {"area": {"codes": ["510104"]}},
+        None,
+        f"the incident as it stands (inc_u1): {OUTSIDE_CHENGDU}",
+        follow_ups=[MOVED_TO_BEIJING],
+    ),
+    UpdateCase(
+        "a feed's update of its approved chain goes at once (the two-person rule binds people)",
+        FEED_EXTREME,
+        FEED,
+        NEWS,
+        "active",
+        "feed:cenc: bound by its configuration",
+    ),
+    UpdateCase(
+        "a person's update of a feed's approved chain waits for a second person",
+        FEED_EXTREME,
+        by("clerk"),
+        NEWS,
+        "awaiting_approval",
+        "issuer clerk",
+    ),
+    UpdateCase(
+        "an approver's own update of an approved chain waits for a second person too",
+        APPROVED_EXTREME,
+        by("chief"),
+        CALMER,
+        "awaiting_approval",
+        "issuer chief",
+    ),
+    UpdateCase(
+        "a chain raised to approval by an earlier update binds every later one",
+        stored(),
+        by("clerk"),
+        NEWS,
+        "awaiting_approval",
+        "issuer clerk",
+        follow_ups=[RAISED_TO_EXTREME],
+    ),
+    UpdateCase(
+        "an update whose magnitude reaches the extreme band raises the chain to approval",
+        stored(),
+        by("city"),
+        {"details": {"magnitude": 7.2}},
+        "awaiting_approval",
+        "issuer city",
+    ),
+    UpdateCase(
         "a cancelled incident cannot be updated",
         stored(state="cancelled"),
         by("city"),
@@ -640,7 +827,7 @@ def _stored_with(root: IncidentRow | None) -> list[DeliveryRow]:
 @pytest.mark.parametrize("case", UPDATE_AUTHORITY, ids=lambda c: c.desc)
 def test_update(case: UpdateCase) -> None:
     """Who may update, and whether the update is held for approval."""
-    read = chain(case.root, _stored_with(case.root), named=case.named)
+    read = chain(case.root, _stored_with(case.root), named=case.named, follow_ups=case.follow_ups)
     if case.raises is not None:
         with pytest.raises(case.raises, match=case.match):
             PLANNER.update(read, case.patch, case.asker, moment())
@@ -667,6 +854,72 @@ def test_held_update_supersedes_the_held_originals() -> None:
         D("sirens", priority=5, hold=True),
     ]
     assert effects(plan).withdraw == tuple(d.id for d in HELD_ORIGINALS)
+
+
+def test_held_update_of_a_released_chain_withdraws_nothing() -> None:
+    """One person cannot stop an approved alert: a held update of a released chain leaves
+    what has not gone out to go out; it supersedes nothing until it is approved."""
+    unsent = [*originals("pending"), dlv("sirens", "retrying")]
+    plan = PLANNER.update(chain(APPROVED_EXTREME, unsent), NEWS, by("clerk"), moment())
+    assert plan.write is not None and plan.write.incident is not None
+    assert plan.write.incident.state == "awaiting_approval"
+    assert effects(plan).withdraw == ()
+    assert plan.answer["superseded"] == []
+
+
+@dataclass(frozen=True)
+class UpdateFloorCase:
+    desc: str
+    patch: dict[str, Any]
+    severity: str  # the update's, as stored
+    state: str
+    note: str | None = None  # the audit's ``severity`` detail
+
+
+UPDATE_FLOORS = [
+    UpdateFloorCase(
+        "a new magnitude in the severe band raises a moderate incident to severe",
+        {"details": {"magnitude": 6.1}},
+        "severe",
+        "active",
+        _raised("moderate", "severe", "6.1"),
+    ),
+    UpdateFloorCase(
+        "a new magnitude in the extreme band raises it to extreme, held for approval",
+        {"details": {"magnitude": 7.1}},
+        "extreme",
+        "awaiting_approval",
+        _raised("moderate", "extreme", "7.1"),
+    ),
+    UpdateFloorCase(
+        "a severity declared below the new facts is raised to them",
+        {"severity": "minor", "details": {"magnitude": 6.1}},
+        "severe",
+        "active",
+        _raised("minor", "severe", "6.1"),
+    ),
+    UpdateFloorCase(
+        "a lower magnitude does not lower the declared severity",
+        {"details": {"magnitude": 4.0}},
+        "moderate",
+        "active",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", UPDATE_FLOORS, ids=lambda c: c.desc)
+def test_update_severity_floor(case: UpdateFloorCase) -> None:
+    """An update is floored by its facts like an alert, and the audit trail says so."""
+    plan = PLANNER.update(chain(stored(), originals("delivered")), case.patch, by("city"), moment())
+    assert plan.write is not None and plan.write.incident is not None
+    row = plan.write.incident
+    assert (row.severity, row.body["severity"], row.state) == (
+        case.severity,
+        case.severity,
+        case.state,
+    )
+    (audit,) = plan.write.audit
+    assert audit.detail.get("severity") == case.note
 
 
 # == cancel: what follows each original ======================================================
@@ -822,6 +1075,12 @@ class CancelCase:
     raises: type[DomainError] | None = None
     match: str = ""
     named: IncidentRow | None = None
+    state: str = "cancelled"  # the cancellation's: cancelled at once, or awaiting_approval
+    follow_ups: Sequence[IncidentRow] = ()
+    planner: Planner = PLANNER
+
+
+WAITS = "the cancellation waits for a second approver"
 
 
 CANCEL_AUTHORITY = [
@@ -872,6 +1131,71 @@ CANCEL_AUTHORITY = [
         "area codes ['513322'] are outside",
     ),
     CancelCase(
+        "a non-approver's cancellation of an approved extreme chain waits for a second approver",
+        APPROVED_EXTREME,
+        by("clerk"),
+        reason=WAITS,
+        state="awaiting_approval",
+    ),
+    CancelCase(
+        "a submit-only issuer's cancellation of an approved chain waits",
+        APPROVED_EXTREME,
+        by("desk"),
+        reason=WAITS,
+        state="awaiting_approval",
+    ),
+    CancelCase(
+        "an approver's own cancellation of an approved chain goes at once (speed of correction)",
+        APPROVED_EXTREME,
+        by("chief"),
+        reason="issuer chief",
+    ),
+    CancelCase(
+        "with approver_cancels_at_once = false an approver's cancellation waits too",
+        APPROVED_EXTREME,
+        by("chief"),
+        reason=WAITS,
+        state="awaiting_approval",
+        planner=STRICT,
+    ),
+    CancelCase(
+        "with approver_cancels_at_once = false a chain that never needed approval is "
+        "still cancelled at once",
+        stored(),
+        by("clerk"),
+        reason="issuer clerk",
+        planner=STRICT,
+    ),
+    CancelCase(
+        "a chain raised to approval by an update binds its cancellation",
+        stored(),
+        by("clerk"),
+        reason=WAITS,
+        state="awaiting_approval",
+        follow_ups=[RAISED_TO_EXTREME],
+    ),
+    CancelCase(
+        "anyone in scope withdraws a held incident at once: nothing of it went out",
+        HELD_QUAKE,
+        by("clerk"),
+        reason="issuer clerk",
+    ),
+    CancelCase(
+        "a feed's cancellation of its approved chain goes at once (the daemon's own job)",
+        FEED_EXTREME,
+        FEED,
+        reason="feed:cenc: bound by its configuration",
+    ),
+    CancelCase(
+        "the chain as it stands is every message: once moved to Beijing by the city, the "
+        "brigade cannot cancel its fire",
+        CITY_FIRE,
+        by("fire"),
+        False,
+        f"the incident as it stands (inc_u1): {OUTSIDE_CHENGDU}",
+        follow_ups=[MOVED_TO_BEIJING],
+    ),
+    CancelCase(
         "an incident cannot be cancelled twice",
         stored(state="cancelled"),
         by("city"),
@@ -891,12 +1215,12 @@ CANCEL_AUTHORITY = [
 @pytest.mark.parametrize("case", CANCEL_AUTHORITY, ids=lambda c: c.desc)
 def test_cancel(case: CancelCase) -> None:
     """Who may cancel, and the cancellation's own row."""
-    read = chain(case.root, _stored_with(case.root), named=case.named)
+    read = chain(case.root, _stored_with(case.root), named=case.named, follow_ups=case.follow_ups)
     if case.raises is not None:
         with pytest.raises(case.raises, match=case.match):
-            PLANNER.cancel(read, "误报", case.asker, moment())
+            case.planner.cancel(read, "误报", case.asker, moment())
         return
-    plan = PLANNER.cancel(read, "误报", case.asker, moment())
+    plan = case.planner.cancel(read, "误报", case.asker, moment())
     assert plan.authority.allowed is case.allowed
     assert case.reason in plan.authority.reason
     if not case.allowed:
@@ -906,11 +1230,15 @@ def test_cancel(case: CancelCase) -> None:
     row = plan.write.incident
     assert (row.msg_type, row.state, row.references, row.reason) == (
         "cancel",
-        "cancelled",
+        case.state,
         ROOT,
         "误报",
     )
-    assert effects(plan).incident_state == (ROOT, "cancelled")
+    if case.state == "cancelled":
+        assert effects(plan).incident_state == (ROOT, "cancelled")
+        return
+    assert (plan.write.deliveries, plan.write.effects) == ((), None)  # nothing changes yet
+    assert (plan.answer["deliveries"], plan.answer["withdrawn"]) == ([], [])
 
 
 def test_cancel_of_a_held_incident_withdraws_everything() -> None:
@@ -933,9 +1261,18 @@ class ApproveCase:
     reason: str = ""
     raises: type[DomainError] | None = None
     match: str = ""
+    root: IncidentRow | None = None  # the held message's original, when not itself
+    follow_ups: Sequence[IncidentRow] = ()  # the original's, as stored
 
 
 FEED_HELD = stored(quake(details={"magnitude": 6.8}), "awaiting_approval", issuer="feed:cenc")
+HELD_BY_CLERK = update_row("awaiting_approval", quake(severity="extreme"), issuer="clerk")
+HELD_BY_CHIEF = update_row("awaiting_approval", quake(severity="extreme"), issuer="chief")
+HELD_CHENGDU_FIRE = stored(fire(severity="extreme"), "awaiting_approval")
+HELD_TO_BEIJING = update_row("awaiting_approval", fire(severity="extreme", area=BEIJING))
+CANCELLED_EXTREME = stored(quake(severity="extreme"), "cancelled")
+HELD_CANCEL = held_cancel(quake(severity="extreme"))
+WROTE_PART = "two-person rule: issuer {} wrote part of what {} would release"
 
 APPROVALS = [
     ApproveCase(
@@ -1013,13 +1350,149 @@ APPROVALS = [
         raises=NotFound,
         match="no incident inc_missing",
     ),
+    # -- approval binds the chain: updates
+    ApproveCase(
+        "an update of an incident awaiting approval cannot be approved alone: approve the "
+        "incident, which releases it",
+        HELD_BY_CLERK,
+        by("chief"),
+        raises=Conflict,
+        match="incident inc_root awaits approval itself: approve inc_root",
+        root=HELD_QUAKE,
+        follow_ups=[HELD_BY_CLERK],
+    ),
+    ApproveCase(
+        "a held update of an approved chain is released by an approver who wrote neither it "
+        "nor the original",
+        HELD_BY_CLERK,
+        by("chief"),
+        reason="approved by chief, second to city, clerk",
+        root=APPROVED_EXTREME,
+        follow_ups=[HELD_BY_CLERK],
+    ),
+    ApproveCase(
+        "the original's author cannot release a held update of its chain",
+        HELD_BY_CLERK,
+        by("city"),
+        False,
+        WROTE_PART.format("city", "inc_u1"),
+        root=APPROVED_EXTREME,
+        follow_ups=[HELD_BY_CLERK],
+    ),
+    ApproveCase(
+        "the update's author cannot release it, though an approver",
+        HELD_BY_CHIEF,
+        by("chief"),
+        False,
+        "two-person rule: the issuer who raised an incident cannot approve it",
+        root=APPROVED_EXTREME,
+        follow_ups=[HELD_BY_CHIEF],
+    ),
+    ApproveCase(
+        "a non-approver cannot release a held update",
+        HELD_BY_CHIEF,
+        by("desk"),
+        False,
+        "issuer desk may not approve (the approve role)",
+        root=APPROVED_EXTREME,
+        follow_ups=[HELD_BY_CHIEF],
+    ),
+    ApproveCase(
+        "a held update of a chain cancelled meanwhile has nothing left to release",
+        HELD_BY_CLERK,
+        by("chief"),
+        raises=Conflict,
+        match="incident inc_root is cancelled",
+        root=CANCELLED_EXTREME,
+        follow_ups=[HELD_BY_CLERK],
+    ),
+    ApproveCase(
+        "approving an incident releases its held updates: a second person to every author",
+        HELD_QUAKE,
+        by("chief"),
+        reason="approved by chief, second to city, clerk",
+        follow_ups=[HELD_BY_CLERK],
+    ),
+    ApproveCase(
+        "the author of a held update cannot approve the incident it would be released with",
+        HELD_QUAKE,
+        by("chief"),
+        False,
+        WROTE_PART.format("chief", "inc_root"),
+        follow_ups=[HELD_BY_CHIEF],
+    ),
+    ApproveCase(
+        "a Chengdu approver releases a held Chengdu fire",
+        HELD_CHENGDU_FIRE,
+        by("chengdu"),
+        reason="approved by chengdu, second to city",
+    ),
+    ApproveCase(
+        "approving an incident releases its held updates: the approver must be in scope of "
+        "each (one moved it to Beijing)",
+        HELD_CHENGDU_FIRE,
+        by("chengdu"),
+        False,
+        "issuer chengdu may only raise incidents in regions 510100; area codes ['110101']",
+        follow_ups=[HELD_TO_BEIJING],
+    ),
+    ApproveCase(
+        "an approver out of scope of a held update cannot release it",
+        HELD_TO_BEIJING,
+        by("chengdu"),
+        False,
+        "issuer chengdu may only raise incidents in regions 510100; area codes ['110101']",
+        root=stored(fire(severity="extreme")),
+        follow_ups=[HELD_TO_BEIJING],
+    ),
+    # -- approval binds the chain: cancellations
+    ApproveCase(
+        "a held cancellation cannot be approved by its author",
+        held_cancel(issuer="chief"),
+        by("chief"),
+        False,
+        "two-person rule: the issuer who raised an incident cannot approve it",
+        root=APPROVED_EXTREME,
+    ),
+    ApproveCase(
+        "a held cancellation cannot be approved by the author of the incident it cancels",
+        HELD_CANCEL,
+        by("city"),
+        False,
+        WROTE_PART.format("city", "inc_c"),
+        root=APPROVED_EXTREME,
+    ),
+    ApproveCase(
+        "a held cancellation cannot be approved by a non-approver",
+        HELD_CANCEL,
+        by("desk"),
+        False,
+        "issuer desk may not approve (the approve role)",
+        root=APPROVED_EXTREME,
+    ),
+    ApproveCase(
+        "a held cancellation approved twice: the second finds it cancelled",
+        held_cancel(quake(severity="extreme"), state="cancelled"),
+        by("chief"),
+        raises=Conflict,
+        match="incident inc_c is cancelled, not awaiting approval",
+        root=CANCELLED_EXTREME,
+    ),
+    ApproveCase(
+        "a held cancellation of an incident someone else cancelled meanwhile is refused",
+        HELD_CANCEL,
+        by("chief"),
+        raises=Conflict,
+        match="incident inc_root is already cancelled",
+        root=CANCELLED_EXTREME,
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", APPROVALS, ids=lambda c: c.desc)
 def test_approve(case: ApproveCase) -> None:
-    """The two-person rule: who may release a held incident."""
-    read = message(case.held)
+    """The two-person rule: who may release a held message of a chain."""
+    read = chain(case.root or case.held, named=case.held, follow_ups=case.follow_ups)
     if case.raises is not None:
         with pytest.raises(case.raises, match=case.match):
             PLANNER.approve(read, case.asker, moment())
@@ -1030,10 +1503,51 @@ def test_approve(case: ApproveCase) -> None:
     if not case.allowed:
         assert plan.write is None
         return
+    assert plan.write is not None and case.held is not None
+    held = case.held.id
+    assert (plan.write.release, plan.write.incident, plan.write.deliveries) == (held, None, ())
+    assert plan.answer == {"id": held, "state": "active", "approved_by": case.asker.name}
+    assert plan.events == ({"type": "incident", "id": held, "state": "active"},)
+
+
+def test_approving_a_held_cancellation_cancels_the_chain_as_it_stands() -> None:
+    """Released, a held cancellation is planned anew: one cancellation per public original,
+    what has not gone out withdrawn, the cancellation and the incident marked cancelled."""
+    have = [*originals("delivered"), dlv("sirens", "pending")]
+    read = chain(APPROVED_EXTREME, have, named=HELD_CANCEL, follow_ups=[HELD_CANCEL])
+    plan = PLANNER.approve(read, by("chief"), moment())
+    assert plan.authority.allowed
+    assert "approved by chief, second to city, clerk" in plan.authority.reason
     assert plan.write is not None
-    assert (plan.write.release, plan.write.incident, plan.write.deliveries) == (ROOT, None, ())
-    assert plan.answer == {"id": ROOT, "state": "active", "approved_by": case.asker.name}
-    assert plan.events == ({"type": "incident", "id": ROOT, "state": "active"},)
+    assert (plan.write.incident, plan.write.release, plan.write.attach_to) == (None, None, "inc_c")
+    assert created(plan) == [
+        D("lead", "reply", "dlv_lead", None, 10),
+        D("member", "reply", "dlv_member", None, 10),
+        D("board", "reply", "dlv_board", None, 10),
+        D("board", "delete", "dlv_board", "+board.reply", 10),
+        D("quota", "reply", "dlv_quota", None, 10),
+    ]
+    assert effects(plan) == Effects(
+        ("dlv_sirens",),
+        "withdrawn: the incident was cancelled",
+        (ROOT, "cancelled"),
+        released="inc_c",
+    )
+    assert plan.answer["state"] == "cancelled" and plan.answer["withdrawn"] == ["dlv_sirens"]
+    assert plan.events == ({"type": "incident", "id": "inc_c", "state": "cancelled"},)
+    assert plan.targets == {d.id: f"r-{d.id}" for d in originals("delivered")}
+
+
+def test_approving_a_held_update_supersedes_what_has_not_gone_out() -> None:
+    """The held update's supersession, deferred to its release: the chain's released
+    messages' unsent deliveries are withdrawn then, the incident still live."""
+    own = dlv("lead", "pending", of="inc_u1", delivery_id="dlv_lead_u1", at=2.0, priority=5)
+    have = [*originals("pending"), dlv("sirens", "delivered"), own]
+    read = chain(APPROVED_EXTREME, have, named=HELD_BY_CLERK, follow_ups=[HELD_BY_CLERK])
+    plan = PLANNER.approve(read, by("chief"), moment())
+    assert plan.write is not None and plan.write.release == "inc_u1"
+    ids = ("dlv_lead", "dlv_member", "dlv_board", "dlv_quota")
+    assert effects(plan) == Effects(ids, "superseded by an update", None, ROOT)
 
 
 # == retry ===================================================================================
@@ -1162,6 +1676,58 @@ def test_retry_of_a_delivery_whose_message_is_gone() -> None:
     """A delivery whose message is not stored is not found."""
     with pytest.raises(NotFound, match="no delivery dlv_lead"):
         PLANNER.retry(message(None, [dlv("lead", "failed")]), "dlv_lead", by("city"), moment())
+
+
+@dataclass(frozen=True)
+class RetryScopeCase:
+    desc: str
+    asker: Asker
+    root: IncidentRow
+    reason: str
+    allowed: bool = False
+    named: IncidentRow | None = None  # the delivery's message, when not the original
+
+
+RETRY_SCOPE = [
+    RetryScopeCase(
+        "the fire brigade re-drives a delivery of its own fire",
+        by("fire"),
+        CITY_FIRE,
+        "issuer fire may re-drive deliveries of inc_root",
+        True,
+    ),
+    RetryScopeCase(
+        "an operator out of scope by kind cannot re-drive a delivery",
+        by("fire"),
+        stored(),
+        "issuer fire may not operate this incident: issuer fire may not raise earthquake",
+    ),
+    RetryScopeCase(
+        "an operator out of scope by region cannot re-drive a delivery",
+        by("fire"),
+        BEIJING_FIRE,
+        f"issuer fire may not operate this incident: {OUTSIDE_CHENGDU}",
+    ),
+    RetryScopeCase(
+        "an update's delivery out of the operator's scope cannot be re-driven, though the "
+        "original is in it",
+        by("fire"),
+        CITY_FIRE,
+        f"issuer fire may not operate this incident: {OUTSIDE_CHENGDU}",
+        named=MOVED_TO_BEIJING,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", RETRY_SCOPE, ids=lambda c: c.desc)
+def test_retry_scope(case: RetryScopeCase) -> None:
+    """An operator re-drives only deliveries of messages within its kinds and regions."""
+    named = case.named or case.root
+    failed = dlv("lead", "failed", of=named.id)
+    plan = PLANNER.retry(message(named, [failed], root=case.root), failed.id, case.asker, moment())
+    assert plan.authority.allowed is case.allowed
+    assert case.reason in plan.authority.reason
+    assert (plan.write is not None) is case.allowed
 
 
 # == fallback ================================================================================

@@ -21,13 +21,15 @@ from alertcast.store.base import DeliveryRow, Effects, IdempotencyRecord, Incide
 # -- the world: issuers, accounts, incidents --------------------------------------------------
 #
 # issuers   city, chief: every kind and region, can_approve; clerk: every kind and region,
-#           no can_approve; fire: fire in 510100 only; chengdu: can_approve in 510100 only
+#           no can_approve; desk: every kind and region, the submit role only; fire: fire in
+#           510100 only; chengdu: can_approve in 510100 only
 # accounts  lead (webhook) and member (lead = "lead"): a cluster; board (file): on_update
 #           edit, on_cancel reply_and_delete; quota (console): fallback off, lead, spare,
 #           dry; sirens (webhook): severe and up, on_update repost, on_cancel delete; spare
 #           (webhook): police only, a fallback; off: disabled; drills (console): exercise,
 #           fallback spare, dry; dry (file): exercise (so drills only), police only
 # routes    weather goes without lead
+# STRICT    the same world with [approval] approver_cancels_at_once = false
 
 
 def _hook(account_id: str, **options: Any) -> dict[str, Any]:
@@ -44,6 +46,7 @@ CONFIG = Config.model_validate(
             {"name": "city", "token_env": "T_CITY", "can_approve": True},
             {"name": "chief", "token_env": "T_CHIEF", "can_approve": True},
             {"name": "clerk", "token_env": "T_CLERK"},
+            {"name": "desk", "token_env": "T_DESK", "roles": ["submit"]},
             {"name": "fire", "token_env": "T_FIRE", "kinds": ["fire"], "regions": ["510100"]},
             {
                 "name": "chengdu",
@@ -79,6 +82,8 @@ CONFIG = Config.model_validate(
     }
 )
 PLANNER = Planner(CONFIG, Renderer(CONFIG.render))
+STRICT_APPROVAL = CONFIG.approval.model_copy(update={"approver_cancels_at_once": False})
+STRICT = Planner(CONFIG.model_copy(update={"approval": STRICT_APPROVAL}), PLANNER.drafter.renderer)
 ISSUERS = {i.name: i for i in CONFIG.issuers}
 
 QUAKE: dict[str, Any] = {
@@ -160,6 +165,7 @@ def stored(
     incident_id: str = ROOT,
     msg_type: str = "alert",
     references: str | None = None,
+    reason: str | None = None,
 ) -> IncidentRow:
     incident = parse_incident(body or QUAKE)
     return IncidentRow(
@@ -174,16 +180,36 @@ def stored(
         body=incident_json(incident),
         created_at=1.0,
         references=references,
+        reason=reason,
     )
 
 
-def update_row(state: str = "active", body: dict[str, Any] | None = None) -> IncidentRow:
-    return stored(body, state, incident_id="inc_u1", msg_type="update", references=ROOT)
+def update_row(
+    state: str = "active", body: dict[str, Any] | None = None, *, issuer: str = "city"
+) -> IncidentRow:
+    return stored(
+        body, state, issuer=issuer, incident_id="inc_u1", msg_type="update", references=ROOT
+    )
 
 
 def cancel_row(body: dict[str, Any] | None = None) -> IncidentRow:
     """The cancellation of ``inc_root``: stored, like every cancellation, as cancelled."""
     return stored(body, "cancelled", incident_id="inc_c", msg_type="cancel", references=ROOT)
+
+
+def held_cancel(
+    body: dict[str, Any] | None = None, *, issuer: str = "clerk", state: str = "awaiting_approval"
+) -> IncidentRow:
+    """A cancellation of ``inc_root`` stored awaiting a second approver (no deliveries)."""
+    return stored(
+        body,
+        state,
+        issuer=issuer,
+        incident_id="inc_c",
+        msg_type="cancel",
+        references=ROOT,
+        reason="误报",
+    )
 
 
 def dlv(
