@@ -193,6 +193,9 @@ class AccountConfig(BaseModel):
     per_second: float | None = Field(default=None, gt=0)
     max_attempts: int | None = Field(default=None, ge=1, le=1000)
     lead: str | None = None
+    # A member waits this long for its lead's post to repost it, then posts the text itself
+    # (at once when the lead's delivery failed or its account is paused).
+    lead_wait_s: float = Field(default=60.0, ge=0, le=3600)
     on_update: Literal["reply", "repost", "edit", "post"] = "reply"
     on_cancel: Literal["reply", "reply_and_delete", "delete", "edit", "post"] = "reply"
     fallback: list[str] = Field(default_factory=list)
@@ -205,6 +208,12 @@ class AccountConfig(BaseModel):
                 "statuses name exercise/test but exercise is not true: "
                 "only accounts marked exercise = true may take drills"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _lead_wait_needs_a_lead(self) -> AccountConfig:
+        if "lead_wait_s" in self.model_fields_set and self.lead is None:
+            raise ValueError("lead_wait_s is how long a member waits for its lead: set lead too")
         return self
 
     @property

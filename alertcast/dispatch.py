@@ -29,12 +29,13 @@ from alertcast.channels.base import (
     Receipt,
     Transient,
 )
-from alertcast.config import DispatchConfig
+from alertcast.config import AccountConfig, DispatchConfig
 from alertcast.events import EventBus
 from alertcast.fate import RetryPolicy, Skipped, decide
 from alertcast.inbox import Inbox
 from alertcast.models import DeliveryState
 from alertcast.plan import Skip, plan_send
+from alertcast.plan.sending import Lead, lead_waits
 from alertcast.secrets import Secrets
 from alertcast.store.base import ActiveClaim, AttemptRow, DeliveryRow, Outcome, Store
 
@@ -156,8 +157,26 @@ class Dispatcher:
                 lease_s=self.config.lease_s,
                 worker=self.worker,
                 free=self.capacity.free(now),
+                waits=lead_waits((a.config for a in self.capacity.accounts), self._paused(now)),
             )
             return [(c, self.capacity.take(c.delivery.account)) for c in claims]
+
+    def _paused(self, now: float) -> dict[str, str]:
+        """The paused accounts and why (a cluster's members do not wait for a paused lead)."""
+        return {
+            a.id: a.health.paused_reason or "paused"
+            for a in self.capacity.accounts
+            if a.health.paused(now)
+        }
+
+    def _lead_of(self, member: AccountConfig, now: float) -> Lead | None:
+        """What a cluster member's send knows of its lead: its wait, the lead's pause."""
+        if member.lead is None:
+            return None
+        lead = self.capacity.accounts.get(member.lead)
+        if lead is None or not lead.health.paused(now):
+            return Lead(member.lead_wait_s)
+        return Lead(member.lead_wait_s, lead.health.paused_reason)
 
     async def _sleep(self) -> None:
         """Until woken, the next retry is due, or the poll interval, whichever is first;
@@ -215,7 +234,8 @@ class Dispatcher:
             gone = Permanent(f"account {d.account!r} is no longer configured")
             await self._finish(d, None, time.time(), 0.0, gone)
             return
-        how = plan_send(claim, runtime.config.channel, runtime.channel.capabilities)
+        lead = self._lead_of(runtime.config, time.time())
+        how = plan_send(claim, runtime.config.channel, runtime.channel.capabilities, lead)
         if isinstance(how, Skip):
             await self._finish(d, runtime, time.time(), 0.0, Skipped(how.reason))
             return
@@ -227,8 +247,9 @@ class Dispatcher:
             result = await self._attempt(runtime, msg)
             duration_ms = 1000 * (time.monotonic() - t0)
         metrics.ATTEMPT_SECONDS.labels(runtime.config.channel).observe(duration_ms / 1000)
+        progress = dict(msg.progress) or None
         await self._finish(
-            d, runtime, started, duration_ms, result, progress=dict(msg.progress) or None
+            d, runtime, started, duration_ms, result, progress=progress, alone=how.reason
         )
 
     async def _attempt(self, runtime: AccountRuntime, msg: Outgoing) -> Receipt | ChannelError:
@@ -277,11 +298,10 @@ class Dispatcher:
         result: Receipt | ChannelError,
         *,
         progress: dict[str, Any] | None = None,
+        alone: str | None = None,
     ) -> None:
         now = time.time()
-        outcome = self._decide(d, runtime, result, now)
-        if progress is not None:
-            outcome = replace(outcome, progress=progress)
+        outcome = _noted(self._decide(d, runtime, result, now), progress, alone)
         attempt = AttemptRow(
             delivery_id=d.id,
             number=d.attempts,
@@ -323,6 +343,16 @@ class Dispatcher:
 
     def _publish(self, d: DeliveryRow, state: DeliveryState) -> None:
         self.events.publish(delivery_event(d, state))
+
+
+def _noted(outcome: Outcome, progress: dict[str, Any] | None, alone: str | None) -> Outcome:
+    """The outcome with a multi-recipient send's ``progress`` and, for a cluster member that
+    posted alone, why (kept on its retries, so it stays alone)."""
+    if progress is not None:
+        outcome = replace(outcome, progress=progress)
+    if alone is not None:
+        outcome = replace(outcome, reason="; ".join(filter(None, (alone, outcome.reason))))
+    return outcome
 
 
 def _account_health(

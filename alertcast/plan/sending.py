@@ -6,22 +6,32 @@ never reached the platform, or the platform cannot do that action — the delive
 to a post of its own: the members of a cluster still speak when their lead does not. A
 cancellation (or deletion) of an original that never reached the account does not go out, nor
 does a deletion after the account's own cancellation when there is no post to delete.
+
+A member waits for its lead's post at most its ``lead_wait_s``, and not at all once the lead's
+delivery is settled undelivered (failed, dead, skipped) or the lead's account is paused
+(:func:`lead_waits` tells the store's claim how long); then it posts the text itself and says
+why. Once it has gone alone it stays alone on its retries: a lead that delivers later never
+makes it repost as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Container, Iterable, Set
 from dataclasses import dataclass
 
+from alertcast.config import AccountConfig
 from alertcast.store.base import ActiveClaim
 
-__all__ = ["Send", "Skip", "plan_send"]
+__all__ = ["ALONE", "Lead", "Send", "Skip", "lead_waits", "plan_send"]
+
+ALONE = "; posted alone"  # ends the reason of a member that did not repost its lead
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
     action: str
     target_remote_id: str | None = None
+    reason: str | None = None  # why a cluster member posts alone instead of reposting its lead
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +39,26 @@ class Skip:
     reason: str
 
 
-def plan_send(claim: ActiveClaim, channel: str, capabilities: Set[str]) -> Send | Skip:
-    """How the claimed delivery goes out on a ``channel`` that can do ``capabilities``."""
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """What the sender knows of a member's lead: the member's ``lead_wait_s`` and the lead
+    account's pause (its reason), if it is paused."""
+
+    wait_s: float = 60.0
+    paused: str | None = None
+
+
+def lead_waits(accounts: Iterable[AccountConfig], paused: Container[str]) -> dict[str, float]:
+    """Per member account, how long its deliveries wait for their lead's before they are due
+    anyway: its ``lead_wait_s``, or nothing while the lead's account is paused."""
+    return {a.id: 0.0 if a.lead in paused else a.lead_wait_s for a in accounts if a.lead}
+
+
+def plan_send(
+    claim: ActiveClaim, channel: str, capabilities: Set[str], lead: Lead | None = None
+) -> Send | Skip:
+    """How the claimed delivery goes out on a ``channel`` that can do ``capabilities``
+    (``lead``: what is known of the lead of a cluster member)."""
     d = claim.delivery
     if d.target_delivery_id is not None and not claim.target_delivered:
         if claim.msg_type == "cancel":
@@ -41,9 +69,28 @@ def plan_send(claim: ActiveClaim, channel: str, capabilities: Set[str]) -> Send 
         return Skip(f"{channel} cannot delete a post; the cancellation stands alone")
     if d.action == "delete" and claim.target_remote_id is None and _after_correction(claim):
         return Skip("the original was delivered without a remote id; nothing to delete")
+    if (alone := _alone(claim, lead or Lead())) is not None:
+        return Send("post", reason=alone)
     if d.action == "post" or claim.target_remote_id is None or d.action not in capabilities:
         return Send("post")  # nothing to thread to, or the platform cannot: stand alone
     return Send(d.action, claim.target_remote_id)
+
+
+def _alone(claim: ActiveClaim, lead: Lead) -> str | None:
+    """Why a cluster member posts the text itself instead of reposting its lead's post; None
+    when it reposts, or is no member (a follow-up waits for its own account's original)."""
+    d, who = claim.delivery, claim.target_account
+    if d.wait_for is None or who is None or who == d.account:
+        return None
+    if d.reason is not None and ALONE in d.reason:  # it went alone before: it stays alone
+        return d.reason[: d.reason.index(ALONE) + len(ALONE)]
+    if claim.target_delivered:
+        return None if claim.target_remote_id else f"lead {who} posted without a remote id{ALONE}"
+    if claim.target_state is not None and claim.target_state.settled:
+        return f"lead {who} {claim.target_state.value}{ALONE}"
+    if lead.paused is not None:
+        return f"lead {who} paused: {lead.paused}{ALONE}"
+    return f"lead {who} not delivered within lead_wait_s ({lead.wait_s:g} s){ALONE}"
 
 
 def _after_correction(claim: ActiveClaim) -> bool:
