@@ -33,6 +33,7 @@ __all__ = [
     "StaleRead",
     "StateConflict",
     "Store",
+    "StoreInUse",
     "Taken",
     "Write",
 ]
@@ -42,6 +43,10 @@ SETTLED = tuple(s.value for s in DeliveryState if s.settled)
 
 class StateConflict(Exception):
     """A write found the incident in another state than it requires (cancelled, approved)."""
+
+
+class StoreInUse(Exception):
+    """The store admits one process (SQLite) and another one holds it: the message says which."""
 
 
 class StaleRead(Exception):
@@ -238,7 +243,10 @@ class Store(Protocol):
     def describe(self) -> str:
         """Where the data lives, without credentials (for logs)."""
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect and migrate; raises :class:`StoreInUse` if another process holds a store
+        that admits one (``single_process``), before reading or changing anything."""
+
     async def close(self) -> None: ...
 
     async def apply(self, write: Write) -> Applied:

@@ -5,11 +5,18 @@ transaction (one ``fsync`` with ``synchronous=FULL``), each inside its own savep
 failing write never takes its neighbours down. A write's future resolves only after COMMIT:
 what the API acknowledges is on disk. Reads use a second connection on another thread and see
 every committed write (WAL).
+
+One process owns a store: :meth:`SQLiteStore.open` takes an exclusive ``flock`` on
+``<database>.lock`` before it touches the database, and holds it until :meth:`close` (the kernel
+drops it when the process dies, ``kill -9`` included). A second daemon on the same file is
+refused with :class:`~alertcast.store.base.StoreInUse` before it reads or recovers anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +38,7 @@ from alertcast.store.base import (
     Outcome,
     Requeue,
     StateConflict,
+    StoreInUse,
     Write,
 )
 
@@ -54,16 +62,22 @@ class SQLiteStore:
         self._writer: asyncio.Task[None] | None = None
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
+        self._lock: int | None = None  # the fd holding <database>.lock
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
 
     # -- life -------------------------------------------------------------------------------
     async def open(self) -> None:
+        self._lock = _hold_lock(self.path)
         loop = asyncio.get_running_loop()
-        self._w = await loop.run_in_executor(self._wexec, self._connect, True)
-        await loop.run_in_executor(self._wexec, _migrate, self._w)
-        self._r = await loop.run_in_executor(self._rexec, self._connect, False)
+        try:
+            self._w = await loop.run_in_executor(self._wexec, self._connect, True)
+            await loop.run_in_executor(self._wexec, _migrate, self._w)
+            self._r = await loop.run_in_executor(self._rexec, self._connect, False)
+        except BaseException:
+            self._release_lock()
+            raise
         self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     async def close(self) -> None:
@@ -76,6 +90,12 @@ class SQLiteStore:
             if conn is not None:
                 await loop.run_in_executor(pool, conn.close)
             pool.shutdown(wait=True)
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the last descriptor drops the flock
+            self._lock = None
 
     def _connect(self, writer: bool) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -396,6 +416,27 @@ def _run_batch(
         conn.execute("ROLLBACK")
         raise
     return results
+
+
+def _hold_lock(path: str) -> int:
+    """An exclusive, non-blocking ``flock`` on ``<path>.lock``, stamped with our pid; the
+    descriptor holds it. Raises :class:`StoreInUse`, naming the store and the holder, if taken."""
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreInUse(
+            f"sqlite store {Path(path).resolve()} is in use by another alertcast process "
+            f"(pid {holder}, lock {lock_path.resolve()}): one daemon per SQLite store; stop it "
+            "first, or share a PostgreSQL store between replicas"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
