@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
 from alertcast import api, edge, jobs, metrics
@@ -168,9 +169,18 @@ def _tokens(config: Config, secrets: Secrets) -> list[tuple[bytes, IssuerConfig]
 
 
 def create_app(
-    config: Config, *, secrets: Secrets | None = None, dispatch: bool = True
+    config: Config,
+    *,
+    secrets: Secrets | None = None,
+    dispatch: bool = True,
+    before_body: Sequence[Middleware] = (),
 ) -> web.Application:
-    """The application; resources open on start-up and close in reverse on shutdown."""
+    """The application; resources open on start-up and close in reverse on shutdown.
+
+    ``dispatch=False`` leaves the dispatcher stopped (``serve`` starts it once the port is
+    bound); ``before_body`` middlewares run after authentication, before any body is read
+    (``serve`` passes its body deadline).
+    """
     secrets = secrets or Secrets()
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
@@ -179,6 +189,7 @@ def create_app(
             errors_middleware,
             edge.vet_request,
             auth_middleware,
+            *before_body,
             edge.vet_body,
         ],
     )

@@ -14,7 +14,7 @@ import aiohttp
 
 from alertcast.checks import load_checked
 from alertcast.config import Config, ConfigError
-from alertcast.daemon import serve
+from alertcast.daemon import StartupError, serve
 from alertcast.follow import delivery_line, follow
 
 __all__ = ["main"]
@@ -43,7 +43,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     secrets = Secrets()
     configure(secrets, level=config.logging.level, fmt=config.logging.format)
-    asyncio.run(serve(config, secrets, host=args.host, port=args.port))
+    try:
+        asyncio.run(serve(config, secrets, host=args.host, port=args.port))
+    except StartupError as exc:
+        print(f"alertcast serve: not started: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

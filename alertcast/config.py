@@ -72,6 +72,14 @@ class ServerConfig(_Table):
     public_url: str | None = None
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # The edge (applied by ``alertcast serve``): a connection that has not sent a whole request
+    # line and headers this long after connecting (or after its last answer) is closed; a
+    # request's body must arrive in full within ``body_timeout_s`` (or 408); at
+    # ``max_connections`` open connections, the oldest idle one is closed to make room (a 503
+    # if none is idle).
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_connections: int = Field(default=2048, ge=16, le=65536)
 
 
 class StoreConfig(_Table):
