@@ -7,7 +7,7 @@ accepted, and only then does the dispatcher recover and send.
 
 The edge's limits (``[server]``) are applied here, where the socket is served:
 
-- **headers**: aiohttp's ``keepalive_timeout`` (since 3.14.5 it runs from the moment a
+- **headers**: aiohttp's ``keepalive_timeout`` (since 3.14.4 it runs from the moment a
   connection opens, not only between requests) is ``header_timeout_s``: a connection that has
   not sent a whole request line and headers that long after connecting, or after its last
   answer, is closed;
@@ -69,15 +69,7 @@ async def serve(
     server = config.server
     try:
         gate = Gate(_connection_cap(config))
-        middlewares = [gate.track, body_deadline(server.body_timeout_s)]
-        app = create_app(config, secrets=secrets, dispatch=False, before_body=middlewares)
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            keepalive_timeout=server.header_timeout_s,  # from connect, too: the header deadline
-            shutdown_timeout=server.shutdown_grace_s,
-        )
+        runner = _runner(config, secrets, gate)
         address = (host or server.host, server.port if port is None else port)
         listener = await _bind(lambda: gate.admit(runner.server), *address)
     except Exception as exc:
@@ -95,6 +87,20 @@ async def serve(
         listener.close()
         await runner.cleanup()
         await listener.wait_closed()
+
+
+def _runner(config: Config, secrets: Any, gate: Gate) -> web.AppRunner:
+    """The app (its dispatcher not started) behind a runner with the edge's deadlines."""
+    server = config.server
+    middlewares = [gate.track, body_deadline(server.body_timeout_s)]
+    app = create_app(config, secrets=secrets, dispatch=False, before_body=middlewares)
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=server.header_timeout_s,  # from connect, too: the header deadline
+        shutdown_timeout=server.shutdown_grace_s,
+    )
 
 
 async def _start(runner: web.AppRunner, listener: asyncio.Server) -> None:
