@@ -9,8 +9,8 @@ answers what the lifecycle decided: ``202`` when it raised, updated or cancelled
 Authentication: the app's middleware admits only issuer bearer tokens, once, at the edge. A feed
 that names ``token_env`` is bound to that credential: a push must carry exactly that token (an
 issuer scoped to ``kinds = ["earthquake"]`` holding the same variable), so an upstream relay
-gets no more than its feed. A feed without ``token_env`` takes pushes from any issuer allowed
-to raise earthquakes.
+gets no more than its feed. A feed without ``token_env`` takes pushes only from an approver with
+no region limit (a push raises and cancels by the feed's rules, alone).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from alertcast import keys
+from alertcast.config import IssuerConfig
 from alertcast.feeds.events import FeedError
 from alertcast.feeds.rules import FeedConfig
 from alertcast.feeds.tracker import Applied
@@ -69,8 +70,7 @@ def _authorize(request: web.Request, cfg: FeedConfig) -> None:
     """403 unless the bearer may push to this feed (see the module's docstring)."""
     issuer = request[keys.ISSUER]
     if cfg.token_env is None:
-        if Kind.earthquake not in issuer.kinds:
-            raise web.HTTPForbidden(text=f"issuer {issuer.name} may not raise earthquakes")
+        _may_act_as_feed(issuer, cfg)
         return
     try:
         expected = request.app[keys.SECRETS].get(cfg.token_env)
@@ -81,6 +81,25 @@ def _authorize(request: web.Request, cfg: FeedConfig) -> None:
     given = request.headers.get("Authorization", "").partition(" ")[2].strip()
     if not hmac.compare_digest(_digest(given), _digest(expected)):
         raise web.HTTPForbidden(text=f"feed {cfg.name} takes pushes only with its own token")
+
+
+def _may_act_as_feed(issuer: IssuerConfig, cfg: FeedConfig) -> None:
+    """A push acts as the feed: it raises, updates and cancels by the feed's rules, wherever they
+    reach, with no second person. Without the feed's own token, only an approver with no
+    region limit may do that."""
+    if Kind.earthquake not in issuer.kinds:
+        raise web.HTTPForbidden(text=f"issuer {issuer.name} may not raise earthquakes")
+    if issuer.regions:
+        raise web.HTTPForbidden(
+            text=f"issuer {issuer.name} is limited to regions {', '.join(issuer.regions)}; a "
+            f"push to feed {cfg.name} acts wherever the feed's rules reach: push with the "
+            "feed's own token (token_env)"
+        )
+    if not issuer.approver:
+        raise web.HTTPForbidden(
+            text=f"issuer {issuer.name} may not act as feed {cfg.name}: a push raises and "
+            "cancels alone, which takes the approve role (or the feed's own token, token_env)"
+        )
 
 
 def _digest(token: str) -> bytes:

@@ -20,6 +20,7 @@ from alertcast.store.base import (
     Effects,
     IncidentRow,
     NewDelivery,
+    Release,
     Requeue,
     Write,
 )
@@ -63,8 +64,18 @@ def plan_approve(drafter: Drafter, chain: Chain, asker: Asker, moment: Moment) -
     audit = AuditRow(moment.at, asker.name, "incident.approve", held.id)
     body = {"id": held.id, "state": ACTIVE, "approved_by": asker.name}
     event = {"type": "incident", "id": held.id, "state": ACTIVE}
-    write = Write(release=held.id, effects=effects, audit=(audit,))
+    write = Write(release=_release(chain, held, root), effects=effects, audit=(audit,))
     return Plan(authority, write, body, (event,))
+
+
+def _release(chain: Chain, held: IncidentRow, root: IncidentRow) -> Release:
+    """Exactly what the approver saw held: the incident with its held updates (and nothing
+    written after), or one held update."""
+    if held.id != root.id:
+        return Release((held.id,))
+    waiting = IncidentState.awaiting_approval.value
+    updates = [f.id for f in chain.follow_ups if f.state == waiting and f.msg_type != "cancel"]
+    return Release((root.id, *updates), whole=root.id)
 
 
 def _approver(

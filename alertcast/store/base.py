@@ -29,6 +29,7 @@ __all__ = [
     "IncidentRow",
     "NewDelivery",
     "Outcome",
+    "Release",
     "Requeue",
     "StaleRead",
     "StateConflict",
@@ -204,6 +205,19 @@ class AuditRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """An approval: exactly the held messages ``ids`` become active and their deliveries due.
+
+    ``whole`` names the incident when the approval is of the incident itself: then any other
+    held message of it written since the approver read it fails the write (:class:`StaleRead`,
+    planned again), so an approval never releases words nobody checked.
+    """
+
+    ids: tuple[str, ...]
+    whole: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Requeue:
     """An operator's re-drive of a settled delivery: back to ``pending`` with ``budget`` tries."""
 
@@ -220,7 +234,7 @@ class Write:
     attach_to: str | None = None  # a stored incident that gets more deliveries (a fallback)
     idempotency: IdempotencyRecord | None = None
     effects: Effects | None = None
-    release: str | None = None  # a held incident approved: its held deliveries become due
+    release: Release | None = None  # held messages approved: their deliveries become due
     requeue: Requeue | None = None
     audit: Sequence[AuditRow] = ()
     taken: Taken | None = None

@@ -27,6 +27,7 @@ from alertcast.store.base import (
     IdempotencyRecord,
     IncidentRow,
     Outcome,
+    Release,
     Requeue,
     StateConflict,
     Write,
@@ -378,11 +379,12 @@ async def _claim_key(conn: asyncpg.Connection, record: IdempotencyRecord) -> Non
         raise IdempotencyConflict(sql.idempotency_from(first))
 
 
-async def _release(conn: asyncpg.Connection, incident_id: str, now: float) -> int:
-    approved = await conn.execute(N(sql.APPROVE_INCIDENT), incident_id, incident_id)
-    if _count(approved) == 0:
-        raise StateConflict(f"incident {incident_id} is not awaiting approval")
-    return _count(await conn.execute(N(sql.RELEASE), now, now, incident_id, incident_id))
+async def _release(conn: asyncpg.Connection, r: Release, now: float) -> int:
+    if (unseen := sql.unseen_statement(r)) is not None:
+        sql.unseen_conflict(r, int(await conn.fetchval(N(unseen[0]), *unseen[1])))
+    (approve, approve_params), (due, due_params) = sql.release_statements(r, now)
+    sql.release_conflict(r, _count(await conn.execute(N(approve), *approve_params)))
+    return _count(await conn.execute(N(due), *due_params))
 
 
 async def _requeue(conn: asyncpg.Connection, r: Requeue, now: float) -> DeliveryRow:

@@ -25,6 +25,7 @@ from alertcast.store.base import (
     IncidentRow,
     NewDelivery,
     Outcome,
+    Release,
     StaleRead,
     StateConflict,
     Taken,
@@ -91,14 +92,17 @@ WHERE id = ? AND msg_type = 'cancel' AND state = 'awaiting_approval'"""
 
 GUARD_LIVE = "UPDATE incidents SET state = state WHERE id = ? AND state <> 'cancelled'"
 
-APPROVE_INCIDENT = """
-UPDATE incidents SET state = 'active'
-WHERE (id = ? OR refs = ?) AND state = 'awaiting_approval'"""
+APPROVE_MESSAGES = """
+UPDATE incidents SET state = 'active' WHERE id IN ({ids}) AND state = 'awaiting_approval'"""
+
+HELD_UNSEEN = """
+SELECT COUNT(*) FROM incidents
+WHERE (id = ? OR refs = ?) AND state = 'awaiting_approval' AND msg_type <> 'cancel'
+  AND id NOT IN ({ids})"""
 
 RELEASE = """
 UPDATE deliveries SET next_attempt_at = ?, reason = NULL, updated_at = ?
-WHERE (incident_id = ? OR incident_id IN (SELECT id FROM incidents WHERE refs = ?))
-  AND state = 'pending' AND next_attempt_at IS NULL"""
+WHERE incident_id IN ({ids}) AND state = 'pending' AND next_attempt_at IS NULL"""
 
 FINISH_DELIVERY = """
 UPDATE deliveries SET state = ?, next_attempt_at = ?, last_error = ?,
@@ -284,6 +288,35 @@ def _taken_row(incident_id: str, d: NewDelivery, now: float) -> DeliveryRow:
         priority=d.priority,
         expires_at=d.expires_at,
     )
+
+
+def release_statements(r: Release, now: float) -> list[tuple[str, tuple[Any, ...]]]:
+    """``(statement, params)`` of a release: approve exactly ``r.ids``, then make their held
+    deliveries due. The first must touch every id (:class:`StateConflict` otherwise); when
+    ``r.whole`` is set, :data:`HELD_UNSEEN` must count 0 first (:class:`StaleRead`)."""
+    marks = ", ".join("?" * len(r.ids))
+    return [
+        (APPROVE_MESSAGES.format(ids=marks), tuple(r.ids)),
+        (RELEASE.format(ids=marks), (now, now, *r.ids)),
+    ]
+
+
+def unseen_statement(r: Release) -> tuple[str, tuple[Any, ...]] | None:
+    """The count of held messages of ``r.whole`` the approver did not see, if it applies."""
+    if r.whole is None:
+        return None
+    marks = ", ".join("?" * len(r.ids))
+    return HELD_UNSEEN.format(ids=marks), (r.whole, r.whole, *r.ids)
+
+
+def release_conflict(r: Release, touched: int) -> None:
+    if touched < len(r.ids):
+        raise StateConflict(f"incident {r.ids[0]} is not awaiting approval")
+
+
+def unseen_conflict(r: Release, held: int) -> None:
+    if held:
+        raise StaleRead(f"{held} held message(s) of {r.whole} were written after the approval read")
 
 
 def write_time(write: Write) -> float:

@@ -36,6 +36,7 @@ from alertcast.store.base import (
     IdempotencyRecord,
     IncidentRow,
     Outcome,
+    Release,
     Requeue,
     StateConflict,
     StoreInUse,
@@ -383,10 +384,12 @@ def _claim_key(c: sqlite3.Connection, record: IdempotencyRecord) -> None:
         raise IdempotencyConflict(sql.idempotency_from(first)) from None
 
 
-def _release(c: sqlite3.Connection, incident_id: str, now: float) -> int:
-    if c.execute(sql.APPROVE_INCIDENT, (incident_id, incident_id)).rowcount == 0:
-        raise StateConflict(f"incident {incident_id} is not awaiting approval")
-    return int(c.execute(sql.RELEASE, (now, now, incident_id, incident_id)).rowcount)
+def _release(c: sqlite3.Connection, r: Release, now: float) -> int:
+    if (unseen := sql.unseen_statement(r)) is not None:
+        sql.unseen_conflict(r, int(_one(c, *unseen)[0]))
+    (approve, approve_params), (due, due_params) = sql.release_statements(r, now)
+    sql.release_conflict(r, c.execute(approve, approve_params).rowcount)
+    return int(c.execute(due, due_params).rowcount)
 
 
 def _requeue(c: sqlite3.Connection, r: Requeue, now: float) -> DeliveryRow:

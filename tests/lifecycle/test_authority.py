@@ -490,11 +490,6 @@ async def _push(d: Any, who: str, body: dict[str, Any]) -> tuple[int, Any]:
     return resp.status, await resp.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alertcast/feeds/api.py: a push to a feed without token_env acts as the feed "
-    "(issuer=None), so the two-person rule for people does not bind the pusher",
-)
 async def test_a_push_cannot_cancel_an_approved_alert_alone(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -513,11 +508,6 @@ async def test_a_push_cannot_cancel_an_approved_alert_alone(
     assert (await d.get(f"/v1/incidents/{root}"))[1]["state"] == "active"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alertcast/feeds/api.py: a push to a feed without token_env checks only that the "
-    "pusher may raise earthquakes, not its regions",
-)
 async def test_a_push_is_bound_by_the_pushers_regions(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -529,11 +519,6 @@ async def test_a_push_is_bound_by_the_pushers_regions(
     assert (await d.get("/v1/incidents"))[1]["incidents"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alertcast/store/sql.py APPROVE_INCIDENT and RELEASE release every held follow-up "
-    "by refs at commit time, not the ones the approval's planner checked",
-)
 async def test_an_approval_releases_only_what_its_approver_saw(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

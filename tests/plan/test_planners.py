@@ -24,6 +24,7 @@ from alertcast.store.base import (
     Effects,
     IdempotencyRecord,
     IncidentRow,
+    Release,
     Requeue,
     Write,
 )
@@ -1505,7 +1506,8 @@ def test_approve(case: ApproveCase) -> None:
         return
     assert plan.write is not None and case.held is not None
     held = case.held.id
-    assert (plan.write.release, plan.write.incident, plan.write.deliveries) == (held, None, ())
+    assert plan.write.release is not None and plan.write.release.ids[0] == held
+    assert (plan.write.incident, plan.write.deliveries) == (None, ())
     assert plan.answer == {"id": held, "state": "active", "approved_by": case.asker.name}
     assert plan.events == ({"type": "incident", "id": held, "state": "active"},)
 
@@ -1545,7 +1547,7 @@ def test_approving_a_held_update_supersedes_what_has_not_gone_out() -> None:
     have = [*originals("pending"), dlv("sirens", "delivered"), own]
     read = chain(APPROVED_EXTREME, have, named=HELD_BY_CLERK, follow_ups=[HELD_BY_CLERK])
     plan = PLANNER.approve(read, by("chief"), moment())
-    assert plan.write is not None and plan.write.release == "inc_u1"
+    assert plan.write is not None and plan.write.release == Release(("inc_u1",))
     ids = ("dlv_lead", "dlv_member", "dlv_board", "dlv_quota")
     assert effects(plan) == Effects(ids, "superseded by an update", None, ROOT)
 

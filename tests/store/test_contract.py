@@ -25,6 +25,7 @@ from alertcast.store.base import (
     IncidentRow,
     NewDelivery,
     Outcome,
+    Release,
     Requeue,
     StaleRead,
     StateConflict,
@@ -455,13 +456,28 @@ async def test_release_makes_held_deliveries_due(store: Store) -> None:
     await create(store, held, [_delivery(1, hold=True), _delivery(2, hold=True)])
     assert await _claim(store) == []
     audit = AuditRow(time.time(), "boss", "incident.approve", "inc_0")
-    applied = await store.apply(Write(release="inc_0", audit=(audit,)))
+    applied = await store.apply(Write(release=Release(("inc_0",), "inc_0"), audit=(audit,)))
     assert applied.released == 2
     row = await store.get_incident("inc_0")
     assert row is not None and row.state == "active"
     assert await _claim(store) == ["d_1", "d_2"]
     with pytest.raises(StateConflict):
-        await store.apply(Write(release="inc_0", audit=(audit,)))
+        await store.apply(Write(release=Release(("inc_0",), "inc_0"), audit=(audit,)))
+
+
+async def test_an_approval_releases_only_what_its_approver_saw(store: Store) -> None:
+    """Releasing an incident whole fails while a held update exists that the approval did not
+    name (written after its read: plan again); naming it, both are released."""
+    held = replace(_incident(), state="awaiting_approval")
+    await create(store, held, [_delivery(1, hold=True)])
+    later = replace(_incident(1), state="awaiting_approval", msg_type="update", references="inc_0")
+    await create(store, later, [_delivery(2, hold=True)])
+    audit = AuditRow(time.time(), "boss", "incident.approve", "inc_0")
+    with pytest.raises(StaleRead):
+        await store.apply(Write(release=Release(("inc_0",), "inc_0"), audit=(audit,)))
+    assert (await store.get_incident("inc_1")).state == "awaiting_approval"  # type: ignore[union-attr]
+    both = Release(("inc_0", "inc_1"), "inc_0")
+    assert (await store.apply(Write(release=both, audit=(audit,)))).released == 2
 
 
 async def test_attached_deliveries_are_added_once(store: Store) -> None:
