@@ -248,22 +248,25 @@ async def stream(request: web.Request) -> web.StreamResponse:
         # Subscribed before the client hears it is connected: nothing published after that
         # line can be missed.
         await resp.prepare(request)
-        await resp.write(b": connected\n\n")
-        while True:
-            try:
-                events = [await asyncio.wait_for(queue.get(), timeout=15)]
-            except TimeoutError:
-                await resp.write(b": keep-alive\n\n")
-                continue
-            while not queue.empty():  # a fan-out publishes in bursts: one write per burst
-                events.append(queue.get_nowait())
-            chunk = b"".join(
-                [_sse(e) for e in events if _wanted(e, only) and await reader.event(e)]
-            )
-            if chunk:
-                await resp.write(chunk)
-            if any(e["type"] == "shutdown" for e in events):
-                return resp
+        try:
+            await resp.write(b": connected\n\n")
+            while True:
+                try:
+                    events = [await asyncio.wait_for(queue.get(), timeout=15)]
+                except TimeoutError:
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                while not queue.empty():  # a fan-out publishes in bursts: one write per burst
+                    events.append(queue.get_nowait())
+                chunk = b"".join(
+                    [_sse(e) for e in events if _wanted(e, only) and await reader.event(e)]
+                )
+                if chunk:
+                    await resp.write(chunk)
+                if any(e["type"] == "shutdown" for e in events):
+                    return resp
+        except ConnectionResetError:  # the client went away: its stream just ends
+            return resp
 
 
 def _wanted(event: dict[str, Any], only: str | None) -> bool:

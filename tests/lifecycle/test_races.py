@@ -140,13 +140,13 @@ async def test_a_rate_limited_account_is_claimed_only_within_its_window(
 
 
 def test_limit_must_be_ascii_digits() -> None:
-    """A superscript two is not a number of incidents."""
-    from aiohttp import web
-
+    """A superscript two is not a number of incidents: a 400 naming ``limit``."""
     from alertcast.api import _limit
+    from alertcast.edge import BadRequest
 
-    with pytest.raises(web.HTTPBadRequest):
+    with pytest.raises(BadRequest) as refused:
         _limit("²")
+    assert [e.field for e in refused.value.errors] == ["limit"]
 
 
 async def test_an_original_claimed_while_the_cancellation_is_planned_is_still_corrected(
