@@ -1,10 +1,10 @@
 """The daemon's scheduled work on one APScheduler: feed polls and scheduled broadcasts.
 
-:func:`context` is the application's cleanup context for it (after the store and the service
+:func:`context` is the application's cleanup context for it (after the store and the door
 are up): it starts an ``AsyncIOScheduler`` (UTC, ``coalesce``, ``max_instances=1``), the
-:class:`~alertcast.feeds.runner.FeedRunner` and :class:`Schedules`, and on shutdown stops
-taking new runs, lets running ones finish within a deadline, then cancels the rest. Every job
-is supervised: an exception is logged and the scheduler goes on.
+:class:`~alertcast.feeds.runner.FeedRunner` and :class:`~alertcast.broadcasts.Schedules`,
+and on shutdown stops taking new runs, lets running ones finish within a deadline, then
+cancels the rest. Every job is supervised: an exception is logged and the scheduler goes on.
 """
 
 from __future__ import annotations
