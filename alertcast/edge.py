@@ -6,10 +6,10 @@ Two middlewares, one on each side of authentication:
   alertcast reads (``Authorization``, ``Idempotency-Key``, ``Content-Type``), is text both
   stores can hold — valid UTF-8, no NUL (PostgreSQL's ``text`` refuses U+0000 and lone
   surrogates cannot be encoded at all). ``/p/%00`` is a ``400`` naming ``id``, on any engine.
-- :func:`vet_body` (after it): a JSON body is UTF-8, standard JSON (no ``NaN``), nested at most
-  :data:`MAX_DEPTH` levels (checked before parsing, so nothing recurses on it), and every key
-  and string in it is storable text; the parsed value is kept for the handler
-  (:func:`json_body`).
+- :func:`vet_body` (after it): a JSON body posted to ``/v1/`` is UTF-8, standard JSON (no
+  ``NaN``), nested at most :data:`MAX_DEPTH` levels (checked before parsing, so nothing
+  recurses on it), and every key and string in it is storable text; the parsed value is kept
+  for the handler (:func:`json_body`).
 
 A refusal is :class:`BadRequest` (``400``) or, for a string inside a well-formed body,
 :class:`~alertcast.errors.Invalid` (``422``); both name the field, and nothing is stored.
@@ -111,10 +111,20 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
+def _takes_json(request: web.Request) -> bool:
+    """A POST to the API with a JSON body (public routes take none; GETs read none)."""
+    return (
+        request.method == "POST"
+        and request.path.startswith("/v1/")
+        and request.body_exists
+        and _is_json(request.content_type)
+    )
+
+
 @web.middleware
 async def vet_body(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Parse and vet a JSON body once, before any handler reads it (after authentication)."""
-    if request.body_exists and _is_json(request.content_type):
+    if _takes_json(request):
         request[JSON_BODY] = parse_json(await request.read())
     return await handler(request)
 

@@ -22,8 +22,9 @@ from pydantic import (
     HttpUrl,
     StringConstraints,
     TypeAdapter,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -161,7 +162,18 @@ def _in_range(moment: datetime) -> datetime:
     return moment
 
 
-Moment = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_in_range)]
+MOMENT_SCHEMA = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": "^(19|20|21)[0-9]{2}-",
+    "description": "ISO 8601 with an offset, from 1900 to 2199 (UTC)",
+}
+Moment = Annotated[
+    AwareDatetime,
+    BeforeValidator(_iso_8601),
+    AfterValidator(_in_range),
+    WithJsonSchema(MOMENT_SCHEMA),
+]
 
 
 class _Strict(BaseModel):
@@ -178,7 +190,9 @@ class Area(_Strict):
     name: Text
     codes: list[AreaCode] = Field(default_factory=list, max_length=500)
     circle: Circle | None = None
-    polygon: list[tuple[Latitude, Longitude]] | None = Field(default=None, max_length=10000)
+    polygon: list[tuple[Latitude, Longitude]] | None = Field(
+        default=None, min_length=3, max_length=10000
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -244,11 +258,13 @@ class IncidentBase(_Strict):
     )
     url: HttpUrl | None = None
 
-    @model_validator(mode="after")
-    def _expiry_after_onset(self) -> IncidentBase:
-        if self.expires_at is not None and self.expires_at <= self.occurred_at:
+    @field_validator("expires_at")
+    @classmethod
+    def _expiry_after_onset(cls, expires: datetime | None, info: ValidationInfo) -> datetime | None:
+        onset = info.data.get("occurred_at")  # absent when occurred_at itself was refused
+        if expires is not None and onset is not None and expires <= onset:
             raise ValueError("expires_at must be after occurred_at")
-        return self
+        return expires
 
 
 class EarthquakeIncident(IncidentBase):

@@ -1,153 +1,99 @@
 """``GET /openapi.json``: an OpenAPI 3.1 document of the app's real routes and pydantic models.
 
 Paths come from the router itself and schemas from the models the handlers use, so the
-document cannot describe a route that does not exist or a field the API does not send.
+document cannot describe a route that does not exist or a field the API does not send. Each
+operation lists every status it answers: its own (:data:`OPERATIONS`) and the edge's, which
+every route shares (:func:`_edge_answers`): ``400`` for a path, query or header the edge
+refuses, ``401``/``403`` on ``/v1/``, ``413``/``422`` for a body posted there. The bearer
+token (``Authorization``) is the ``bearer`` security scheme; ``Idempotency-Key`` is a header
+parameter of every change. Links from a ``202`` to the routes that take its ids make the
+document walkable (schemathesis's stateful phase follows them).
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
 from alertcast import __version__
-from alertcast.models import Incident
+from alertcast.models import Incident, IncidentBase, Kind
+from alertcast.operations import OPERATIONS, PROBLEM, REF, Content, Op
 from alertcast.views import (
     AcceptedView,
+    AccountList,
+    AccountView,
+    ApprovedView,
     CancelBody,
+    DeliveryList,
     DeliveryView,
+    FeedList,
+    FeedPushView,
+    FollowUpAccepted,
+    HealthView,
+    IncidentList,
     IncidentSummary,
     IncidentView,
+    PreviewView,
     Problem,
 )
 
-__all__ = ["document"]
+__all__ = ["OPERATIONS", "Op", "document"]
 
-REF = "#/components/schemas/{model}"
-
-# (method, path) -> (summary, request schema name, {status: response schema name})
-OPERATIONS: dict[tuple[str, str], tuple[str, str | None, dict[int, str | None]]] = {
-    ("POST", "/v1/incidents"): (
-        "Raise an incident (JSON or CAP 1.2)",
-        "Incident",
-        {
-            202: "AcceptedView",
-            401: "Problem",
-            403: "Problem",
-            409: "Problem",
-            413: "Problem",
-            415: "Problem",
-            422: "Problem",
-        },
-    ),
-    ("GET", "/v1/incidents"): ("Recent incidents", None, {200: "IncidentList"}),
-    ("POST", "/v1/incidents/{id}/update"): (
-        "New facts for an incident, threaded to every account that got it",
-        None,
-        {202: "AcceptedView", 404: "Problem", 409: "Problem", 422: "Problem", 503: "Problem"},
-    ),
-    ("POST", "/v1/incidents/{id}/cancel"): (
-        "Cancel an incident with a reason; withdraws what has not gone out",
-        "CancelBody",
-        {202: "AcceptedView", 404: "Problem", 409: "Problem", 422: "Problem", 503: "Problem"},
-    ),
-    ("POST", "/v1/incidents/{id}/approve"): (
-        "Second-person approval of an incident awaiting approval",
-        None,
-        {200: None, 403: "Problem", 404: "Problem", 409: "Problem"},
-    ),
-    ("GET", "/v1/incidents/{id}"): (
-        "One incident with every delivery",
-        None,
-        {200: "IncidentView", 404: "Problem"},
-    ),
-    ("GET", "/v1/deliveries"): (
-        "Deliveries, filterable by state/account/incident",
-        None,
-        {200: "DeliveryList", 400: "Problem"},
-    ),
-    ("GET", "/v1/deliveries/{id}"): (
-        "One delivery with its attempts",
-        None,
-        {200: "DeliveryView", 404: "Problem"},
-    ),
-    ("POST", "/v1/deliveries/{id}/retry"): (
-        "Re-drive a failed, dead or skipped delivery",
-        None,
-        {202: "DeliveryView", 404: "Problem", 409: "Problem"},
-    ),
-    ("GET", "/v1/channels"): ("Per-account health", None, {200: None}),
-    ("POST", "/v1/channels/{id}/resume"): (
-        "Resume a paused account",
-        None,
-        {200: None, 404: "Problem"},
-    ),
-    ("GET", "/v1/stream"): ("Server-sent events of state changes", None, {200: None}),
-    ("POST", "/v1/render"): (
-        "Preview every payload without sending",
-        "Incident",
-        {200: None, 422: "Problem"},
-    ),
-    ("GET", "/wechat/{account}"): (
-        "WeChat server verification (echostr handshake)",
-        None,
-        {200: None, 403: None},
-    ),
-    ("POST", "/wechat/{account}"): (
-        "WeChat inbound messages: keyword auto-reply (XML)",
-        None,
-        {200: None, 400: None, 403: None, 413: None},
-    ),
-    ("GET", "/p/{id}"): (
-        "Public full text of an incident (HTML; the link in every post)",
-        None,
-        {200: None, 302: None, 404: None},
-    ),
-    ("GET", "/v1/feeds"): (
-        "Feeds: polling health (last success, last error, events seen), pushes, decisions",
-        None,
-        {200: None},
-    ),
-    ("POST", "/v1/feeds/{name}/events"): (
-        "Push one event (a GeoJSON Feature, or a CENC row) to a feed's lifecycle",
-        None,
-        {
-            200: None,
-            202: None,
-            400: "Problem",
-            401: "Problem",
-            403: "Problem",
-            404: "Problem",
-            413: "Problem",
-            415: "Problem",
-        },
-    ),
-    ("GET", "/healthz"): ("Liveness and store reachability", None, {200: None, 503: None}),
-    ("GET", "/metrics"): ("Prometheus metrics", None, {200: None}),
-    ("GET", "/openapi.json"): ("This document", None, {200: None}),
+HEADERS = {
+    302: {"Location": {"required": True, "schema": {"type": "string"}}},
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
+    503: {"Retry-After": {"required": False, "schema": {"type": "string"}}},
 }
-
-
-class IncidentList(BaseModel):
-    incidents: list[IncidentSummary]
-
-
-class DeliveryList(BaseModel):
-    deliveries: list[DeliveryView]
-
+DESCRIPTIONS = {
+    400: "Unreadable: a path, query parameter or header that is not storable UTF-8 text, "
+    "malformed or too deeply nested JSON, or a query value out of range; errors name each",
+    401: "Missing or unknown bearer token",
+    403: "The token's role, kinds or regions do not allow this",
+    409: "Contradicts what is stored (cancelled, already approved, a reused Idempotency-Key)",
+    413: "Body over the configured limit",
+    415: "Content-Type not accepted by this route",
+    422: "Invalid: errors name every offending field by its dotted path",
+    503: "Busy (Retry-After says when to try again), or a dependency is down",
+}
 
 MODELS: list[type[BaseModel]] = [
     AcceptedView,
+    AccountList,
+    AccountView,
+    ApprovedView,
     CancelBody,
-    DeliveryView,
-    IncidentView,
-    IncidentSummary,
-    Problem,
-    IncidentList,
     DeliveryList,
+    DeliveryView,
+    FeedList,
+    FeedPushView,
+    FollowUpAccepted,
+    HealthView,
+    IncidentList,
+    IncidentSummary,
+    IncidentView,
+    PreviewView,
+    Problem,
 ]
+
+
+def _patch_schema() -> dict[str, Any]:
+    """An update's body: any of the common fields, ``area`` and ``details`` merged one level
+    deep over the incident's; the merged incident is validated as a whole (``422``)."""
+    base = IncidentBase.model_json_schema(ref_template=REF)
+    props = dict(base["properties"])
+    props["area"] = {"type": "object", "description": "merged over the incident's area"}
+    props["details"] = {"type": "object", "description": "merged over the incident's details"}
+    props["kind"] = {"enum": [k.value for k in Kind], "description": "must stay as it is"}
+    return {
+        "title": "IncidentPatch",
+        "type": "object",
+        "properties": props,
+        "additionalProperties": False,
+    }
 
 
 def _schemas() -> dict[str, Any]:
@@ -159,33 +105,52 @@ def _schemas() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    schemas["IncidentPatch"] = _patch_schema()
     return schemas
 
 
-def _operation(method: str, path: str) -> dict[str, Any]:
-    summary, request, responses = OPERATIONS.get(
-        (method, path), ("(undocumented)", None, {200: None})
-    )
-    op: dict[str, Any] = {"summary": summary, "responses": {}}
+def _edge_answers(method: str, path: str) -> dict[int, Content]:
+    """What the edge answers on every route before its handler runs."""
+    answers = {400: PROBLEM}
     if path.startswith("/v1/"):
-        op["security"] = [{"bearer": []}]
-    names = re.findall(r"{(\w+)}", path)
-    if names:
-        op["parameters"] = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
-        ]
-    if request:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model=request)}}},
-        }
-    for status, name in responses.items():
-        media = "application/problem+json" if name == "Problem" else "application/json"
-        entry: dict[str, Any] = {"description": str(status)}
-        if name:
-            entry["content"] = {media: {"schema": {"$ref": REF.format(model=name)}}}
-        op["responses"][str(status)] = entry
-    return op
+        answers |= {401: PROBLEM, 403: PROBLEM}
+        if method == "POST":
+            answers |= {413: PROBLEM, 422: PROBLEM}
+    return answers
+
+
+def _response(status: int, content: Content, links: Mapping[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"description": DESCRIPTIONS.get(status, HTTPStatus(status).phrase)}
+    if content:
+        entry["content"] = content
+    if status in HEADERS:
+        entry["headers"] = HEADERS[status]
+    if links and 200 <= status < 300:
+        entry["links"] = dict(links)
+    return entry
+
+
+def _operation(method: str, path: str, op: Op) -> dict[str, Any]:
+    answers = {**_edge_answers(method, path), **op.answers}
+    out: dict[str, Any] = {
+        "operationId": op.id,
+        "summary": op.summary,
+        "responses": {str(s): _response(s, answers[s], op.links) for s in sorted(answers)},
+    }
+    if path.startswith("/v1/"):
+        out["security"] = [{"bearer": []}]
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    path_params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+    if path_params or op.params:
+        out["parameters"] = [*path_params, *op.params]
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": op.body}
+    return out
+
+
+UNDOCUMENTED = Op("undocumented", "(undocumented)", {200: {}})
 
 
 def document(app: web.Application) -> dict[str, Any]:
@@ -194,7 +159,8 @@ def document(app: web.Application) -> dict[str, Any]:
         if route.method == "HEAD" or route.resource is None:
             continue
         path = route.resource.canonical
-        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path)
+        op = OPERATIONS.get((route.method, path), UNDOCUMENTED)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route.method, path, op)
     return {
         "openapi": "3.1.0",
         "info": {"title": "alertcast", "version": __version__},

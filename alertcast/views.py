@@ -12,12 +12,22 @@ from alertcast.store.base import AttemptRow, AuditRow, DeliveryRow, IncidentRow
 
 __all__ = [
     "AcceptedView",
+    "AccountList",
+    "AccountView",
+    "ApprovedView",
     "AttemptView",
     "AuditView",
     "CancelBody",
+    "DeliveryList",
     "DeliveryView",
+    "FeedList",
+    "FeedPushView",
+    "FollowUpAccepted",
+    "HealthView",
+    "IncidentList",
     "IncidentSummary",
     "IncidentView",
+    "PreviewView",
     "Problem",
     "iso",
 ]
@@ -29,6 +39,13 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class FieldProblem(BaseModel):
+    """One refused field: its dotted path (``details.magnitude``, a header, ``(body)``) and why."""
+
+    field: str
+    message: str
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details, with the offending field paths for validation errors."""
 
@@ -36,7 +53,7 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    errors: list[dict[str, str]] | None = None
+    errors: list[FieldProblem] | None = None
 
 
 class AttemptView(BaseModel):
@@ -198,3 +215,107 @@ class AcceptedView(BaseModel):
     state: str
     status_url: str
     deliveries: list[AcceptedDelivery]
+
+
+class FollowUpAccepted(AcceptedView):
+    """``202`` to an update or a cancellation: the new message, threaded to ``references``."""
+
+    references: str
+    superseded: list[str] | None = None  # an update: what it replaced before it went out
+    withdrawn: list[str] | None = None  # a cancellation: what it stopped before it went out
+
+
+class ApprovedView(BaseModel):
+    """``200`` to an approval: the message released, by whom, and how many deliveries it freed
+    (an approved cancellation also carries its deliveries, as :class:`FollowUpAccepted`)."""
+
+    id: str
+    state: str
+    approved_by: str
+    released: int
+
+
+class IncidentList(BaseModel):
+    incidents: list[IncidentSummary]
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryView]
+
+
+class AccountLimits(BaseModel):
+    concurrency: int
+    per_minute: float | None
+    per_second: float | None
+
+
+class AccountView(BaseModel):
+    """One account's health (``GET /v1/channels``); times are Unix seconds."""
+
+    id: str
+    channel: str
+    enabled: bool
+    exercise: bool
+    healthy: bool
+    paused: str | None
+    paused_until: float | None
+    inflight: int
+    consecutive_failures: int
+    last_success_at: float | None
+    silent_for_s: int | None
+    last_error: str | None
+    last_error_at: float | None
+    delivered: int
+    failed: int
+    limits: AccountLimits
+
+
+class AccountList(BaseModel):
+    accounts: list[AccountView]
+
+
+class PreviewEntry(BaseModel):
+    """What one routed account would get: the payload, or why it cannot be rendered."""
+
+    account: str
+    channel: str
+    chosen: bool
+    why: str
+    payload: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class PreviewView(BaseModel):
+    """``POST /v1/render``: the incident as validated and every account's payload."""
+
+    incident: dict[str, Any]
+    accounts: list[PreviewEntry]
+
+
+class FeedList(BaseModel):
+    """``GET /v1/feeds``: one object per feed (polling health, pushes, decisions)."""
+
+    feeds: list[dict[str, Any]]
+
+
+class FeedDecision(BaseModel):
+    event_id: str
+    action: str
+    reason: str
+    changed: list[str]
+    incident_id: str | None
+    message_id: str | None
+    status_url: str | None
+
+
+class FeedPushView(BaseModel):
+    """``POST /v1/feeds/{name}/events``: what the feed's lifecycle decided for the event."""
+
+    feed: str
+    decisions: list[FeedDecision]
+
+
+class HealthView(BaseModel):
+    status: str
+    store: str
+    inflight: int | None = None

@@ -34,3 +34,31 @@ async def test_openapi_schemas_come_from_the_models(start_daemon: Any) -> None:
     magnitude = schemas["EarthquakeDetails"]["properties"]["magnitude"]
     assert magnitude["maximum"] == 10 and magnitude["minimum"] == 0
     assert "DeliveryView" in schemas and "Problem" in schemas
+
+
+async def test_every_body_header_media_type_and_edge_status_is_documented(
+    start_daemon: Any,
+) -> None:
+    """Update has its JSON body, raising takes CAP too, changes take Idempotency-Key, and
+    every /v1/ route lists what the edge answers (400, 401, 403; 413 and 422 for a POST)."""
+    d = await start_daemon()
+    paths = (await (await d.client.get("/openapi.json")).json())["paths"]
+    update = paths["/v1/incidents/{id}/update"]["post"]
+    assert update["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/IncidentPatch"
+    )
+    assert {"application/json", "application/cap+xml"} <= set(
+        paths["/v1/incidents"]["post"]["requestBody"]["content"]
+    )
+    changes = [("/v1/incidents", "post"), ("/v1/incidents/{id}/cancel", "post")]
+    changes += [("/v1/incidents/{id}/approve", "post"), ("/v1/deliveries/{id}/retry", "post")]
+    for path, method in [*changes, ("/v1/incidents/{id}/update", "post")]:
+        headers = {p["name"] for p in paths[path][method]["parameters"] if p["in"] == "header"}
+        assert headers == {"Idempotency-Key"}, path
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            edge = {"400"} | ({"401", "403"} if path.startswith("/v1/") else set())
+            if path.startswith("/v1/") and method == "post":
+                edge |= {"413", "422"}
+            assert edge <= set(op["responses"]), (method, path)
+            assert ("security" in op) == path.startswith("/v1/"), (method, path)
