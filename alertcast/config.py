@@ -200,6 +200,7 @@ class AccountConfig(BaseModel):
     per_minute: float | None = Field(default=None, gt=0)
     per_second: float | None = Field(default=None, gt=0)
     max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    backoff_max_s: float | None = Field(default=None, gt=0, le=86400)  # else [dispatch]'s
     lead: str | None = None
     # A member waits this long for its lead's post to repost it, then posts the text itself
     # (at once when the lead's delivery failed or its account is paused).

@@ -336,10 +336,15 @@ class Dispatcher:
     ) -> Outcome:
         """The delivery's fate (see :func:`alertcast.fate.decide`) and its account's health."""
         error = None if isinstance(result, Receipt) else self.secrets.redact(result.reason)
-        outcome = decide(d, result, error, self.policy, now)
+        outcome = decide(d, result, error, self._policy(runtime), now)
         if runtime is not None:
             _account_health(runtime, d, result, error, now)
         return outcome
+
+    def _policy(self, runtime: AccountRuntime | None) -> RetryPolicy:
+        """The dispatcher's retry policy, with the account's own backoff cap if it sets one."""
+        cap = runtime.config.backoff_max_s if runtime is not None else None
+        return self.policy if cap is None else replace(self.policy, max_s=cap)
 
     def _publish(self, d: DeliveryRow, state: DeliveryState) -> None:
         self.events.publish(delivery_event(d, state))

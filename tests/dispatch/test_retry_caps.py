@@ -45,3 +45,19 @@ async def test_a_retry_that_would_pass_the_expiry_ends_dead(start_daemon: Any) -
     status, listed = await d.get(f"/v1/deliveries?state=dead&incident_id={answer['id']}")
     assert status == 200
     assert [x["reason"] for x in listed["deliveries"]] == [delivery["reason"]]
+
+
+async def test_an_accounts_own_backoff_cap_wins(start_daemon: Any) -> None:
+    """[dispatch] caps waits at an hour; the account says 0.2 s: its day-long Retry-After is
+    retried within the account's cap."""
+    dispatch = {"backoff_initial_s": 0.05, "backoff_max_s": 3600.0, "poll_interval_s": 0.2}
+    hook = {"channel": "webhook", "url": "{sink}", "secret_env": "T_HOOK_SECRET"}
+    d = await start_daemon(
+        hooks=0, dispatch=dispatch, accounts=[{"id": "quick", **hook, "backoff_max_s": 0.2}]
+    )
+    d.sink.script = [(429, A_DAY)]
+    answer = await (await d.post(incident())).json()
+    view = await d.settled(answer["id"], timeout_s=20)
+    assert view["counts"] == {"delivered": 1}, view["deliveries"]
+    first, second = d.sink.received[:2]
+    assert second.at - first.at < 5.0
