@@ -1,0 +1,172 @@
+"""schemathesis against the live app on 127.0.0.1, with a valid token (issue 10, finding 14).
+
+Every operation of ``/openapi.json`` is fuzzed with data that fits its schema and data that
+breaks it, then the stateful phase walks the document's links (raise → read, update, cancel,
+approve, retry, the public page). Whatever it sends: no server error, no status code the
+document does not list, no response outside its schema (media type, body, headers), and no
+schema-invalid request accepted. Bounded: at most :data:`EXAMPLES` cases per operation and
+mode and :data:`SCENARIOS` stateful scenarios, each request under :data:`DEADLINE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from alertcast.app import create_app
+from tests.conftest import TOKEN, make_config
+from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
+
+schemathesis = pytest.importorskip(
+    "schemathesis", reason="schemathesis is not installed: pip install -e '.[test]'"
+)
+
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
+from schemathesis import checks  # noqa: E402
+
+EXAMPLES = 25  # per operation and generation mode, on each engine
+SCENARIOS, STEPS = 30, 10  # stateful: scenarios, and calls in each
+DEADLINE = timedelta(seconds=5)  # per case, request and checks included
+STREAM_READ_S = 0.3  # the event stream never ends: read it this long
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+    checks.negative_data_rejection,
+]
+FEEDS = [{"name": "pushed", "type": "usgs", "min_magnitude": 5.0, "max_age_s": None}]
+SETTINGS = settings(
+    deadline=DEADLINE,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
+
+
+@contextlib.contextmanager
+def serving(app: web.Application) -> Iterator[str]:
+    """``app`` on 127.0.0.1 in its own thread and event loop; yields its base URL."""
+    loop, runner, ready = asyncio.new_event_loop(), web.AppRunner(app), threading.Event()
+    bound: list[int] = []
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        bound.append(runner.addresses[0][1])
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(start())
+        finally:
+            ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="live-app", daemon=True)
+    thread.start()
+    assert ready.wait(60) and bound, "the app did not start"
+    try:
+        yield f"http://127.0.0.1:{bound[0]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(60)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The ``[store]`` table: SQLite in ``tmp_path``, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield {"url": f"sqlite:///{tmp_path / 'alertcast.db'}"}
+        return
+    if (why := asyncio.run(_pg_reachable())) is not None:
+        pytest.skip(why)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield {"url": f"{PG_URL}?schema={schema}"}
+    asyncio.run(_drop_schema(schema))
+
+
+@pytest.fixture
+def live(env: None, tmp_path: Path, store: dict[str, str]) -> Iterator[str]:
+    """A daemon with a file account and a push feed on 127.0.0.1; yields its base URL."""
+    account = {"id": "file-0", "channel": "file", "path": str(tmp_path / "sent.jsonl")}
+    config = make_config(tmp_path, [], accounts=[account], feeds=FEEDS, store=store)
+    with serving(create_app(config)) as url:
+        yield url
+
+
+def _timeout(case: Any) -> float:
+    return STREAM_READ_S if case.operation.path == "/v1/stream" else 10.0
+
+
+class Tally:
+    """Cases run, and every failure by operation (the run goes on past the first)."""
+
+    def __init__(self) -> None:
+        self.cases, self.steps, self.failures = 0, 0, []
+
+    def run(self, label: str, test: Callable[[], None]) -> None:
+        try:
+            test()
+        except Unsatisfiable:  # nothing of this operation can be made invalid: no negatives
+            pass
+        except (Exception, BaseExceptionGroup) as exc:  # schemathesis's FailureGroup is the latter
+            self.failures.append(f"{label}: {exc}")
+
+
+def _operations(schema: Any, base: str, tally: Tally) -> None:
+    for result in schema.get_all_operations():
+        op = result.ok()
+        for mode in schemathesis.GenerationMode:
+            limit = 5 if op.path == "/v1/stream" else EXAMPLES
+
+            @settings(SETTINGS, max_examples=limit)
+            @given(case=op.as_strategy(generation_mode=mode))
+            def test(case: Any) -> None:
+                tally.cases += 1
+                response = case.call(base_url=base, timeout=_timeout(case))
+                case.validate_response(response, checks=CHECKS)
+
+            tally.run(f"{op.method.upper()} {op.path} ({mode.value})", test)
+
+
+def _stateful(schema: Any, base: str, tally: Tally) -> None:
+    class Walk(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": base, "timeout": _timeout(case)}
+
+        def validate_response(self, response: Any, case: Any, **_: Any) -> None:
+            tally.steps += 1
+            case.validate_response(response, checks=CHECKS)
+
+    run = settings(SETTINGS, max_examples=SCENARIOS, stateful_step_count=STEPS)
+    tally.run("stateful", lambda: run_state_machine_as_test(Walk, settings=run))
+
+
+@pytest.mark.timeout(110)
+def test_schemathesis_finds_nothing(live: str) -> None:
+    """Fuzzed and stateful: no 5xx, no undocumented status, no response off its schema."""
+    config = schemathesis.Config.from_dict({"headers": {"Authorization": f"Bearer {TOKEN}"}})
+    schema = schemathesis.openapi.from_url(f"{live}/openapi.json", config=config)
+    tally, started = Tally(), time.monotonic()
+    _operations(schema, live, tally)
+    _stateful(schema, live, tally)
+    took_s = time.monotonic() - started
+    print(f"schemathesis: {tally.cases} cases and {tally.steps} stateful calls in {took_s:.1f} s")
+    assert not tally.failures, "\n\n".join(tally.failures)
+    assert tally.cases > 500 and tally.steps > 50, "too few cases to mean anything"
