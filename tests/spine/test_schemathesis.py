@@ -28,7 +28,9 @@ from tests.conftest import TOKEN, make_config
 from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 
 schemathesis = pytest.importorskip(
-    "schemathesis", reason="schemathesis is not installed: pip install -e '.[test]'"
+    "schemathesis",
+    reason="schemathesis cannot be imported: pip install -e '.[test]'",
+    exc_type=ImportError,
 )
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
