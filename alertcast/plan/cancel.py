@@ -51,7 +51,25 @@ def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, momen
     ctx = follow_context(drafter, incident, cancel_id, MsgType.cancel, root.id, reason)
     withdraw, deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
     state = IncidentState.cancelled
-    row = incident_row(
+    row = _cancel_row(incident, cancel_id, asker, moment, root, reason, state)
+    effects = Effects(tuple(withdraw), WITHDRAWN, (root.id, state.value))
+    detail = {"reason": reason, "cancellation": cancel_id, "withdrawn": len(withdraw)}
+    audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
+    body = {**answer(cancel_id, state, deliveries), "references": root.id, "withdrawn": withdraw}
+    return follow_up_plan(authority, chain, row, deliveries, body, effects, audit, asker)
+
+
+def _cancel_row(
+    incident: Incident,
+    cancel_id: str,
+    asker: Asker,
+    moment: Moment,
+    root: IncidentRow,
+    reason: str,
+    state: IncidentState,
+) -> IncidentRow:
+    """The cancellation's own message row, referring to the original."""
+    return incident_row(
         incident,
         cancel_id,
         asker,
@@ -61,11 +79,6 @@ def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, momen
         reason=reason,
         state=state,
     )
-    effects = Effects(tuple(withdraw), WITHDRAWN, (root.id, state.value))
-    detail = {"reason": reason, "cancellation": cancel_id, "withdrawn": len(withdraw)}
-    audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
-    body = {**answer(cancel_id, state, deliveries), "references": root.id, "withdrawn": withdraw}
-    return follow_up_plan(authority, chain, row, deliveries, body, effects, audit, asker)
 
 
 def _waits(drafter: Drafter, chain: Chain, root: IncidentRow, asker: Asker) -> bool:
@@ -89,16 +102,7 @@ def _held(
 ) -> Plan:
     """The cancellation stored awaiting a second approver: no delivery, nothing withdrawn."""
     state = IncidentState.awaiting_approval
-    row = incident_row(
-        incident,
-        cancel_id,
-        asker,
-        moment.at,
-        msg_type=MsgType.cancel,
-        references=root.id,
-        reason=reason,
-        state=state,
-    )
+    row = _cancel_row(incident, cancel_id, asker, moment, root, reason, state)
     detail = {"reason": reason, "cancellation": cancel_id, "held": "awaiting a second approver"}
     audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
     body = {**answer(cancel_id, state, []), "references": root.id, "withdrawn": []}
