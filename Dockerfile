@@ -2,6 +2,8 @@
 #   docker build -t alertcast .
 #   docker run -p 8080:8080 -v alertcast-data:/var/lib/alertcast \
 #     -e ALERTCAST_TOKEN=... -v $PWD/office.toml:/etc/alertcast/config.toml:ro alertcast
+# Pass every *_env variable the configuration names (`alertcast check-config` lists those
+# unset). One container per SQLite volume: a second one on it exits at once (the store's lock).
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
