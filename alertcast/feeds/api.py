@@ -45,6 +45,9 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 @routes.get("/v1/feeds")
 async def list_feeds(request: web.Request) -> web.Response:
+    """Every feed's health and decisions, to readers of earthquakes (what the feeds raise)."""
+    if Kind.earthquake not in request[keys.ISSUER].kinds:
+        return _json({"feeds": []})
     return _json({"feeds": request.app[keys.FEEDS].status()})
 
 

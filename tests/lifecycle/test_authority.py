@@ -538,3 +538,14 @@ async def test_an_approval_releases_only_what_its_approver_saw(
     with contextlib.suppress(StaleRead, StateConflict):  # refused at commit: also a fix
         await door.committer.apply(plan)
     assert (await d.get(f"/v1/incidents/{upd['id']}"))[1]["state"] == "awaiting_approval"
+
+
+async def test_feed_health_is_read_by_earthquake_readers_only(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fire-only token sees no feed's decisions; an earthquake reader sees them all."""
+    d = await _start(start_daemon, monkeypatch, feeds=FEEDS)
+    _, shown = await d.get("/v1/feeds", TOKENS["reader"])
+    assert [f["name"] for f in shown["feeds"]] == ["pushed"]
+    _, hidden = await d.get("/v1/feeds", TOKENS["fire"])
+    assert hidden["feeds"] == []
