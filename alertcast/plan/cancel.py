@@ -13,11 +13,12 @@ from alertcast.config import AccountConfig
 from alertcast.errors import Conflict
 from alertcast.models import DeliveryState, Incident, IncidentState, MsgType
 from alertcast.plan.authority import chain_needs_approval, chain_scope
-from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
+from alertcast.plan.common import idempotency, incident_event, replayed
 from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
 from alertcast.plan.followups import (
     delivered_targets,
     follow_context,
+    follow_row,
     follow_up_plan,
     parsed,
     root_of,
@@ -51,34 +52,12 @@ def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, momen
     ctx = follow_context(drafter, incident, cancel_id, MsgType.cancel, root.id, reason)
     withdraw, deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
     state = IncidentState.cancelled
-    row = _cancel_row(incident, cancel_id, asker, moment, root, reason, state)
+    row = follow_row(incident, cancel_id, asker, moment, root, (MsgType.cancel, state), reason)
     effects = Effects(tuple(withdraw), WITHDRAWN, (root.id, state.value))
     detail = {"reason": reason, "cancellation": cancel_id, "withdrawn": len(withdraw)}
     audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
     body = {**answer(cancel_id, state, deliveries), "references": root.id, "withdrawn": withdraw}
     return follow_up_plan(authority, chain, row, deliveries, body, effects, audit, asker)
-
-
-def _cancel_row(
-    incident: Incident,
-    cancel_id: str,
-    asker: Asker,
-    moment: Moment,
-    root: IncidentRow,
-    reason: str,
-    state: IncidentState,
-) -> IncidentRow:
-    """The cancellation's own message row, referring to the original."""
-    return incident_row(
-        incident,
-        cancel_id,
-        asker,
-        moment.at,
-        msg_type=MsgType.cancel,
-        references=root.id,
-        reason=reason,
-        state=state,
-    )
 
 
 def _waits(drafter: Drafter, chain: Chain, root: IncidentRow, asker: Asker) -> bool:
@@ -102,7 +81,7 @@ def _held(
 ) -> Plan:
     """The cancellation stored awaiting a second approver: no delivery, nothing withdrawn."""
     state = IncidentState.awaiting_approval
-    row = _cancel_row(incident, cancel_id, asker, moment, root, reason, state)
+    row = follow_row(incident, cancel_id, asker, moment, root, (MsgType.cancel, state), reason)
     detail = {"reason": reason, "cancellation": cancel_id, "held": "awaiting a second approver"}
     audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
     body = {**answer(cancel_id, state, []), "references": root.id, "withdrawn": []}

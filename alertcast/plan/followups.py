@@ -36,6 +36,7 @@ __all__ = [
     "UPDATE_PRIORITY",
     "delivered_targets",
     "follow_context",
+    "follow_row",
     "follow_up_plan",
     "merge",
     "parsed",
@@ -173,7 +174,7 @@ def plan_update(
     if held and root.state != IncidentState.awaiting_approval.value:
         withdraw = []
     state = IncidentState.awaiting_approval if held else IncidentState.active
-    row = _update_row(incident, update_id, asker, moment, root, state)
+    row = follow_row(incident, update_id, asker, moment, root, (MsgType.update, state))
     effects = Effects(tuple(withdraw), SUPERSEDED, live=root.id)
     detail = {"update": update_id, "changed": sorted(patch), "superseded": len(withdraw)}
     if raised is not None:
@@ -183,21 +184,25 @@ def plan_update(
     return follow_up_plan(authority, chain, row, deliveries, body, effects, audit, asker)
 
 
-def _update_row(
+def follow_row(
     incident: Incident,
-    update_id: str,
+    message_id: str,
     asker: Asker,
     moment: Moment,
     root: IncidentRow,
-    state: IncidentState,
+    kind: tuple[MsgType, IncidentState],
+    reason: str | None = None,
 ) -> IncidentRow:
+    """A follow-up's own message row (an update or a cancellation), referring to the original."""
+    msg_type, state = kind
     return incident_row(
         incident,
-        update_id,
+        message_id,
         asker,
         moment.at,
-        msg_type=MsgType.update,
+        msg_type=msg_type,
         references=root.id,
+        reason=reason,
         state=state,
     )
 
