@@ -88,6 +88,7 @@ class DeliveryView(BaseModel):
     state: str
     reason: str | None
     action: str
+    path: str | None = None  # how a correction reaches people: timeline, thread, withdraw, ...
     target_delivery_id: str | None = None
     wait_for: str | None = None
     attempts: int
@@ -113,6 +114,7 @@ class DeliveryView(BaseModel):
             state=d.state.value,
             reason=d.reason,
             action=d.action,
+            path=d.path,
             target_delivery_id=d.target_delivery_id,
             wait_for=d.wait_for,
             attempts=d.attempts,

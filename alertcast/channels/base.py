@@ -17,7 +17,7 @@ import asyncio
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -52,7 +52,9 @@ __all__ = [
 FieldLimits = Mapping[str, Limit]
 """Payload field -> the most it may hold. A field is a dotted path into the payload, ``*``
 standing for every key of a mapping (``template_data.*.value``)."""
-Action = Literal["post", "reply", "repost", "edit", "delete"]
+Action = Literal["post", "reply", "repost", "edit", "delete", "custom"]
+"""``custom``: a message to each person in ``Outgoing.recipients`` (WeChat customer-service
+messages to the followers inside the interaction window)."""
 
 
 _QUERY = re.compile(r"(https?://[^\s?#]+)[?#]\S*")
@@ -131,6 +133,9 @@ class Outgoing:
     # Store ``progress`` durably now and extend the claim's lease; ``False`` means the claim is
     # lost (another worker may hold the delivery) and the send must stop at once.
     checkpoint: Callable[[], Awaitable[bool]] | None = None
+    # The people a ``custom`` send addresses, resolved by the dispatcher at send time (the
+    # followers who wrote to the account inside the platform's window); None for other actions.
+    recipients: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,8 @@ class NewDelivery:
     max_attempts: int = 10
     expires_at: float | None = None
     hold: bool = False  # stored but not due until the incident is approved
+    path: str | None = None  # the way a correction reaches people (alertcast.plan.corrections)
+    not_before: float | None = None  # due no earlier (the next mass send when a quota returns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,7 @@ class DeliveryRow:
     priority: int = 0
     expires_at: float | None = None
     progress: Mapping[str, Any] | None = None  # a multi-recipient send's cursor, see Outgoing
+    path: str | None = None  # the way a correction reaches people (alertcast.plan.corrections)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,8 @@ INSERT_DELIVERY = """
 INSERT INTO deliveries (id, incident_id, account, channel, state, reason, payload, idempotency_key,
                         action, target_delivery_id, wait_for, priority, attempts, max_attempts,
                         next_attempt_at, expires_at, created_at, updated_at, claimed_by,
-                        lease_until)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+                        lease_until, path)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 IF_NEW = " ON CONFLICT (id) DO NOTHING"  # SQLite 3.24+ and PostgreSQL alike
 
@@ -209,6 +209,8 @@ def delivery_params(
     """The INSERT_DELIVERY row; ``dumped`` serialises a payload shared by many deliveries once
     (keyed by the object's id, valid for one call site's lifetime of the payloads)."""
     next_at = now if d.state is DeliveryState.pending and not d.hold else None
+    if next_at is not None and d.not_before is not None:
+        next_at = max(next_at, d.not_before)
     if dumped is None:
         payload = dumps(d.payload)
     else:
@@ -236,6 +238,7 @@ def delivery_params(
         now,
         taken.worker if claimed and taken is not None else None,
         taken.lease_until if claimed and taken is not None else None,
+        d.path,
     )
 
 
@@ -287,6 +290,7 @@ def _taken_row(incident_id: str, d: NewDelivery, now: float) -> DeliveryRow:
         wait_for=d.wait_for,
         priority=d.priority,
         expires_at=d.expires_at,
+        path=d.path,
     )
 
 
@@ -390,6 +394,7 @@ def delivery_from(r: Mapping[str, Any]) -> DeliveryRow:
         priority=r["priority"],
         expires_at=r["expires_at"],
         progress=json.loads(r["progress"]) if r["progress"] else None,
+        path=r["path"],
     )
 
 
