@@ -208,6 +208,10 @@ class AccountConfig(BaseModel):
     on_update: Literal["reply", "repost", "edit", "post"] = "reply"
     on_cancel: Literal["reply", "reply_and_delete", "delete", "edit", "post"] = "reply"
     fallback: list[str] = Field(default_factory=list)
+    # Accounts that carry this account's updates and cancellations to the same people at once
+    # (a WeChat subscription account's paired service account, sending template messages):
+    # the path of a correction when this account cannot reach its followers again today.
+    corrections_via: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _statuses_match_exercise(self) -> AccountConfig:
@@ -294,6 +298,9 @@ class Config(BaseSettings):
         named = [(f"routes {r.name}", x) for r in self.routes for x in (*r.add, *r.exclude)]
         named += [(f"account {a.id} lead", a.lead) for a in self.accounts if a.lead]
         named += [(f"account {a.id} fallback", x) for a in self.accounts for x in a.fallback]
+        named += [
+            (f"account {a.id} corrections_via", x) for a in self.accounts for x in a.corrections_via
+        ]
         unknown = [f"{where} names unknown account {x!r}" for where, x in named if x not in ids]
         if unknown:
             raise ValueError("; ".join(unknown))
