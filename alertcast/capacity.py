@@ -28,6 +28,8 @@ def takeable(d: NewDelivery, targets: Mapping[str, str | None], now: float) -> b
         return False
     if d.expires_at is not None and d.expires_at <= now:
         return False
+    if d.not_before is not None and d.not_before > now:
+        return False
     return not d.target_delivery_id or d.target_delivery_id in targets
 
 

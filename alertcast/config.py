@@ -205,8 +205,11 @@ class AccountConfig(BaseModel):
     # A member waits this long for its lead's post to repost it, then posts the text itself
     # (at once when the lead's delivery failed or its account is paused).
     lead_wait_s: float = Field(default=60.0, ge=0, le=3600)
-    on_update: Literal["reply", "repost", "edit", "post"] = "reply"
-    on_cancel: Literal["reply", "reply_and_delete", "delete", "edit", "post"] = "reply"
+    # How a correction follows the original: by default the platform's plan
+    # (alertcast/plan/corrections.py); "delete" and "reply_and_delete" delete the original only
+    # after the correction itself is delivered.
+    on_update: Literal["reply", "repost", "edit", "post"] | None = None
+    on_cancel: Literal["reply", "reply_and_delete", "delete", "edit", "post"] | None = None
     fallback: list[str] = Field(default_factory=list)
     # Accounts that carry this account's updates and cancellations to the same people at once
     # (a WeChat subscription account's paired service account, sending template messages):

@@ -77,7 +77,7 @@ def decide(
         paused = "account paused until its credentials are replaced"
         return _retry(d, error, now, AUTH_PAUSE_RETRY_S, paused)
     if isinstance(result, QuotaExhausted):
-        return Outcome(DeliveryState.skipped, last_error=error, reason=f"quota exhausted: {error}")
+        return _spent(d, result, error, now)
     if isinstance(result, Permanent):
         return Outcome(DeliveryState.failed, last_error=error, reason=error)
     if d.attempts >= d.max_attempts:
@@ -86,6 +86,20 @@ def decide(
     asked = result.retry_after if isinstance(result, Transient) else None
     delay_s = policy.delay_s(d.attempts, asked)
     return _retry(d, error, now, delay_s, _capped(asked, delay_s))
+
+
+QUOTA_UNKNOWN_RESET_S = 3600.0  # when the platform does not say when its quota returns
+
+
+def _spent(d: DeliveryRow, result: QuotaExhausted, error: str | None, now: float) -> Outcome:
+    """An alert on a spent quota is skipped (its fallback takes over); a correction is never
+    dropped: it goes with the account's next send when the quota returns, unless a paired
+    account reached the followers first (see plan_send)."""
+    if d.path in (None, "fallback"):
+        return Outcome(DeliveryState.skipped, last_error=error, reason=f"quota exhausted: {error}")
+    at = result.until.timestamp() if result.until is not None else now + QUOTA_UNKNOWN_RESET_S
+    why = f"quota exhausted: {error}; the correction goes with the next send at {_utc(at)}"
+    return Outcome(DeliveryState.retrying, last_error=error, reason=why, next_attempt_at=at)
 
 
 def _retry(

@@ -9,12 +9,11 @@ chain as it then stands, so it withdraws and follows exactly what exists at that
 
 from __future__ import annotations
 
-from alertcast.config import AccountConfig
 from alertcast.errors import Conflict
-from alertcast.models import DeliveryState, Incident, IncidentState, MsgType
+from alertcast.models import Incident, IncidentState, MsgType
 from alertcast.plan.authority import chain_needs_approval, chain_scope
 from alertcast.plan.common import idempotency, incident_event, replayed
-from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
+from alertcast.plan.drafts import Drafter, answer, public_post, unsent
 from alertcast.plan.followups import (
     delivered_targets,
     follow_context,
@@ -24,9 +23,10 @@ from alertcast.plan.followups import (
     root_of,
 )
 from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
+from alertcast.plan.reach import Correcting, correction_deliveries
 from alertcast.preview import Memo
 from alertcast.render import RenderContext
-from alertcast.store.base import AuditRow, DeliveryRow, Effects, IncidentRow, NewDelivery, Write
+from alertcast.store.base import AuditRow, Effects, IncidentRow, NewDelivery, Write
 
 __all__ = ["CANCEL_PRIORITY", "plan_cancel", "plan_release_cancel"]
 
@@ -126,34 +126,19 @@ def plan_release_cancel(
 def _cancel_deliveries(
     drafter: Drafter, incident: Incident, ctx: RenderContext, chain: Chain, moment: Moment
 ) -> tuple[list[str], list[NewDelivery]]:
+    """Withdraw what has not gone out; follow every public post by the cancellation's steps
+    (and the accounts paired with it)."""
     withdraw: list[str] = []
     deliveries: list[NewDelivery] = []
     memo: Memo = {}
-    for account_id, rows in chain.by_account().items():
+    origins = chain.by_account()
+    have = set(origins)
+    c = Correcting(drafter, incident, ctx, moment, MsgType.cancel.value, CANCEL_PRIORITY)
+    for account_id, rows in origins.items():
         withdraw += unsent(rows)
         origin = public_post(rows)
         account = drafter.config.account(account_id)
         if origin is None or account is None:
             continue
-        deliveries += _cancellations(drafter, incident, account, ctx, origin, moment, memo)
+        deliveries += correction_deliveries(c, account, origin, have, memo)
     return withdraw, deliveries
-
-
-def _cancellations(
-    drafter: Drafter,
-    incident: Incident,
-    account: AccountConfig,
-    ctx: RenderContext,
-    origin: DeliveryRow,
-    moment: Moment,
-    memo: Memo,
-) -> list[NewDelivery]:
-    """The cancellation threaded to ``origin`` (and the deletion after it, where configured)."""
-    wait = origin.id if origin.state is DeliveryState.sending else None
-    action = {"reply_and_delete": "reply"}.get(account.on_cancel, account.on_cancel)
-    draft = Draft(action, origin.id, wait, CANCEL_PRIORITY)
-    first = drafter.delivery(incident, account, ctx, moment, draft, memo)
-    if account.on_cancel != "reply_and_delete":
-        return [first]
-    delete = Draft("delete", origin.id, first.id, CANCEL_PRIORITY)
-    return [first, drafter.delivery(incident, account, ctx, moment, delete, memo)]

@@ -36,6 +36,8 @@ class Draft:
     hold: bool = False
     delivery_id: str | None = None
     expires: bool = False  # an alert's own posts lapse with the incident; corrections do not
+    path: str | None = None  # how a correction reaches people (alertcast.plan.corrections)
+    format: str | None = None  # rendered in this format instead of the account's own
 
 
 class Drafter:
@@ -84,8 +86,11 @@ class Drafter:
         """A rendered delivery for ``account``; a render error fails it with the reason."""
         delivery_id = draft.delivery_id or moment.ids("dlv")
         state, reason = DeliveryState.pending, "awaiting approval" if draft.hold else None
+        shown = account
+        if draft.format is not None:
+            shown = account.model_copy(update={"format": draft.format})
         try:
-            payload = self._render(incident, account, ctx, memo)
+            payload = self._render(incident, shown, ctx, memo)
         except RenderError as exc:
             payload = {"format": account.format, "error": str(exc)}
             state, reason = DeliveryState.failed, f"render: {exc}"
@@ -104,6 +109,7 @@ class Drafter:
             target_delivery_id=draft.target_delivery_id,
             wait_for=draft.wait_for,
             priority=draft.priority,
+            path=draft.path,
         )
 
     def _render(

@@ -1,7 +1,9 @@
 """Planning updates and cancellations: follow-ups that reach every account the original did.
 
-A follow-up is threaded to the original post where the platform allows (each account says how:
-``on_update``, ``on_cancel``) and waits for the original's delivery on the same account. What has
+A follow-up reaches each account's followers and the people who open the original by the
+steps of its platform's correction plan (:mod:`alertcast.plan.corrections`; an account may
+override it with ``on_update``, ``on_cancel``), each threaded to the original and waiting for the
+original's delivery on the same account. What has
 not gone out yet is withdrawn instead of being followed: a cancellation of an original still
 retrying means neither is posted; an update of one still pending replaces it with the new facts.
 """
@@ -27,6 +29,7 @@ from alertcast.plan.authority import (
 from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
 from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
 from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
+from alertcast.plan.reach import Correcting, correction_deliveries
 from alertcast.preview import Memo
 from alertcast.render import RenderContext
 from alertcast.store.base import AuditRow, Effects, IncidentRow, NewDelivery, Write
@@ -229,8 +232,12 @@ def _update_deliveries(
     moment: Moment,
     hold: bool,
 ) -> tuple[list[str], list[NewDelivery]]:
+    """Every public post followed by the update's steps (and its paired accounts); a newly
+    matching account, or one whose original had not gone out, gets the update as its post."""
     chosen = {d.account.id for d in drafter.decisions(incident) if d.chosen}
     origins = chain.by_account()
+    have = set(origins)
+    c = Correcting(drafter, incident, ctx, moment, MsgType.update.value, UPDATE_PRIORITY, hold)
     withdraw: list[str] = []
     deliveries: list[NewDelivery] = []
     memo: Memo = {}
@@ -239,11 +246,8 @@ def _update_deliveries(
         withdraw += unsent(rows)
         origin = public_post(rows)
         if origin is not None:
-            wait = origin.id if origin.state is DeliveryState.sending else None
-            draft = Draft(account.on_update, origin.id, wait, UPDATE_PRIORITY, hold)
+            deliveries += correction_deliveries(c, account, origin, have, memo)
         elif account.id in chosen or unsent(rows):
-            draft = Draft(priority=UPDATE_PRIORITY, hold=hold)
-        else:
-            continue
-        deliveries.append(drafter.delivery(incident, account, ctx, moment, draft, memo))
+            draft = Draft(priority=UPDATE_PRIORITY, hold=hold, path="timeline")
+            deliveries.append(drafter.delivery(incident, account, ctx, moment, draft, memo))
     return withdraw, deliveries

@@ -220,6 +220,7 @@ def _taken_over(
                 priority=spent.priority,
                 delivery_id=f"dlv_{stem}_fb_{a.id}",
                 expires=msg_type is MsgType.alert,
+                path="fallback",
             ),
             memo,
         )

@@ -20,6 +20,7 @@ from collections.abc import Container, Iterable, Set
 from dataclasses import dataclass
 
 from alertcast.config import AccountConfig
+from alertcast.models import DeliveryState
 from alertcast.store.base import ActiveClaim
 
 __all__ = ["ALONE", "Lead", "Send", "Skip", "lead_waits", "plan_send"]
@@ -65,10 +66,10 @@ def plan_send(
             return Skip("the original never reached this account; there is nothing to cancel")
         if d.action == "delete":
             return Skip("the original was never posted on this account; nothing to delete")
-    if d.action == "delete" and "delete" not in capabilities:
-        return Skip(f"{channel} cannot delete a post; the cancellation stands alone")
-    if d.action == "delete" and claim.target_remote_id is None and _after_correction(claim):
-        return Skip("the original was delivered without a remote id; nothing to delete")
+    if (skip := _needless(claim, channel, capabilities)) is not None:
+        return skip
+    if d.action == "custom":
+        return Send("custom", claim.target_remote_id)
     if (alone := _alone(claim, lead or Lead())) is not None:
         return Send("post", reason=alone)
     if d.action == "post" or claim.target_remote_id is None or d.action not in capabilities:
@@ -91,6 +92,39 @@ def _alone(claim: ActiveClaim, lead: Lead) -> str | None:
     if lead.paused is not None:
         return f"lead {who} paused: {lead.paused}{ALONE}"
     return f"lead {who} not delivered within lead_wait_s ({lead.wait_s:g} s){ALONE}"
+
+
+def _needless(claim: ActiveClaim, channel: str, capabilities: Set[str]) -> Skip | None:
+    """Why a step of a correction does not go out: a deletion the platform cannot make, that
+    follows a correction not delivered (the original stays up: deleting it would make the
+    alarm vanish uncorrected) or has no post to delete; a message to followers one by one on
+    a platform without it; an own send after a paired account already reached the followers."""
+    d = claim.delivery
+    if d.action == "delete" and "delete" not in capabilities:
+        return Skip(f"{channel} cannot delete a post; the correction stands alone")
+    if d.action == "delete" and _after_correction(claim):
+        if claim.wait_state is not DeliveryState.delivered:
+            state = claim.wait_state.value if claim.wait_state else "missing"
+            return Skip(f"the correction was not delivered ({state}); the original stays up")
+        if claim.target_remote_id is None:
+            return Skip("the original was delivered without a remote id; nothing to delete")
+    if d.action == "custom" and "custom" not in capabilities:
+        return Skip(f"{channel} cannot message followers one by one")
+    if _carried(claim):
+        return Skip(f"carried to the same followers by {claim.wait_account} (paired)")
+    return None
+
+
+def _carried(claim: ActiveClaim) -> bool:
+    """An account's own correction that waited for a paired account's, which was delivered."""
+    d = claim.delivery
+    return (
+        d.path == "timeline"
+        and d.wait_for is not None
+        and d.wait_for != d.target_delivery_id
+        and claim.wait_account not in (None, d.account)
+        and claim.wait_state is DeliveryState.delivered
+    )
 
 
 def _after_correction(claim: ActiveClaim) -> bool:

@@ -170,6 +170,8 @@ class ActiveClaim:
     target_delivered: bool = False  # the original reached the platform (with or without an id)
     target_state: DeliveryState | None = None
     target_account: str | None = None
+    wait_state: DeliveryState | None = None  # where the delivery it waited for stands
+    wait_account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

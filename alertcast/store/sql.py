@@ -74,10 +74,12 @@ LIMIT ?"""
 
 SELECT_CLAIMED = """
 SELECT d.*, t.remote_id AS target_remote_id, t.state AS target_state,
-       t.account AS target_account, i.msg_type AS msg_type
+       t.account AS target_account, i.msg_type AS msg_type,
+       w.state AS wait_state, w.account AS wait_account
 FROM deliveries d
 JOIN incidents i ON i.id = d.incident_id
 LEFT JOIN deliveries t ON t.id = d.target_delivery_id
+LEFT JOIN deliveries w ON w.id = d.wait_for
 WHERE d.id IN ({ids})"""
 
 WITHDRAW = """
@@ -459,6 +461,8 @@ def claim_from(r: Mapping[str, Any]) -> ActiveClaim:
         target_delivered=delivered,
         target_state=DeliveryState(r["target_state"]) if r["target_state"] else None,
         target_account=r["target_account"],
+        wait_state=DeliveryState(r["wait_state"]) if r["wait_state"] else None,
+        wait_account=r["wait_account"],
     )
 
 

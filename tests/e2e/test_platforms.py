@@ -89,8 +89,12 @@ async def test_one_earthquake_reaches_every_platform(start_daemon: Any, fakes: A
     assert len(wecom_sent) == 1 and "6.8" in str(wecom_sent[0])
 
 
-async def test_cancellation_comments_on_the_weibo_post(start_daemon: Any, fakes: Any) -> None:
-    """A cancellation reaches Weibo as a comment on the original post id."""
+async def test_cancellation_reaches_the_weibo_timeline_and_the_original(
+    start_daemon: Any, fakes: Any
+) -> None:
+    """A cancellation reaches Weibo twice: a new post in the followers' timelines (linking the
+    incident's page on the safe domain) and a comment on the original post; each delivery
+    records its path."""
     d = await start_daemon(hooks=0, accounts=_accounts(fakes["urls"])[:1])
     answer = await (await d.post(incident())).json()
     view = await d.settled(answer["id"])

@@ -9,14 +9,14 @@ delivery the plan creates; ``dlv_lead``: the stored original on ``lead``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from alertcast.channels import channel_class
 from alertcast.errors import Conflict, DomainError, Invalid, NotFound
-from alertcast.models import parse_incident
+from alertcast.models import DeliveryState, parse_incident
 from alertcast.plan import Asker, Chain, Plan, Planner, Send, Skip, plan_send
 from alertcast.store.base import (
     ActiveClaim,
@@ -989,10 +989,14 @@ CANCELS = [
         ],
     ),
     FollowCase(
-        "on_cancel delete: the original is deleted and nothing else is posted",
+        "on_cancel delete: the cancellation, then the original deleted once it is delivered "
+        "(a deletion alone would make the alarm vanish uncorrected)",
         "sirens",
         [dlv("sirens", "delivered")],
-        [D("sirens", "delete", "dlv_sirens", None, 10)],
+        [
+            D("sirens", "reply", "dlv_sirens", None, 10),
+            D("sirens", "delete", "dlv_sirens", "+sirens.reply", 10),
+        ],
     ),
     FollowCase(
         "a cluster member's delivered repost is cancelled on the member's own timeline",
@@ -1896,6 +1900,8 @@ class SendCase:
     msg_type: str = "alert"
     target_delivered: bool = False
     target_remote_id: str | None = None
+    wait_state: str | None = None  # where the delivery it waits for stands
+    wait_account: str | None = None
 
 
 MEMBER = dlv("member", "sending", action="repost", target="dlv_lead")
@@ -1909,6 +1915,14 @@ DELETE = dlv(
     action="delete",
     target="dlv_b",
     wait="dlv_c",
+)
+PAIRED_WAIT = replace(
+    dlv("w", "sending", of="inc_c", delivery_id="dlv_wc", target="dlv_w", wait="dlv_svc"),
+    path="timeline",
+)
+WINDOW = replace(
+    dlv("w", "sending", of="inc_c", delivery_id="dlv_wx", action="custom", target="dlv_w"),
+    path="window",
 )
 LONE_DELETE = dlv("sirens", "sending", of="inc_c", action="delete", target="dlv_sirens")
 NOTHING_TO_CANCEL = "the original never reached this account; there is nothing to cancel"
@@ -2010,6 +2024,59 @@ SENDS = [
         "cancel",
         True,
         "r-dlv_b",
+        "delivered",
+    ),
+    SendCase(
+        "the deletion after a cancellation that failed does not go out: the original stays "
+        "up rather than vanish uncorrected",
+        "file",
+        DELETE,
+        Skip("the correction was not delivered (failed); the original stays up"),
+        "cancel",
+        True,
+        "r-dlv_b",
+        "failed",
+    ),
+    SendCase(
+        "an account's own correction goes out when its paired account's failed",
+        "wechat_oa",
+        PAIRED_WAIT,
+        Send("post"),
+        "cancel",
+        True,
+        "r-dlv_w",
+        "failed",
+        "svc",
+    ),
+    SendCase(
+        "an account's own correction does not go out when its paired account reached the "
+        "same followers",
+        "wechat_oa",
+        PAIRED_WAIT,
+        Skip("carried to the same followers by svc (paired)"),
+        "cancel",
+        True,
+        "r-dlv_w",
+        "delivered",
+        "svc",
+    ),
+    SendCase(
+        "a message to the followers in the window goes as one",
+        "wechat_oa",
+        WINDOW,
+        Send("custom", "r-dlv_w"),
+        "cancel",
+        True,
+        "r-dlv_w",
+    ),
+    SendCase(
+        "a message to followers one by one on a platform without it does not go out",
+        "webhook",
+        WINDOW,
+        Skip("webhook cannot message followers one by one"),
+        "cancel",
+        True,
+        "r-dlv_w",
     ),
     SendCase(
         "reply_and_delete of an original delivered without a remote id: the cancellation "
@@ -2019,6 +2086,8 @@ SENDS = [
         Skip("the original was delivered without a remote id; nothing to delete"),
         "cancel",
         True,
+        None,
+        "delivered",
     ),
     SendCase(
         "on_cancel delete of an original delivered without a remote id: the cancellation "
@@ -2040,7 +2109,7 @@ SENDS = [
         "a deletion on a platform that cannot delete does not go out",
         "console",
         dlv("quota", "sending", of="inc_c", action="delete", target="dlv_quota"),
-        Skip("console cannot delete a post; the cancellation stands alone"),
+        Skip("console cannot delete a post; the correction stands alone"),
         "cancel",
         True,
         "r-dlv_quota",
@@ -2051,7 +2120,15 @@ SENDS = [
 @pytest.mark.parametrize("case", SENDS, ids=lambda c: c.desc)
 def test_send(case: SendCase) -> None:
     """How a claimed delivery goes out: threaded, on its own, or not at all."""
-    claim = ActiveClaim(case.delivery, case.target_remote_id, case.msg_type, case.target_delivered)
+    waited = DeliveryState(case.wait_state) if case.wait_state else None
+    claim = ActiveClaim(
+        case.delivery,
+        case.target_remote_id,
+        case.msg_type,
+        case.target_delivered,
+        wait_state=waited,
+        wait_account=case.wait_account or (case.delivery.account if waited else None),
+    )
     capabilities = channel_class(case.channel).capabilities
     assert plan_send(claim, case.channel, capabilities) == case.decision
 
