@@ -27,7 +27,7 @@ from alertcast.daemon import serve
 from alertcast.follow import follow
 from alertcast.logs import configure
 from alertcast.secrets import Secrets
-from alertcast.testing.fakes import FakePlatform, FakeWeibo
+from alertcast.testing.fakes import FakePlatform, FakeWechat, FakeWeibo
 from alertcast.testing.fakes import serve as serve_fake
 from alertcast.testing.fakes.__main__ import CREDENTIALS, fakes
 from alertcast.testing.sink import WebhookSink
@@ -41,6 +41,7 @@ DEMO_ENV = (
     "ALERTCAST_APPROVER_TOKEN",
     "ALERTCAST_DISPLAY_TOKEN",
     "ALERTCAST_WEBHOOK_SECRET",
+    "REHEARSAL_WECHAT_SERVICE_SECRET",  # the fake WeChat learns it (see _known_apps)
 )
 FAKE_FOR = {
     "weibo": "weibo",
@@ -80,6 +81,7 @@ def _demo_config(path: str | None, workdir: Path) -> Config:
 async def _start_fakes(config: Config, stack: AsyncExitStack) -> dict[str, FakePlatform]:
     """One fake per platform the config names, on the port its accounts' base_url says."""
     made, started = fakes(), {}
+    _known_apps(made["wechat"], config)
     for account in config.accounts:
         name = FAKE_FOR.get(account.channel)
         base = account.options.get("base_url")
@@ -90,6 +92,16 @@ async def _start_fakes(config: Config, stack: AsyncExitStack) -> dict[str, FakeP
         started[name] = made[name]
         _say(f"· fake {name:<9} listens on {base}")
     return started
+
+
+def _known_apps(fake: FakePlatform, config: Config) -> None:
+    """The fake WeChat knows every app the config names, by the secret its variable holds."""
+    if not isinstance(fake, FakeWechat):
+        return
+    for account in config.accounts:
+        app_id, secret_env = (account.options.get(k) for k in ("app_id", "app_secret_env"))
+        if account.channel == "wechat_oa" and isinstance(app_id, str):
+            fake.apps.setdefault(app_id, os.environ.get(str(secret_env), ""))
 
 
 async def _start_sink(config: Config, secrets: Secrets, stack: AsyncExitStack) -> WebhookSink:

@@ -12,6 +12,8 @@ from alertcast.checks import channel_problems, load_checked
 from alertcast.config import Config, ConfigError, load_config
 
 WEIBO = """
+[server]
+public_url = "https://alerts.example.gov.cn"
 [[accounts]]
 id = "city-weibo"
 channel = "weibo"
@@ -80,7 +82,7 @@ def test_channel_and_table_problems_come_together(
 ) -> None:
     """A channel problem does not hide an unset variable, nor a table problem a channel one."""
     monkeypatch.delenv("T_WEIBO", raising=False)
-    text = "[server]\nport = 99999\n" + WEIBO + 'format = "sms"\n'
+    text = WEIBO.replace("[server]", "[server]\nport = 99999") + 'format = "sms"\n'
     problems = _problems(_write(tmp_path, text.replace("city-weibo", "bad id!")), check_env=True)
     assert set(problems) >= {"server.port", "accounts[0].id"}
     problems = _problems(_write(tmp_path, WEIBO + 'format = "sms"\n'), check_env=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,95 @@ def test_check_config_cli_accepts_the_example() -> None:
     result = _cli("check-config", "config/example.toml", env={n: "x" * 20 for n in names})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok:")
+
+
+LONE_SUBSCRIPTION = """
+[[accounts]]
+id = "wechat-city"
+channel = "wechat_oa"
+app_id = "wx-app"
+app_secret_env = "T_WX"
+mode = "text"
+format = "text"
+"""
+NO_PATH = (
+    "accounts[1] (wechat-city): a public WeChat subscription account has one mass send a day, "
+    "and the alert spends it: no account carries its updates and cancellations to its followers"
+)
+
+
+def test_check_config_and_serve_refuse_a_subscription_account_without_a_correction_path(
+    tmp_path: Path,
+) -> None:
+    """check-config and serve both refuse it, with one message naming the account and the fix."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD + LONE_SUBSCRIPTION, encoding="utf-8")
+    checked = _cli("check-config", "--no-env", str(bad))
+    assert checked.returncode == 2 and NO_PATH in checked.stderr, checked.stderr
+    assert 'Add corrections_via = ["<id>"]' in checked.stderr
+    served = _cli("serve", "--config", str(bad), env={"T_TOKEN": "t" * 20, "T_WX": "w" * 20})
+    assert served.returncode == 2 and NO_PATH in served.stderr, served.stderr
+
+
+WEIBO_OFF_DOMAIN = (
+    '[[accounts]]\nid = "city-weibo"\nchannel = "weibo"\naccess_token_env = "T_WB"\n'
+    'safe_domain_url = "https://weibo-app.example.org/"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("public_url", "extra", "says"),
+    [
+        (
+            None,
+            LONE_SUBSCRIPTION + 'corrections_via = ["wechat-city"]\n',
+            "accounts[1].corrections_via[0] (wechat-city): names wechat-city itself",
+        ),
+        (
+            None,
+            LONE_SUBSCRIPTION + 'fallback = ["ops"]\n',
+            "accounts[1].fallback[0] (wechat-city): ops already gets every incident wechat-city "
+            "gets",
+        ),
+        (None, WEIBO_OFF_DOMAIN, "accounts[1] (city-weibo): [server] public_url is unset"),
+        (
+            "https://alerts.example.gov.cn",
+            WEIBO_OFF_DOMAIN,
+            "accounts[1].safe_domain_url (city-weibo): https://weibo-app.example.org/ does not "
+            "cover [server] public_url https://alerts.example.gov.cn",
+        ),
+    ],
+)
+def test_check_config_names_each_correction_mistake(
+    tmp_path: Path, public_url: str | None, extra: str, says: str
+) -> None:
+    """Each refusal of check-config is one line naming the path and the account."""
+    server = f'port = 8099\npublic_url = "{public_url}"' if public_url else "port = 8099"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD.replace("port = 8099", server) + extra, encoding="utf-8")
+    result = _cli("check-config", "--no-env", str(bad))
+    assert result.returncode == 2
+    assert f"  {says}" in result.stderr, result.stderr
+
+
+def test_the_example_pairs_its_subscription_account_with_a_template_service_account() -> None:
+    """wechat-sichuan's corrections go through a service account that routing sends no alert of
+    its own; the staff robot is a copy, not a fallback."""
+    config = load_config(ROOT / "config" / "example.toml")  # with every check
+    subscription = config.account("wechat-sichuan")
+    assert subscription is not None and subscription.corrections_via == ["wechat-sichuan-service"]
+    assert "wecom-duty" not in subscription.fallback
+    service = config.account("wechat-sichuan-service")
+    assert service is not None and service.enabled
+    assert service.options["account_type"] == "service" and service.options["mode"] == "template"
+    preview = _cli(
+        "render",
+        "config/samples/earthquake.json",
+        "--account",
+        "wechat-sichuan-service",
+        "--config",
+        "config/example.toml",
+    )
+    assert preview.returncode == 0, preview.stderr
+    (entry,) = json.loads(preview.stdout)["accounts"]
+    assert not entry["chosen"] and "excluded by route" in entry["why"], entry
