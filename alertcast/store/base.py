@@ -26,6 +26,7 @@ __all__ = [
     "FeedEventRow",
     "IdempotencyConflict",
     "IdempotencyRecord",
+    "InWindow",
     "IncidentRow",
     "NewDelivery",
     "Outcome",
@@ -368,6 +369,29 @@ class Store(Protocol):
     async def prune_feed_events(self, feed: str, *, before: float, idle_since: float) -> int:
         """Forget events of ``feed`` older than ``before``, unchanged since ``idle_since`` and
         with no pending action; returns how many."""
+
+    # -- interaction windows (issue 11: customer-service messages, interaction_sql) ---------
+    async def note_interaction(self, account: str, openid: str, kind: str, at: float) -> None:
+        """Note that ``openid`` did ``kind`` (``message``; ``event``: a menu click, follow or
+        scan; ``gone``: unfollowed) at ``at``, and forget the account's rows past every
+        window. ``ValueError`` for another kind."""
+
+    async def window(
+        self, account: str, *, now: float, limit: int, after: str = ""
+    ) -> list[InWindow]:
+        """Followers of ``account`` inside a window at ``now`` with sends left, by openid,
+        those after ``after`` only, at most ``limit``."""
+
+    async def note_custom_sent(self, account: str, openids: Sequence[str], *, at: float) -> None:
+        """One custom message was sent at ``at`` to each of ``openids``."""
+
+
+@dataclass(frozen=True, slots=True)
+class InWindow:
+    """A follower inside a platform's interaction window, and how many sends they have left."""
+
+    openid: str
+    left: int
 
 
 # -- feed events (issue 5) -------------------------------------------------------------------

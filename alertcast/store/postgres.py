@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from alertcast.store import feed_sql, sql
+from alertcast.store import feed_sql, interaction_sql, sql
 from alertcast.store.base import (
     ActiveClaim,
     Applied,
@@ -26,6 +26,7 @@ from alertcast.store.base import (
     IdempotencyConflict,
     IdempotencyRecord,
     IncidentRow,
+    InWindow,
     Outcome,
     Release,
     Requeue,
@@ -329,6 +330,25 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(N(feed_sql.PRUNE_IDS), feed, *params)
             return _count(await conn.execute(N(feed_sql.PRUNE_EVENTS), *params))
+
+    # -- interaction windows (issue 11) -----------------------------------------------------
+    async def note_interaction(self, account: str, openid: str, kind: str, at: float) -> None:
+        statement, params = interaction_sql.note_statement(account, openid, kind, at)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(N(statement), *params)
+            await conn.execute(N(interaction_sql.PRUNE), *interaction_sql.prune_params(account, at))
+
+    async def window(
+        self, account: str, *, now: float, limit: int, after: str = ""
+    ) -> list[InWindow]:
+        params = interaction_sql.window_params(account, now, limit, after)
+        rows = await self.pool.fetch(N(interaction_sql.WINDOW), *params)
+        return [interaction_sql.in_window(r, now) for r in rows]
+
+    async def note_custom_sent(self, account: str, openids: Sequence[str], *, at: float) -> None:
+        rows = interaction_sql.sent_params(account, openids, at)
+        if rows:
+            await self.pool.executemany(N(interaction_sql.NOTE_SENT), rows)
 
 
 def _count(status: str) -> int:

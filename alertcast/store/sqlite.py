@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alertcast.store import feed_sql, sql
+from alertcast.store import feed_sql, interaction_sql, sql
 from alertcast.store.base import (
     ActiveClaim,
     Applied,
@@ -35,6 +35,7 @@ from alertcast.store.base import (
     IdempotencyConflict,
     IdempotencyRecord,
     IncidentRow,
+    InWindow,
     Outcome,
     Release,
     Requeue,
@@ -351,6 +352,28 @@ class SQLiteStore:
             return int(c.execute(feed_sql.PRUNE_EVENTS, params).rowcount)
 
         return await self._write(op)
+
+    # -- interaction windows (issue 11) -----------------------------------------------------
+    async def note_interaction(self, account: str, openid: str, kind: str, at: float) -> None:
+        statement, params = interaction_sql.note_statement(account, openid, kind, at)
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(statement, params)
+            c.execute(interaction_sql.PRUNE, interaction_sql.prune_params(account, at))
+
+        await self._write(op)
+
+    async def window(
+        self, account: str, *, now: float, limit: int, after: str = ""
+    ) -> list[InWindow]:
+        params = interaction_sql.window_params(account, now, limit, after)
+        rows = await self._read(lambda c: c.execute(interaction_sql.WINDOW, params).fetchall())
+        return [interaction_sql.in_window(r, now) for r in rows]
+
+    async def note_custom_sent(self, account: str, openids: Sequence[str], *, at: float) -> None:
+        rows = interaction_sql.sent_params(account, openids, at)
+        if rows:
+            await self._write(lambda c: c.executemany(interaction_sql.NOTE_SENT, rows))
 
 
 def _apply(c: sqlite3.Connection, w: Write) -> Applied:
