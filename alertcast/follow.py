@@ -44,5 +44,10 @@ async def follow(
 
 
 def delivery_line(d: dict[str, Any]) -> str:
+    """One delivery: its account, channel, how a correction reaches people (its path), state."""
     extra = d.get("remote_id") or d.get("last_error") or d.get("reason") or ""
-    return f"  {d['account']:<22} {d['channel']:<14} {d['state']:<10} try {d['attempts']}  {extra}"
+    way = d.get("path") or d.get("action") or ""
+    return (
+        f"  {d['account']:<22} {d['channel']:<14} {way:<9} {d['state']:<10} "
+        f"try {d['attempts']}  {extra}"
+    )

@@ -286,3 +286,18 @@ def test_every_correction_reaches_the_followers() -> None:
             deletes = [s for s in found if s.action == "delete" and s.path == "withdraw"]
             if account.channel == "weibo":
                 assert all(s.after is not None for s in deletes), (account.id, on_cancel)
+
+
+def test_the_documented_table_is_the_plan() -> None:
+    """docs/corrections.md shows PLATFORMS as it is: a reader checks the code by the doc."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "corrections.md").read_text(encoding="utf-8")
+    table = doc.split("<!-- corrections-table")[1].split("<!-- /corrections-table -->")[0]
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines() if line.startswith("| `")]
+
+    def shown(found: tuple[Any, ...]) -> str:
+        return "; ".join(f"{s.action} → {s.path}" for s in found)
+
+    documented = {name.strip("`"): (update, cancel) for name, update, cancel in rows}
+    assert documented == {n: (shown(p.update), shown(p.cancel)) for n, p in PLATFORMS.items()}
