@@ -9,6 +9,11 @@ errors come as HTTP 200 with ``{"errcode", "errmsg"}`` and are classified by ``e
 * article: ``draft/add``, then ``message/mass/sendall`` (``mpnews``) or ``freepublish/submit``.
 * template: ``message/template/send`` per subscriber; values ≤ 20 characters, one line (refused
   otherwise: the renderer makes them so).
+* custom (action ``custom``): ``message/custom/send`` of the payload's text to each of
+  ``Outgoing.recipients`` — the followers inside the interaction window, which the dispatcher
+  resolves (facts §2.6: 5 messages within 48 h of a follower's message, 3 within 1 minute of a
+  click, follow or scan); resumable like template messages; 45015 (out of the window) and
+  45047 (its messages spent) are refusals about one person.
 
 Mass sends carry ``clientmsgid`` from the delivery's idempotency key: a retry after a crash gets
 45065 with the first send's id and is reported delivered. The daily mass quota (subscription 1,
@@ -115,7 +120,7 @@ class WechatChannel(Channel):
     name = "wechat_oa"
     Options = WechatOptions
     default_format = "wechat_article"
-    capabilities: ClassVar[frozenset[Action]] = frozenset({"post", "delete"})
+    capabilities: ClassVar[frozenset[Action]] = frozenset({"post", "delete", "custom"})
     limits: ClassVar[Limits] = Limits(concurrency=8)  # mass sends are bounded by the daily quota
     timeout_s = 30.0
     TITLE: ClassVar[Limit] = Limit(64, "bytes")  # 64 characters or bytes: the stricter
@@ -137,6 +142,7 @@ class WechatChannel(Channel):
     TOKEN_CODES: ClassVar[frozenset[int]] = frozenset({40001, 40014, 42001, 41001})
     ALREADY_SENT = 45065  # same clientmsgid already sent: the reply carries its msgid
     RECIPIENT_CODES: ClassVar[frozenset[int]] = frozenset({40003, 43004, 43019, 43101, 48002})
+    WINDOW_CODES: ClassVar[frozenset[int]] = frozenset({45015, 45047})  # custom: one person's
     ERROR_CODES: ClassVar[Mapping[int, Fate]] = {
         -1: TRANSIENT,  # system busy
         40001: AUTH,  # token invalid or not latest (after one refresh)
@@ -167,6 +173,8 @@ class WechatChannel(Channel):
         45002: PERMANENT,  # content too long
         45003: PERMANENT,  # title too long
         45004: PERMANENT,  # description too long
+        45015: PERMANENT,  # custom: out of the follower's window, or they unfollowed
+        45047: PERMANENT,  # custom: the follower's window has taken its messages
         45067: PERMANENT,  # clientmsgid too long
         47003: PERMANENT,  # template data invalid
     }
@@ -178,6 +186,8 @@ class WechatChannel(Channel):
         opts = self._opts
         if msg.action == "delete":
             return await self._delete(msg)
+        if msg.action == "custom":
+            return await self._custom(msg)
         if opts.mode == "template":
             return await self._template(msg)
         if opts.mode == "article" and msg.payload.get("content_html"):
@@ -316,18 +326,23 @@ class WechatChannel(Channel):
         return fetch
 
     def send_timeout_s(self, msg: Outgoing) -> float:
-        """Template sends time out per request; the whole audience may take as long as it
-        needs at ``template_concurrency`` requests in flight, each bounded by ``timeout_s``."""
+        """Template and custom sends time out per request; the whole audience may take as long
+        as it needs at ``template_concurrency`` requests in flight, each bounded by
+        ``timeout_s``."""
         opts = self._opts
+        if msg.action == "custom":
+            return self._rounds_s(len(msg.recipients or ()))
         if opts.mode != "template" or msg.action == "delete":
             return self.timeout_s
         if not msg.payload.get("touser") and opts.template_audience != "list":
             return FOLLOWER_SEND_TIMEOUT_S  # unknown size: each request and page is bounded
         try:
-            count = len(_recipients(msg.payload, opts.template_to))
+            return self._rounds_s(len(_recipients(msg.payload, opts.template_to)))
         except Permanent:
             return self.timeout_s
-        rounds = -(-count // opts.template_concurrency)
+
+    def _rounds_s(self, count: int) -> float:
+        rounds = -(-count // self._opts.template_concurrency)
         return self.timeout_s * (1 + rounds)
 
     def _template_body(
@@ -342,6 +357,38 @@ class WechatChannel(Channel):
         if msg.payload.get("url"):
             body["url"] = str(msg.payload["url"])
         return body
+
+    # -- customer-service messages ------------------------------------------------------------
+
+    async def _custom(self, msg: Outgoing) -> Receipt:
+        """One ``message/custom/send`` per follower in ``msg.recipients``, resumable (see
+        ``_fanout``): a retry never messages anyone twice. A refusal about one person (out of
+        the window, its messages spent, unfollowed) is recorded and the rest go on."""
+        body = {"msgtype": "text", "text": {"content": _text(msg)}}
+        ok = (0, *self.WINDOW_CODES, *self.RECIPIENT_CODES)
+
+        async def send_one(openid: str) -> Result:
+            data = await self._call(
+                "/cgi-bin/message/custom/send", {"touser": openid, **body}, ok=ok
+            )
+            code = _errcode(data)
+            return Result(sent=not code, code=code or None)
+
+        pages = one_page(list(msg.recipients or ()))
+        concurrency = self._opts.template_concurrency
+        cursor = await fan_out(
+            msg, pages, send_one, concurrency=concurrency, timeout_s=self.timeout_s
+        )
+        p = cursor.progress
+        if not p["sent"]:
+            if not p["refused"]:
+                raise Permanent("nobody is inside the 48-hour window")
+            codes = list(p["refusals"].values())
+            raise Permanent(
+                f"no follower took the customer-service message: {p['refusals']}",
+                code=codes[0] if codes else None,
+            )
+        return Receipt(detail={"sent": p["sent"], "refused": p["refused"]})
 
     # -- the call, the token ----------------------------------------------------------------
 

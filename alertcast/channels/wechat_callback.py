@@ -18,6 +18,12 @@ starts nothing. A repeated handshake, or a repeated query with another body, is 
 
 Only plaintext and compatible (明文/兼容) modes are understood; a safe-mode (encrypted-only)
 message answers ``success``.
+
+Every follower's message or event that opens WeChat's customer-service window (facts §2.6: a
+message; a menu click, follow or scan) is noted through ``interactions`` before the reply is
+made, once per ``MsgId``, so a correction can reach the followers inside the window; an unfollow
+is noted too. The note is bounded (:data:`NOTE_LIMIT_S`) and a failing store never costs the
+follower the reply.
 """
 
 from __future__ import annotations
@@ -53,8 +59,10 @@ __all__ = [
     "DEFAULT_REPLY_TEMPLATE",
     "CallbackOptions",
     "Inbound",
+    "Interactions",
     "Latest",
     "WechatCallback",
+    "interaction_kind",
     "parse_inbound",
     "signature",
     "text_reply",
@@ -63,11 +71,17 @@ __all__ = [
 
 Latest = Callable[[str | None, list[str], int], Awaitable[list[dict[str, Any]]]]
 """``latest(kind or None, regions, limit)``: recent active incidents as public JSON dicts."""
+Interactions = Callable[[str, str, str, float], Awaitable[None]]
+"""``note(account, openid, kind, at)``: a follower's interaction (``Store.note_interaction``)."""
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REPLY_BYTES = 2048
 REPLY_DEADLINE_S = 4.0  # WeChat gives up after 5 s
 LOOKUP_LIMIT_S = 30.0  # a lookup nobody waits for any more is cancelled then
+NOTE_LIMIT_S = 1.0  # noting an interaction may take this much of the 5 s, no more
+# Events that open the 1-minute window: follow, QR scan, menu click (VIEW, a menu's link, is
+# taken as a click: facts §2.6 says "menu click"; a wrong guess costs one recorded 45015).
+WINDOW_EVENTS = frozenset({"subscribe", "scan", "click", "view"})
 SEEN_TTL_S = 60.0  # WeChat's retries come within ~15 s
 SEEN_MAX = 10_000
 WINDOW_S = 300  # WeChat documents no window; five minutes of clock skew and delay is generous
@@ -199,6 +213,19 @@ def _fit(text: str, max_bytes: int) -> str:
     return text
 
 
+def interaction_kind(inbound: Inbound) -> str | None:
+    """What ``inbound`` tells of the follower's window: ``message`` (any message they sent),
+    ``event`` (a follow, scan or menu click), ``gone`` (unfollowed), or None (nothing)."""
+    if not inbound.from_user or not inbound.msg_type:
+        return None
+    if inbound.msg_type != "event":
+        return "message"
+    event = inbound.event.lower()
+    if event == "unsubscribe":
+        return "gone"
+    return "event" if event in WINDOW_EVENTS else None
+
+
 def _local_time(value: Any) -> str:
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -210,12 +237,21 @@ def _local_time(value: Any) -> str:
 class _Responder:
     """One account's keyword table, template and help text."""
 
-    def __init__(self, account: AccountConfig, options: CallbackOptions, latest: Latest) -> None:
+    def __init__(
+        self,
+        account: AccountConfig,
+        options: CallbackOptions,
+        latest: Latest,
+        interactions: Interactions | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         env = SandboxedEnvironment(undefined=jinja2.ChainableUndefined)
         env.filters["local_time"] = _local_time
         self.account = account
         self.options = options
         self.latest = latest
+        self.interactions = interactions
+        self.wall_clock = wall_clock
         self.template = env.from_string(options.reply_template)
         self.help_text = options.help_text or (
             "回复关键词查询本地生效中的预警：" + "、".join(options.keywords)
@@ -230,6 +266,7 @@ class _Responder:
         return max(found, key=len) if found else None
 
     async def answer(self, inbound: Inbound) -> str:
+        await self._note(inbound)
         if inbound.msg_type == "event":
             return text_reply(inbound, self.help_text) if inbound.event == "subscribe" else SUCCESS
         if not inbound.msg_type or not inbound.from_user:
@@ -238,6 +275,22 @@ class _Responder:
         if word is None:
             return text_reply(inbound, self.help_text)
         return text_reply(inbound, await self._incidents_text(word))
+
+    async def _note(self, inbound: Inbound) -> None:
+        """Note the follower's interaction, within :data:`NOTE_LIMIT_S`; never raises."""
+        kind = interaction_kind(inbound)
+        if self.interactions is None or kind is None:
+            return
+        try:
+            async with asyncio.timeout(NOTE_LIMIT_S):
+                await self.interactions(self.account.id, inbound.from_user, kind, self.wall_clock())
+        except Exception as exc:  # the reply matters more than the note
+            log.warning(
+                "wechat.interaction.not_noted",
+                account=self.account.id,
+                kind=kind,
+                error=type(exc).__name__,
+            )
 
     async def _incidents_text(self, word: str) -> str:
         kind = self.options.keywords[word]
@@ -310,6 +363,7 @@ class WechatCallback:
         secrets: Secrets,
         latest: Latest,
         *,
+        interactions: Interactions | None = None,
         reply_deadline_s: float = REPLY_DEADLINE_S,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -326,7 +380,9 @@ class WechatCallback:
             options = channel_class(CHANNEL).Options.model_validate(account.channel_options)
             assert isinstance(options, CallbackOptions)
             if options.callback_token_env:
-                self._responders[account.id] = _Responder(account, options, latest)
+                self._responders[account.id] = _Responder(
+                    account, options, latest, interactions, wall_clock
+                )
                 self._nonces[account.id] = Nonces(options.callback_window_s, nonce_limit)
         self._seen = _Seen(clock)
 

@@ -21,7 +21,12 @@ from aiohttp import web
 
 from alertcast.testing.fakes._base import FakePlatform, GatewayPage, Recorded, Refusal
 from alertcast.testing.fakes.robots import FakeDingtalk, FakeFeishu, FakeWecom, RobotSecurity
-from alertcast.testing.fakes.wechat import FakeWechat, callback_query, text_message
+from alertcast.testing.fakes.wechat import (
+    FakeWechat,
+    callback_query,
+    event_message,
+    text_message,
+)
 from alertcast.testing.fakes.weibo import FakeWeibo
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "Refusal",
     "RobotSecurity",
     "callback_query",
+    "event_message",
     "serve",
     "text_message",
 ]

@@ -11,6 +11,14 @@ send's ``msgid``; without one, identical content to the same audience counts as 
 calls a minute (45011), known drafts (40007), followers (43004), refusals (43101), template ids
 (40037) and the 20-character one-line rule for template values (47003).
 
+``message/custom/send`` (customer-service messages, facts §2.6) is admitted only inside a
+follower's interaction window, which tests open with :meth:`FakeWechat.user_wrote` (5 messages
+within 48 h) and :meth:`FakeWechat.user_clicked` (a menu click, follow or scan: 3 within 1
+minute): outside every window 45015, past the allowance of every open one 45047, an openid that
+never followed 40003, more than ``custom_per_day`` calls a day 45009. Which window a message
+spends when both are open is undocumented; the fake spends both. What each follower got is in
+:meth:`FakeWechat.received`.
+
 :func:`callback_query` and :func:`text_message` build what WeChat sends to a callback URL.
 """
 
@@ -33,10 +41,13 @@ from aiohttp import web
 
 from alertcast.testing.fakes._base import FakePlatform, Refusal, Window, json_body
 
-__all__ = ["FakeWechat", "callback_query", "text_message"]
+__all__ = ["FakeWechat", "callback_query", "event_message", "text_message"]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 USER_PAGE = 10_000  # user/get returns at most 10,000 openids per call
+# Customer-service windows since 2023-06-12 (facts §2.6): (seconds open, messages allowed).
+AFTER_MESSAGE = (48 * 3600.0, 5)
+AFTER_EVENT = (60.0, 3)
 
 MESSAGES = {
     -1: "system error",
@@ -54,6 +65,8 @@ MESSAGES = {
     43004: "require subscribe",
     43101: "user refuse to accept the msg",
     44004: "empty content",
+    45015: "response out of time limit or subscription is canceled",
+    45047: "out of response count limit",
     45009: "reach max api daily quota limit",
     45011: "api minute-quota reach limit",
     45028: "has no masssend quota",
@@ -72,6 +85,14 @@ class _Token:
     expires_at: float
 
 
+@dataclass
+class _Allowance:
+    """One interaction window of one follower: when it closes, how many messages it takes."""
+
+    closes_at: float
+    left: int
+
+
 class FakeWechat(FakePlatform):
     quiet_paths = frozenset({"/cgi-bin/token", "/cgi-bin/stable_token"})
 
@@ -88,6 +109,7 @@ class FakeWechat(FakePlatform):
         mass_per_minute: int = 60,
         template_dedupe: bool = True,
         template_latency_s: float = 0.0,
+        custom_per_day: int = 500_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(clock)
@@ -109,6 +131,11 @@ class FakeWechat(FakePlatform):
         self.drafts: dict[str, list[dict[str, Any]]] = {}
         self.published: dict[str, str] = {}
         self.template_sent: list[dict[str, Any]] = []
+        self.custom_per_day = custom_per_day
+        self.custom_sent: list[dict[str, Any]] = []
+        self._windows: dict[tuple[str, str], _Allowance] = {}  # (openid, "message" | "event")
+        self._custom_used: dict[tuple[str, date], int] = {}
+        self._left: set[str] = set()  # openids that followed once and left
         self._tokens: dict[str, _Token] = {}
         self._current: dict[tuple[str, bool], str] = {}
         self._client_ids: dict[tuple[str, str], int] = {}
@@ -155,6 +182,7 @@ class FakeWechat(FakePlatform):
             web.post("/cgi-bin/draft/add", self._draft_add),
             web.post("/cgi-bin/freepublish/submit", self._freepublish),
             web.post("/cgi-bin/message/template/send", self._template_send),
+            web.post("/cgi-bin/message/custom/send", self._custom_send),
             web.get("/cgi-bin/user/get", self._user_get),
             web.post("/cgi-bin/user/tag/get", self._tag_get),
         ]
@@ -301,6 +329,51 @@ class FakeWechat(FakePlatform):
             self.template_sent.append(body)
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": self._template_ids[key]})
 
+    # -- customer-service messages ------------------------------------------------------------
+
+    def user_wrote(self, openid: str, *, at: float | None = None) -> None:
+        """``openid`` (a follower from now on) sent the account a message at ``at`` (now)."""
+        self._open(openid, "message", AFTER_MESSAGE, at)
+
+    def user_clicked(self, openid: str, *, at: float | None = None) -> None:
+        """``openid`` clicked a menu, followed or scanned a QR code at ``at`` (now)."""
+        self._open(openid, "event", AFTER_EVENT, at)
+
+    def received(self, openid: str) -> list[str]:
+        """The texts ``openid`` got by customer-service message, in order."""
+        return [str(b["text"]["content"]) for b in self.custom_sent if b["touser"] == openid]
+
+    def _open(self, openid: str, kind: str, rule: tuple[float, int], at: float | None) -> None:
+        self.follow(openid)
+        opened = self.clock() if at is None else at
+        self._windows[(openid, kind)] = _Allowance(opened + rule[0], rule[1])
+
+    async def _custom_send(self, request: web.Request) -> web.Response:
+        app_id, body = await self._call(request)
+        content = _custom_text(body)
+        touser = str(body.get("touser", ""))
+        if touser not in self.followers:
+            code = 45015 if touser in self._left else 40003  # 45015: "subscription is canceled"
+            raise Refusal(code, MESSAGES[code])
+        now = self.clock()
+        open_now = [
+            w
+            for kind in ("message", "event")
+            if (w := self._windows.get((touser, kind))) is not None and now < w.closes_at
+        ]
+        if not open_now:
+            raise Refusal(45015, MESSAGES[45015])
+        if all(w.left <= 0 for w in open_now):
+            raise Refusal(45047, MESSAGES[45047])
+        today = (app_id, datetime.fromtimestamp(now, SHANGHAI).date())
+        if self._custom_used.get(today, 0) >= self.custom_per_day:
+            raise Refusal(45009, MESSAGES[45009])
+        self._custom_used[today] = self._custom_used.get(today, 0) + 1
+        for w in open_now:
+            w.left -= 1
+        self.custom_sent.append({"touser": touser, "text": {"content": content}})
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
     # -- followers --------------------------------------------------------------------------
 
     def follow(self, *openids: str, tag: int | None = None) -> None:
@@ -312,6 +385,7 @@ class FakeWechat(FakePlatform):
     def unfollow(self, *openids: str) -> None:
         for o in openids:
             self.followers.pop(o, None)
+            self._left.add(o)
             for members in self.tags.values():
                 members.discard(o)
 
@@ -387,6 +461,17 @@ def _client_id(body: Mapping[str, Any], content: Mapping[str, Any]) -> str:
     return "digest:" + hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def _custom_text(body: Mapping[str, Any]) -> str:
+    """The text of a custom/send body (only ``text`` messages are modelled)."""
+    item = body.get("text")
+    if body.get("msgtype") != "text" or not isinstance(item, dict):
+        raise Refusal(40008, MESSAGES[40008])
+    content = str(item.get("content", ""))
+    if not content.strip():
+        raise Refusal(44004, MESSAGES[44004])
+    return content
+
+
 def _check_article(article: object) -> None:
     if not isinstance(article, dict) or not article.get("title"):
         raise Refusal(47003, MESSAGES[47003] + " title")
@@ -431,14 +516,38 @@ def text_message(
     content: str, *, msg_id: str, to_user: str = "gh_office", from_user: str = "o-alice"
 ) -> bytes:
     """A user's text message as WeChat posts it to the callback URL."""
-    root = ET.Element("xml")
-    for tag, value in (
+    return _xml(
         ("ToUserName", to_user),
         ("FromUserName", from_user),
         ("CreateTime", str(int(time.time()))),
         ("MsgType", "text"),
         ("Content", content),
         ("MsgId", msg_id),
-    ):
+    )
+
+
+def event_message(
+    event: str,
+    *,
+    to_user: str = "gh_office",
+    from_user: str = "o-alice",
+    event_key: str = "",
+    create_time: int | None = None,
+) -> bytes:
+    """An event as WeChat posts it (``subscribe``, ``unsubscribe``, ``SCAN``, ``CLICK`` …):
+    ``MsgType`` event, no ``MsgId`` (facts §2.8)."""
+    return _xml(
+        ("ToUserName", to_user),
+        ("FromUserName", from_user),
+        ("CreateTime", str(int(time.time()) if create_time is None else create_time)),
+        ("MsgType", "event"),
+        ("Event", event),
+        ("EventKey", event_key),
+    )
+
+
+def _xml(*fields: tuple[str, str]) -> bytes:
+    root = ET.Element("xml")
+    for tag, value in fields:
         ET.SubElement(root, tag).text = value
     return bytes(ET.tostring(root, encoding="utf-8"))
