@@ -203,7 +203,8 @@ def create_app(
     app.cleanup_ctx.append(jobs.context)
     api.setup_routes(app)
     feeds_api.setup_routes(app)
-    WechatCallback(config.accounts, secrets, Latest(store, planner.regions)).install(app)
+    latest, noted = Latest(store, planner.regions), store.note_interaction
+    WechatCallback(config.accounts, secrets, latest, interactions=noted).install(app)
     return app
 
 

@@ -19,6 +19,7 @@ from structlog.contextvars import bound_contextvars
 
 from alertcast import metrics
 from alertcast.accounts import AccountRuntime
+from alertcast.audience import Audience
 from alertcast.capacity import Capacity, Ticket
 from alertcast.channels.base import (
     AuthExpired,
@@ -75,6 +76,7 @@ class Dispatcher:
         self.events = events
         self.worker = worker
         self.policy = RetryPolicy(config.backoff_initial_s, config.backoff_max_s)
+        self.audience = Audience(store)  # who a `custom` send reaches, and what it sent
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
@@ -254,7 +256,7 @@ class Dispatcher:
 
     async def _attempt(self, runtime: AccountRuntime, msg: Outgoing) -> Receipt | ChannelError:
         try:
-            return await runtime.channel.deliver(msg)
+            return await self.audience.send(runtime.id, msg, runtime.channel.deliver)
         except ChannelError as exc:
             return exc
         except Exception as exc:  # an adapter bug must not lose the delivery
