@@ -196,13 +196,39 @@ async def _story(
         {"reason": "演示：该信息为演练数据，特此撤销"},
     )
     code |= await follow(session, base, headers, cancel["id"], 60)
+    async with session.get(f"{base}/v1/incidents/{cancel['id']}", headers=headers) as resp:
+        corrected = await resp.json()
     _say("\n3) A fire drill goes only to the drill account:")
     drill = await _post(
         session, f"{base}/v1/incidents", headers, (SAMPLES / "fire-drill.json").read_bytes()
     )
     code |= await follow(session, base, headers, drill["id"], 60)
     _explain(sink, quake["id"])
+    _say("\nHow the cancellation reached the people who saw the alarm (each delivery's path):")
+    for line in correction_paths(corrected["deliveries"]):
+        _say(line)
     return code
+
+
+PATHS = {
+    "timeline": "followers' timeline / chat list",
+    "thread": "on the original (a comment)",
+    "edit": "the original, edited",
+    "withdraw": "the original withdrawn",
+    "paired": "followers, by a paired account",
+    "window": "followers who wrote in the last 48 h",
+    "fallback": "a fallback account",
+}
+
+
+def correction_paths(deliveries: list[dict[str, Any]]) -> list[str]:
+    """One line per delivery of a correction: account, path, and how it ended, in words."""
+    lines = []
+    for d in deliveries:
+        where = PATHS.get(d.get("path") or "", d.get("path") or d["action"])
+        how = d["state"] if d["state"] == "delivered" else f"{d['state']}: {d.get('reason') or ''}"
+        lines.append(f"  · {d['account']:<22} {where:<36} {how}")
+    return lines
 
 
 def _explain(sink: WebhookSink, incident_id: str) -> None:
@@ -216,6 +242,7 @@ def _explain(sink: WebhookSink, incident_id: str) -> None:
         f"  · the webhook receiver got {len(sink.received)} signed requests; the first 503 was "
         "retried after its Retry-After with the same Idempotency-Key;"
     )
-    _say("  · the cancellation went out first in the queue and was threaded to each original;")
+    _say("  · the cancellation went out first in the queue, by each platform's correction plan")
+    _say("    (docs/corrections.md), as listed below;")
     _say("  · the drill reached the drill console and no public account.")
     _say("Next: README.md (the API, the config), `alertcast serve --config config/example.toml`.")

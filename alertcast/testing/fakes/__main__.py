@@ -24,6 +24,7 @@ from alertcast.testing.fakes import (
 
 CREDENTIALS = {
     "REHEARSAL_WEIBO_TOKEN": "weibo-token",
+    "REHEARSAL_WEIBO_GANZI_TOKEN": "weibo-token-ganzi",  # a prefecture account: its own user
     "REHEARSAL_WECHAT_SECRET": "wx-secret",
     "REHEARSAL_WECOM_KEY": "wecom-key",
     "REHEARSAL_DINGTALK_TOKEN": "ding-token",
@@ -64,7 +65,7 @@ def account_toml(name: str, base_url: str) -> str:
 
 def fakes() -> dict[str, FakePlatform]:
     return {
-        "weibo": FakeWeibo({"weibo-token": 1001}),
+        "weibo": FakeWeibo({"weibo-token": 1001, "weibo-token-ganzi": 1002}),
         "wechat": FakeWechat({"wx-app": "wx-secret"}),
         "wecom": FakeWecom({"wecom-key"}),
         "dingtalk": FakeDingtalk({"ding-token": RobotSecurity(secret="SECding")}),
