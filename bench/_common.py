@@ -238,15 +238,32 @@ def scratch_dir(keep: bool = False) -> Iterator[Path]:
         yield Path(name)
 
 
-def make_config(db: Path, hook_urls: Sequence[str], *, concurrency: int) -> Config:
-    """A daemon with one webhook account per URL and the default store (SQLite, FULL sync)."""
+def make_config(
+    db: Path,
+    hook_urls: Sequence[str],
+    *,
+    concurrency: int,
+    accounts: Sequence[dict[str, Any]] = (),
+    public_url: str | None = None,
+) -> Config:
+    """A daemon with one webhook account per URL (and ``accounts`` besides) and the default
+    store (SQLite, FULL sync)."""
     return Config(
+        server={"public_url": public_url},
         store={"url": f"sqlite:///{db}"},
         dispatch={"concurrency": concurrency},
         issuers=[{"name": "bench", "token_env": "BENCH_TOKEN"}],
         accounts=[
-            {"id": f"hook-{i}", "channel": "webhook", "url": url, "secret_env": "BENCH_HOOK_SECRET"}
-            for i, url in enumerate(hook_urls)
+            *(
+                {
+                    "id": f"hook-{i}",
+                    "channel": "webhook",
+                    "url": url,
+                    "secret_env": "BENCH_HOOK_SECRET",
+                }
+                for i, url in enumerate(hook_urls)
+            ),
+            *accounts,
         ],
     )
 
@@ -261,7 +278,13 @@ class Daemon:
 
 @contextlib.asynccontextmanager
 async def run_daemon(
-    workdir: Path, hook_urls: Sequence[str], *, concurrency: int, log_level: str
+    workdir: Path,
+    hook_urls: Sequence[str],
+    *,
+    concurrency: int,
+    log_level: str,
+    accounts: Sequence[dict[str, Any]] = (),
+    public_url: str | None = None,
 ) -> AsyncIterator[Daemon]:
     """``create_app`` behind an aiohttp runner on 127.0.0.1, as ``alertcast serve`` runs it.
 
@@ -269,7 +292,9 @@ async def run_daemon(
     ``workdir`` the way a supervisor would redirect them.
     """
     db, log = workdir / "alertcast.db", workdir / "alertcast.log"
-    config = make_config(db, hook_urls, concurrency=concurrency)
+    config = make_config(
+        db, hook_urls, concurrency=concurrency, accounts=accounts, public_url=public_url
+    )
     secrets = Secrets()
     with log.open("w", encoding="utf-8") as stream:
         _configure_logs(secrets, log_level, stream)
