@@ -313,8 +313,12 @@ class Store(Protocol):
         worker: str,
         free: Mapping[str, int],
         waits: Mapping[str, float] | None = None,
+        corrections: Mapping[str, Mapping[str, int]] | None = None,
     ) -> list[ActiveClaim]:
-        """Mark up to ``limit`` due deliveries ``sending`` (at most ``free[account]`` each).
+        """Mark up to ``limit`` due deliveries ``sending``, highest priority first: at most
+        ``free[account]`` each, or for updates and cancellations (priority > 0), when given,
+        ``corrections[account][action]`` (their action's own budget and a rate window's
+        reserve are theirs); every one taken counts against all of its account's.
 
         A delivery that waits for another's is due once that one is settled; a cluster
         member's (one that waits for another account's: its lead's) also once it was tried

@@ -187,12 +187,15 @@ class PostgresStore:
         worker: str,
         free: Mapping[str, int],
         waits: Mapping[str, float] | None = None,
+        corrections: Mapping[str, Mapping[str, int]] | None = None,
     ) -> list[ActiveClaim]:
         query, params = sql.select_due(now, max(limit, DUE_SCAN), waits)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(N(sql.EXPIRE_DUE), now, now)
             due = await conn.fetch(N(query), *params)
-            wanted = sql.pick_within_capacity([(r[0], r[1]) for r in due], free, limit)
+            wanted = sql.pick_within_capacity(
+                [(r[0], r[1], r[2], r[3]) for r in due], free, limit, corrections
+            )
             # Lock only what we take; rows another replica holds (or just took) are skipped.
             ids = [
                 r[0]

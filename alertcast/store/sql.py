@@ -63,7 +63,7 @@ WHERE state IN ('pending', 'retrying') AND expires_at IS NOT NULL AND expires_at
 # waits for another account's delivery: its lead's) is also due once it was tried before (it
 # chose its way then) or once it has been due its account's wait (``{waited}``, see select_due).
 SELECT_DUE = f"""
-SELECT d.id, d.account FROM deliveries d
+SELECT d.id, d.account, d.priority, d.action FROM deliveries d
 WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?
   AND (d.wait_for IS NULL OR EXISTS (
         SELECT 1 FROM deliveries w WHERE w.id = d.wait_for
@@ -467,17 +467,27 @@ def claim_from(r: Mapping[str, Any]) -> ActiveClaim:
 
 
 def pick_within_capacity(
-    due: Sequence[tuple[str, str]], free: Mapping[str, int], limit: int
+    due: Sequence[tuple[str, str, int, str]],
+    free: Mapping[str, int],
+    limit: int,
+    corrections: Mapping[str, Mapping[str, int]] | None = None,
 ) -> list[str]:
-    """Ids from ``due`` (``(id, account)`` in priority order) that fit each account's free slots."""
+    """Ids from ``due`` (``(id, account, priority, action)`` in priority order) that fit each
+    account's free slots: ``free[account]`` for any delivery; for a correction (priority > 0)
+    ``corrections[account][action]`` instead where given, which may be more (its action's own
+    budget, a rate window's reserve). Every one taken spends a slot of each of its account's."""
     left = dict(free)
+    more = {account: dict(rooms) for account, rooms in (corrections or {}).items()}
     chosen: list[str] = []
-    for delivery_id, account in due:
+    for delivery_id, account, priority, action in due:
         if len(chosen) >= limit:
             break
-        slots = left.get(account, limit)
-        if slots > 0:
-            left[account] = slots - 1
+        room = left.get(account, limit)
+        if priority > 0 and action in more.get(account, {}):
+            room = more[account][action]
+        if room > 0:
+            left[account] = left.get(account, limit) - 1
+            more[account] = {a: n - 1 for a, n in more.get(account, {}).items()}
             chosen.append(delivery_id)
     return chosen
 

@@ -219,11 +219,14 @@ class SQLiteStore:
         worker: str,
         free: Mapping[str, int],
         waits: Mapping[str, float] | None = None,
+        corrections: Mapping[str, Mapping[str, int]] | None = None,
     ) -> list[ActiveClaim]:
         def op(c: sqlite3.Connection) -> list[ActiveClaim]:
             c.execute(sql.EXPIRE_DUE, (now, now))
             due = c.execute(*sql.select_due(now, max(limit, DUE_SCAN), waits)).fetchall()
-            ids = sql.pick_within_capacity([(r[0], r[1]) for r in due], free, limit)
+            ids = sql.pick_within_capacity(
+                [(r[0], r[1], r[2], r[3]) for r in due], free, limit, corrections
+            )
             if not ids:
                 return []
             marks = ", ".join("?" * len(ids))
