@@ -18,11 +18,11 @@ import aiohttp
 
 from alertcast.channels import channel_class
 from alertcast.channels.base import Channel, Limits
-from alertcast.config import AccountConfig, Config
-from alertcast.ratelimit import Limiter
+from alertcast.config import AccountConfig, Config, ConfigError
+from alertcast.ratelimit import CORRECTION, Limiter
 from alertcast.secrets import Secrets
 
-__all__ = ["AccountRuntime", "Accounts"]
+__all__ = ["AccountRuntime", "Accounts", "budget_problems"]
 
 
 @dataclass
@@ -61,17 +61,26 @@ class AccountRuntime:
     def id(self) -> str:
         return self.config.id
 
-    def free(self, now: float) -> int:
+    def free(self, now: float, *, correction: str | None = None) -> int:
+        """How many more may be claimed now: alerts, or updates and cancellations that take the
+        action ``correction`` (they may spend its windows' reserve)."""
         rejected = self.health.paused_credentials
         if rejected is not None and self.credentials() != rejected:
             self.resume()  # the token was replaced: try again at once
         if not self.config.enabled or self.health.paused(now):
             return 0
         free = self.limits.concurrency - self.inflight
-        room = self.limiter.room()
+        if correction is None:
+            room = self.limiter.room()
+        else:
+            room = self.limiter.room(CORRECTION, [correction])
         if room is not None:  # never claim what would wait for the rate window (and its lease)
             free = min(free, room - self.waiting)
         return max(0, free)
+
+    def corrections_free(self, now: float) -> dict[str, int]:
+        """Per action the channel takes, how many corrections taking it may be claimed now."""
+        return {a: self.free(now, correction=a) for a in sorted(self.channel.capabilities)}
 
     def succeeded(self, now: float) -> None:
         self.health.consecutive_failures = 0
@@ -126,13 +135,32 @@ def _limits(cls: type[Channel], account: AccountConfig) -> Limits:
     )
 
 
+def budget_problems(cls: type[Channel], account: AccountConfig) -> Iterator[tuple[str, str]]:
+    """``(".budgets.<name>", message)`` for every budget the account sets that its channel
+    does not have."""
+    have = ", ".join(sorted(cls.budgets)) or "none"
+    for name in sorted(set(account.budgets) - set(cls.budgets)):
+        yield f".budgets.{name}", f"channel {cls.name} has no budget {name!r} (its budgets: {have})"
+
+
+def _limiter(cls: type[Channel], account: AccountConfig, limits: Limits) -> Limiter:
+    """The account's windows: its rates, and the channel's budgets as the account sets them."""
+    budgets = [
+        (account.budgets.get(name, budget.per_hour), budget.actions)
+        for name, budget in sorted(cls.budgets.items())
+    ]
+    return Limiter.per(per_minute=limits.per_minute, per_second=limits.per_second, budgets=budgets)
+
+
 class Accounts:
     """Every configured account, built once at start-up around one shared HTTP session."""
 
     def __init__(self, config: Config, session: aiohttp.ClientSession, secrets: Secrets) -> None:
         self._by_id: dict[str, AccountRuntime] = {}
-        for account in config.accounts:
+        for i, account in enumerate(config.accounts):
             cls = channel_class(account.channel)
+            if problems := [(f"accounts[{i}]{k}", m) for k, m in budget_problems(cls, account)]:
+                raise ConfigError(problems)
             limits = _limits(cls, account)
             channel = cls(
                 account, cls.Options.model_validate(account.channel_options), session, secrets
@@ -146,7 +174,7 @@ class Accounts:
                 account,
                 channel,
                 limits,
-                Limiter.per(per_minute=limits.per_minute, per_second=limits.per_second),
+                _limiter(cls, account, limits),
                 credentials=partial(secrets.fingerprint, variables),
             )
 
@@ -159,6 +187,10 @@ class Accounts:
     def free(self, now: float | None = None) -> dict[str, int]:
         now = time.time() if now is None else now
         return {a.id: a.free(now) for a in self._by_id.values()}
+
+    def corrections_free(self, now: float) -> dict[str, dict[str, int]]:
+        """Per account and action, how many corrections may be claimed now."""
+        return {a.id: a.corrections_free(now) for a in self._by_id.values()}
 
     async def start(self) -> None:
         for runtime in self._by_id.values():

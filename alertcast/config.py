@@ -15,7 +15,7 @@ import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -202,6 +202,11 @@ class AccountConfig(BaseModel):
     concurrency: int | None = Field(default=None, ge=1, le=1000)
     per_minute: float | None = Field(default=None, gt=0)
     per_second: float | None = Field(default=None, gt=0)
+    # Calls per hour, by the name of a budget the account's channel declares (Weibo: post,
+    # comment, total); each overrides the platform's default (docs/channels.md).
+    budgets: dict[
+        Annotated[str, Field(pattern=r"^[a-z][a-z_]{0,31}$")], Annotated[int, Field(ge=1, le=10**6)]
+    ] = Field(default_factory=dict)
     max_attempts: int | None = Field(default=None, ge=1, le=1000)
     backoff_max_s: float | None = Field(default=None, gt=0, le=86400)  # else [dispatch]'s
     lead: str | None = None

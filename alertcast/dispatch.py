@@ -159,6 +159,7 @@ class Dispatcher:
                 lease_s=self.config.lease_s,
                 worker=self.worker,
                 free=self.capacity.free(now),
+                corrections=self.capacity.accounts.corrections_free(now),
                 waits=lead_waits((a.config for a in self.capacity.accounts), self._paused(now)),
             )
             return [(c, self.capacity.take(c.delivery.account)) for c in claims]
@@ -242,7 +243,7 @@ class Dispatcher:
             await self._finish(d, runtime, time.time(), 0.0, Skipped(how.reason))
             return
         self._publish(d, DeliveryState.sending)
-        async with runtime.limiter.slot():
+        async with runtime.limiter.slot(how.action, d.priority):  # corrections first
             ticket.sending()
             started, t0 = time.time(), time.monotonic()
             msg = self._outgoing(claim, how.action, how.target_remote_id)

@@ -5,85 +5,223 @@ token bucket (which would allow a full burst and then a steady refill inside the
 is not enough. A send occupies its slot from the moment it starts and counts, once done, from
 the moment it finished: the platform saw it at some instant in between, so the next window never
 opens early by the platform's clock, whatever the network latency.
+
+An account has windows every action spends (``per_minute``, ``per_second``, a platform's total)
+and, where the platform has them, budgets per action (Weibo: posts and reposts spend 30 an
+hour, comments 60 an hour). A send waits in one queue per account, corrections first
+(``priority`` > 0: updates 5, cancellations 10; alerts 0), then in arrival order; a waiter never
+overtakes a better-ranked one on a window both need. Alerts may not spend a window's reserve,
+the last :func:`reserve_of` sends of it, kept for corrections: a cancellation never waits for a
+window that a burst of alerts emptied. The queue is looked at again when a send ends or when
+the first window a waiter needs reopens (one timer), never by polling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
-__all__ = ["Limiter", "SlidingWindow"]
+__all__ = ["CORRECTION", "Limiter", "SlidingWindow", "reserve_of"]
 
-IN_FLIGHT_POLL_S = 0.05
+CORRECTION = 1
+"""The lowest priority that is a correction's (updates are 5, cancellations 10, alerts 0)."""
+RESERVE_SHARE = 0.1
+RESERVE_FROM = 10  # a window of fewer sends keeps no reserve: alerts need all of it
+MIN_WAIT_S = 0.001  # a timer never fires before its window reopens by our clock
+
+Clock = Callable[[], float]
+
+
+def reserve_of(limit: int) -> int:
+    """Sends of a window kept for corrections: 10 % of it rounded up, for windows of 10 or
+    more (30 posts an hour keep 3, 60 comments 6, 20 a minute 2); none below 10."""
+    return math.ceil(limit * RESERVE_SHARE) if limit >= RESERVE_FROM else 0
 
 
 class SlidingWindow:
-    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic):
+    """At most ``limit`` sends in any ``window_s``; alerts at most ``limit - reserve``."""
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: float,
+        clock: Clock = time.monotonic,
+        *,
+        reserve: int | None = None,
+    ) -> None:
         if limit < 1 or window_s <= 0:
             raise ValueError("a window needs limit >= 1 and window_s > 0")
         self.limit = limit
         self.window_s = window_s
+        self.reserve = reserve_of(limit) if reserve is None else min(reserve, limit - 1)
         self._clock = clock
         self._sends: list[list[float]] = []  # [finished_at]; math.inf while in flight
-        self._lock = asyncio.Lock()
 
-    def delay_s(self) -> float:
-        """Seconds until one more send fits the window (0 when it fits now)."""
+    def cap(self, priority: int = 0) -> int:
+        """Sends of the window a send of ``priority`` may find taken and still go."""
+        return self.limit if priority >= CORRECTION else self.limit - self.reserve
+
+    def _held(self) -> int:
         now = self._clock()
         self._sends = [s for s in self._sends if s[0] + self.window_s > now]
-        if len(self._sends) < self.limit:
+        return len(self._sends)
+
+    def room(self, priority: int = 0) -> int:
+        """Sends of ``priority`` this window admits right now without waiting."""
+        return max(0, self.cap(priority) - self._held())
+
+    def delay_s(self, priority: int = 0) -> float:
+        """Seconds until one more send of ``priority`` fits (0: now; ``math.inf``: once a send
+        in flight has finished, which the limiter hears of)."""
+        over = self._held() - self.cap(priority)
+        if over < 0:
             return 0.0
-        oldest = min(s[0] for s in self._sends)
-        return IN_FLIGHT_POLL_S if math.isinf(oldest) else oldest + self.window_s - now
+        ends = sorted(s[0] for s in self._sends)
+        return ends[over] + self.window_s - self._clock()
 
-    def room(self) -> int:
-        """Sends this window admits right now without waiting."""
-        return 0 if self.delay_s() > 0 else self.limit - len(self._sends)
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for room, hold it while the send runs, then count it from its end."""
+    def hold(self) -> list[float]:
+        """Count one send from now, in flight until its entry is given its end."""
         entry = [math.inf]
-        async with self._lock:
-            while (delay := self.delay_s()) > 0:  # noqa: ASYNC110 - a computed wait, not a poll
-                await asyncio.sleep(delay)
-            self._sends.append(entry)
-        try:
-            yield
-        finally:
-            entry[0] = self._clock()
+        self._sends.append(entry)
+        return entry
+
+    def drop(self, entry: list[float]) -> None:
+        """Forget a held send that never went out."""
+        self._sends = [s for s in self._sends if s is not entry]
+
+
+@dataclass(eq=False)
+class _Waiter:
+    rank: tuple[int, int]
+    priority: int
+    windows: Sequence[SlidingWindow]
+    granted: asyncio.Future[None]
+    entries: list[list[float]] = field(default_factory=list)
+
+    def take(self) -> None:
+        self.entries = [w.hold() for w in self.windows]
+        if not self.granted.done():
+            self.granted.set_result(None)
+
+    def give_back(self) -> None:
+        for window, entry in zip(self.windows, self.entries, strict=True):
+            window.drop(entry)
+        self.entries = []
 
 
 class Limiter:
-    """Several windows at once (e.g. 100 a minute and 5 a second); all must admit a send."""
+    """One account's windows: ``windows`` every action spends, ``by_action`` an action's own
+    (several actions may share one window object: one budget)."""
 
-    def __init__(self, windows: list[SlidingWindow]) -> None:
-        self.windows = windows
+    def __init__(
+        self,
+        windows: Iterable[SlidingWindow] = (),
+        by_action: Mapping[str, Sequence[SlidingWindow]] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.windows = list(windows)
+        self.by_action = {a: tuple(ws) for a, ws in (by_action or {}).items()}
+        self._clock = clock
+        self._queue: list[_Waiter] = []
+        self._arrivals = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
-    def per(cls, *, per_minute: float | None, per_second: float | None) -> Limiter:
+    def per(
+        cls,
+        *,
+        per_minute: float | None,
+        per_second: float | None,
+        budgets: Iterable[tuple[float, Collection[str]]] = (),
+        clock: Clock = time.monotonic,
+    ) -> Limiter:
+        """Windows for an account's rates, and one per budget ``(per_hour, actions)`` (no
+        actions: a total every action spends)."""
         windows = []
         if per_minute and per_minute >= 1:
-            windows.append(SlidingWindow(int(per_minute), 60.0))
-        elif per_minute:  # e.g. Weibo's 30 posts an hour = 0.5 a minute
-            windows.append(SlidingWindow(max(1, round(per_minute * 60)), 3600.0))
+            windows.append(SlidingWindow(int(per_minute), 60.0, clock))
+        elif per_minute:  # e.g. 30 an hour = 0.5 a minute
+            windows.append(SlidingWindow(max(1, round(per_minute * 60)), 3600.0, clock))
         if per_second:
-            windows.append(SlidingWindow(max(1, int(per_second)), 1.0))
-        return cls(windows)
+            windows.append(SlidingWindow(max(1, int(per_second)), 1.0, clock))
+        by_action: dict[str, list[SlidingWindow]] = {}
+        for per_hour, actions in budgets:
+            window = SlidingWindow(max(1, round(per_hour)), 3600.0, clock)
+            if not actions:
+                windows.append(window)
+            for action in actions:
+                by_action.setdefault(action, []).append(window)
+        return cls(windows, by_action, clock)
 
-    def room(self) -> int | None:
-        """Sends every window admits right now (``None``: no limit at all)."""
-        return min((w.room() for w in self.windows), default=None)
+    def windows_for(self, action: str) -> tuple[SlidingWindow, ...]:
+        return (*self.windows, *self.by_action.get(action, ()))
+
+    def room(self, priority: int = 0, actions: Iterable[str] = ("post", "repost")) -> int | None:
+        """Sends of ``priority`` that every window of each of ``actions`` admits right now
+        (``None``: no window limits them)."""
+        windows = {w for action in actions for w in self.windows_for(action)}
+        return min((w.room(priority) for w in windows), default=None)
+
+    @property
+    def waiting(self) -> int:
+        """Sends queued for a window."""
+        return len(self._queue)
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if not self.windows:  # most accounts: no platform limit to wait for
+    async def slot(self, action: str = "post", priority: int = 0) -> AsyncIterator[None]:
+        """Wait for room in every window ``action`` spends, hold it while the send runs, then
+        count it from its end."""
+        windows = self.windows_for(action)
+        if not windows:  # most accounts: no platform limit to wait for
             yield
             return
-        async with AsyncExitStack() as stack:
-            for window in self.windows:
-                await stack.enter_async_context(window.slot())
+        entries = await self._acquire(windows, priority)
+        try:
             yield
+        finally:
+            now = self._clock()
+            for entry in entries:
+                entry[0] = now
+            self.wake()
+
+    async def _acquire(self, windows: Sequence[SlidingWindow], priority: int) -> list[list[float]]:
+        future = asyncio.get_running_loop().create_future()
+        waiter = _Waiter((-priority, next(self._arrivals)), priority, windows, future)
+        self._queue.append(waiter)
+        self._queue.sort(key=lambda w: w.rank)
+        self.wake()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if waiter in self._queue:
+                self._queue.remove(waiter)
+            waiter.give_back()
+            self.wake()
+            raise
+        return waiter.entries
+
+    def wake(self) -> None:
+        """Let out every waiter whose windows admit it now, best ranked first, and set the
+        timer for the first window a waiter still needs to reopen (the timer calls this)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        blocked: set[SlidingWindow] = set()
+        wait_s = math.inf
+        for waiter in list(self._queue):
+            delays = {w: w.delay_s(waiter.priority) for w in waiter.windows}
+            refusing = [w for w, delay in delays.items() if delay > 0]
+            if refusing:
+                blocked.update(refusing)
+                wait_s = min(wait_s, *(delays[w] for w in refusing))
+            elif blocked.isdisjoint(waiter.windows):
+                self._queue.remove(waiter)
+                waiter.take()
+        if self._queue and math.isfinite(wait_s):
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(wait_s, MIN_WAIT_S), self.wake)

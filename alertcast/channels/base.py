@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Action",
     "AuthExpired",
+    "Budget",
     "Channel",
     "ChannelError",
     "FieldLimits",
@@ -147,6 +148,16 @@ class Limits:
     per_second: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A platform's own hourly budget per user: at most ``per_hour`` calls of ``actions`` in
+    any hour (no actions: every call counts, a total). Several actions listed in one budget
+    spend it together."""
+
+    per_hour: int
+    actions: frozenset[Action] = frozenset()
+
+
 def field_values(payload: Mapping[str, Any], path: str) -> list[tuple[str, object]]:
     """``(where, value)`` for every value of ``payload`` that the dotted ``path`` names."""
     found: list[tuple[str, object]] = [("", payload)]
@@ -172,6 +183,9 @@ class Channel(ABC):
     default_format: ClassVar[str] = "text"
     capabilities: ClassVar[frozenset[Action]] = frozenset({"post"})
     limits: ClassVar[Limits] = Limits()
+    budgets: ClassVar[Mapping[str, Budget]] = {}
+    """The platform's hourly budgets by name, where it has its own per action (an account
+    overrides each by name in ``budgets``); on top of :attr:`limits`."""
     timeout_s: ClassVar[float] = 10.0
     formats: ClassVar[Mapping[str, FieldLimits] | None] = None
     """Every format the channel takes, with the most each payload field of it may hold.

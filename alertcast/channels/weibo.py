@@ -39,6 +39,7 @@ from alertcast.channels._vendor import (
 )
 from alertcast.channels.base import (
     Action,
+    Budget,
     Channel,
     FieldLimits,
     Limits,
@@ -70,7 +71,14 @@ class WeiboChannel(Channel):
     Options = WeiboOptions
     default_format = "weibo"
     capabilities: ClassVar[frozenset[Action]] = frozenset({"post", "reply", "repost", "delete"})
-    limits: ClassVar[Limits] = Limits(concurrency=2, per_minute=0.5)  # 30 posts/h per user
+    limits: ClassVar[Limits] = Limits(concurrency=2)
+    # Facts §1.6, normal tier, per user per app: 30 posts/h, 60 comments/h, 150 calls/h in all
+    # (a deletion spends only the total).
+    budgets: ClassVar[Mapping[str, Budget]] = {
+        "post": Budget(30, frozenset({"post", "repost"})),
+        "comment": Budget(60, frozenset({"reply"})),
+        "total": Budget(150),
+    }
     timeout_s = 15.0
     TEXT: ClassVar[Limit] = Limit(140, "weibo")  # a post, a repost's text, a comment
     formats: ClassVar[Mapping[str, FieldLimits]] = {"weibo": {"text": TEXT}}

@@ -12,7 +12,7 @@ from alertcast.channels.base import Limits
 @pytest.mark.parametrize(
     ("name", "limits"),
     [
-        ("weibo", Limits(concurrency=2, per_minute=0.5)),
+        ("weibo", Limits(concurrency=2)),
         ("wechat_oa", Limits(concurrency=8)),
         ("wecom_robot", Limits(concurrency=1, per_minute=20)),
         ("dingtalk_robot", Limits(concurrency=1, per_minute=20)),
