@@ -2,10 +2,13 @@
 
 It checks what Weibo checks: the access token (unknown -> 21332, expired -> 21327), ``rip``,
 the safe-domain URL in a shared text (10017 "text not find domain!"), no ``#topic#``, 140
-units (20012), identical consecutive posts (20019), posts per user per hour (20016), that only
-the author deletes a post (20102), unknown posts (20101) and, when ``self_repost_allowed`` is
-false, reposts of one's own post (20103). Errors are ``{"request", "error_code", "error"}`` with
-a 4xx/5xx status; ``error_code`` is a number unless ``string_codes`` is set.
+units (20012), identical consecutive posts (20019), that only the author deletes a post (20102),
+unknown posts (20101) and, when ``self_repost_allowed`` is false, reposts of one's own post
+(20103). It counts calls per user per clock hour as facts §1.6 gives them for the normal tier:
+30 posts (shares and reposts; 20016 "Out of limit!" past them), 60 comments (10024, the user's
+limit for that API) and 150 calls in all, deletions included (10023, the user's limit).
+Errors are ``{"request", "error_code", "error"}`` with a 4xx/5xx status; ``error_code`` is a
+number unless ``string_codes`` is set.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ MESSAGES = {
     10017: "text not find domain!",
     10022: "IP requests out of rate limit!",
     10023: "User requests out of rate limit!",
+    10024: "User requests for (comments/create) out of rate limit!",
     20008: "content is null!",
     20012: "Text too long, please input text less than 140 characters!",
     20016: "Out of limit!",
@@ -92,6 +96,8 @@ class FakeWeibo(FakePlatform):
         *,
         safe_domains: Iterable[str] = ("alerts.example.gov.cn",),
         posts_per_hour: int = 30,
+        comments_per_hour: int = 60,
+        requests_per_hour: int = 150,
         self_repost_allowed: bool = True,
         string_codes: bool = False,
         clock: Callable[[], float] = time.time,
@@ -101,12 +107,14 @@ class FakeWeibo(FakePlatform):
         self.expired: set[str] = set()
         self.safe_domains = [d.lower() for d in safe_domains]
         self.posts_per_hour = posts_per_hour
+        self.comments_per_hour = comments_per_hour
+        self.requests_per_hour = requests_per_hour
         self.self_repost_allowed = self_repost_allowed
         self.string_codes = string_codes
         self.statuses: dict[str, dict[str, Any]] = {}
         self.comments: dict[str, dict[str, Any]] = {}
         self._next_id = FIRST_ID
-        self._hourly: dict[tuple[int, int], int] = {}
+        self._hourly: dict[tuple[str, int, int], int] = {}  # (budget, uid, hour) -> calls
 
     def fail_next(
         self, code: int, *, message: str | None = None, path: str | None = None, times: int = 1
@@ -141,6 +149,7 @@ class FakeWeibo(FakePlatform):
         if _TOPIC.search(_URL_HOST.sub("", text)):
             raise Refusal(10017, "topic is not allowed in shared text", status=400)
         self._not_repeated(uid, text)
+        self._spend(uid, "post")
         return web.json_response(self._create(uid, text))
 
     async def _repost(self, request: web.Request) -> web.Response:
@@ -152,7 +161,7 @@ class FakeWeibo(FakePlatform):
             raise Refusal(20103, MESSAGES[20103], status=400)
         text = str(form.get("status") or "转发微博")
         self._within_140(text)
-        self._count_post(uid)
+        self._spend(uid, "post")
         return web.json_response(self._create(uid, text, retweeted=original))
 
     async def _comment(self, request: web.Request) -> web.Response:
@@ -161,7 +170,7 @@ class FakeWeibo(FakePlatform):
         _require_rip(form.get("rip"))
         original = self._status(form.get("id"))
         text = self._text(form.get("comment"))
-        self._count_post(uid)
+        self._spend(uid, "comment")
         comment = {**self._object(uid, text), "status": original}
         self.comments[comment["idstr"]] = comment
         return web.json_response(comment)
@@ -172,24 +181,25 @@ class FakeWeibo(FakePlatform):
         status = self._status(form.get("id"))
         if status["user"]["id"] != uid:
             raise Refusal(20102, MESSAGES[20102], status=400)
+        self._spend(uid, "total")
         return web.json_response(self.statuses.pop(status["idstr"]))
 
     async def _rate_limit_status(self, request: web.Request) -> web.Response:
         uid = self._user(request.query.get("access_token"))
         now = self.clock()
-        used = self._hourly.get((uid, int(now // 3600)), 0)
+        used = self._hourly.get(("total", uid, int(now // 3600)), 0)
         reset_s = math.ceil(now / 3600) * 3600 - now
         return web.json_response(
             {
                 "ip_limit": 10000,
                 "limit_time_unit": "HOURS",
                 "remaining_ip_hits": 10000,
-                "remaining_user_hits": max(0, self.posts_per_hour - used),
+                "remaining_user_hits": max(0, self.requests_per_hour - used),
                 "reset_time": datetime.fromtimestamp(now + reset_s, UTC).strftime(
                     "%Y-%m-%d %H:%M:%S"
                 ),
                 "reset_time_in_seconds": max(1, int(reset_s)),
-                "user_limit": self.posts_per_hour,
+                "user_limit": self.requests_per_hour,
             }
         )
 
@@ -224,13 +234,23 @@ class FakeWeibo(FakePlatform):
         mine = [s for s in self.statuses.values() if s["user"]["id"] == uid]
         if mine and mine[-1]["text"] == text:
             raise Refusal(20019, MESSAGES[20019], status=400)
-        self._count_post(uid)
 
-    def _count_post(self, uid: int) -> None:
-        hour = (uid, int(self.clock() // 3600))
-        if self._hourly.get(hour, 0) >= self.posts_per_hour:
-            raise Refusal(20016, MESSAGES[20016], status=400)
-        self._hourly[hour] = self._hourly.get(hour, 0) + 1
+    def _spend(self, uid: int, budget: str) -> None:
+        """Count one call in ``budget`` (``post``, ``comment`` or only ``total``) and in the
+        total, or refuse it as Weibo does once the hour's budget is spent."""
+        hour = int(self.clock() // 3600)
+        limits = {
+            "total": (self.requests_per_hour, 10023),
+            "post": (self.posts_per_hour, 20016),
+            "comment": (self.comments_per_hour, 10024),
+        }
+        spends = {"total", budget}
+        for name in sorted(spends, key=lambda n: n != "total"):  # the total first
+            limit, code = limits[name]
+            if self._hourly.get((name, uid, hour), 0) >= limit:
+                raise Refusal(code, MESSAGES[code], status=http_status(code))
+        for name in spends:
+            self._hourly[(name, uid, hour)] = self._hourly.get((name, uid, hour), 0) + 1
 
     def _status(self, raw: object) -> dict[str, Any]:
         if not raw:
