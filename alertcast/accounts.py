@@ -3,7 +3,8 @@
 Health is what operators see in ``GET /v1/channels``: an account whose credentials expired is
 paused (nothing is claimed for it) until an operator resumes it after replacing them; a spent
 quota pauses it until the quota resets; a run of failures and the time since its last success
-are shown so a dormant or broken account is noticed before it matters.
+are shown so a dormant or broken account is noticed before it matters. Pauses are kept in the
+store and survive a restart (:mod:`alertcast.pauses`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -27,6 +28,7 @@ __all__ = ["AccountRuntime", "Accounts", "budget_problems"]
 
 @dataclass
 class Health:
+    paused_for: Literal["quota", "credentials"] | None = None
     paused_reason: str | None = None
     paused_credentials: str | None = None  # fingerprint of the credentials that were rejected
     paused_until: float | None = None
@@ -41,7 +43,7 @@ class Health:
         if self.paused_reason is None:
             return False
         if self.paused_until is not None and now >= self.paused_until:
-            self.paused_reason = self.paused_until = None
+            self.paused_reason = self.paused_until = self.paused_for = None
             return False
         return True
 
@@ -93,11 +95,14 @@ class AccountRuntime:
         self.health.failed += int(final)
 
     def pause(self, reason: str, until: float | None = None, *, credentials: bool = False) -> None:
+        """Hold the account: its credentials were rejected (until they are replaced), or its
+        quota is spent (until ``until``). The dispatcher's pauses keep it in the store."""
         self.health.paused_reason, self.health.paused_until = reason, until
+        self.health.paused_for = "credentials" if credentials else "quota"
         self.health.paused_credentials = self.credentials() if credentials else None
 
     def resume(self) -> None:
-        self.health.paused_reason = self.health.paused_until = None
+        self.health.paused_reason = self.health.paused_until = self.health.paused_for = None
         self.health.paused_credentials = None
 
     def describe(self, now: float) -> dict[str, Any]:

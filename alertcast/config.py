@@ -34,6 +34,7 @@ __all__ = [
     "DispatchConfig",
     "IssuerConfig",
     "LogConfig",
+    "MaxDelays",
     "RenderConfig",
     "ServerConfig",
     "StoreConfig",
@@ -93,6 +94,25 @@ class StoreConfig(_Table):
         return url
 
 
+_DAY_S = 86400.0
+
+
+class MaxDelays(_Table):
+    """``[dispatch.max_delay_s]``: how long after it is queued an alert's own post may still go
+    out, per kind (seconds); past it (or the incident's ``expires_at``, whichever is first) the
+    delivery ends ``dead`` instead of going out stale. Corrections never lapse. The defaults and
+    why: docs/delivery.md."""
+
+    earthquake: float = Field(default=1800.0, gt=0, le=7 * _DAY_S)
+    fire: float = Field(default=3600.0, gt=0, le=7 * _DAY_S)
+    police: float = Field(default=7200.0, gt=0, le=7 * _DAY_S)
+    weather: float = Field(default=21600.0, gt=0, le=7 * _DAY_S)
+    general: float = Field(default=10800.0, gt=0, le=7 * _DAY_S)
+
+    def of(self, kind: Kind) -> float:
+        return float(getattr(self, kind.value))
+
+
 class DispatchConfig(_Table):
     concurrency: int = Field(default=64, ge=1, le=10000)
     max_attempts: int = Field(default=10, ge=1, le=1000)
@@ -100,6 +120,7 @@ class DispatchConfig(_Table):
     backoff_max_s: float = Field(default=300.0, gt=0)
     lease_s: float = Field(default=120.0, ge=5)
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    max_delay_s: MaxDelays = MaxDelays()
 
 
 class LogConfig(_Table):

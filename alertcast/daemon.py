@@ -2,8 +2,9 @@
 
 Start-up goes in an order that keeps a failed start harmless: the port is bound first (taken:
 exit before anything is opened), then the store is opened (SQLite: its lock, so a second
-daemon on one file exits here, before recovering or sending anything), then requests are
-accepted, and only then does the dispatcher recover and send.
+daemon on one file exits here, before recovering or sending anything), then the accounts'
+stored pauses are restored (a quota spent or credentials rejected before a restart still hold
+the account), then requests are accepted, and only then does the dispatcher recover and send.
 
 The edge's limits (``[server]``) are applied here, where the socket is served:
 
@@ -104,11 +105,13 @@ def _runner(config: Config, secrets: Any, gate: Gate) -> web.AppRunner:
 
 
 async def _start(runner: web.AppRunner, listener: asyncio.Server) -> None:
-    """Open everything (the store first), accept requests, then start dispatching."""
+    """Open everything (the store first), restore the accounts' pauses, accept requests, then
+    start dispatching."""
     try:
         await runner.setup()
     except StoreInUse as exc:
         raise StartupError(str(exc)) from None
+    await runner.app[DISPATCHER].restore()  # the first GET /v1/channels already shows them
     await listener.start_serving()
     await runner.app[DISPATCHER].start()
 

@@ -22,7 +22,6 @@ from alertcast.accounts import AccountRuntime
 from alertcast.audience import Audience
 from alertcast.capacity import Capacity, Ticket
 from alertcast.channels.base import (
-    AuthExpired,
     ChannelError,
     Outgoing,
     Permanent,
@@ -35,6 +34,7 @@ from alertcast.events import EventBus
 from alertcast.fate import RetryPolicy, Skipped, decide
 from alertcast.inbox import Inbox
 from alertcast.models import DeliveryState
+from alertcast.pauses import Pauses, note_attempt
 from alertcast.plan import Skip, plan_send
 from alertcast.plan.sending import Lead, lead_waits
 from alertcast.secrets import Secrets
@@ -77,6 +77,7 @@ class Dispatcher:
         self.worker = worker
         self.policy = RetryPolicy(config.backoff_initial_s, config.backoff_max_s)
         self.audience = Audience(store)  # who a `custom` send reaches, and what it sent
+        self.pauses = Pauses(store, capacity.accounts, lease_s=config.lease_s)
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
@@ -84,6 +85,7 @@ class Dispatcher:
 
     # -- life -------------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.restore()
         recovered = await self.store.recover(now=time.time(), everything=self.store.single_process)
         if recovered:
             log.warning("dispatch.recovered", deliveries=recovered)
@@ -104,6 +106,12 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def restore(self) -> None:
+        """Every account's stored pause, restored (before anything is claimed or shown)."""
+        paused = await self.pauses.restore(time.time())
+        if paused:
+            log.warning("dispatch.pauses_restored", accounts=paused)
 
     def wake(self) -> None:
         """Claim again now (an account was resumed, a retry became due)."""
@@ -127,8 +135,10 @@ class Dispatcher:
         while not self._stopping:
             self._spawn_handed()
             self.inbox.due()
+            await self.pauses.save(time.time())  # an operator's resume, a replaced secret
             if time.monotonic() >= next_sweep:
                 await self._sweep_leases()
+                await self.pauses.restore(time.time())  # what other replicas paused, resumed
                 next_sweep = time.monotonic() + self.config.lease_s / 4
             claimed = await self._claim()
             for claim, ticket in claimed:
@@ -160,17 +170,12 @@ class Dispatcher:
                 worker=self.worker,
                 free=self.capacity.free(now),
                 corrections=self.capacity.accounts.corrections_free(now),
-                waits=lead_waits((a.config for a in self.capacity.accounts), self._paused(now)),
+                waits=lead_waits(
+                    (a.config for a in self.capacity.accounts), self.pauses.paused(now)
+                ),
             )
+            claims += await self.pauses.claim_spent(now, room - len(claims), self.worker)
             return [(c, self.capacity.take(c.delivery.account)) for c in claims]
-
-    def _paused(self, now: float) -> dict[str, str]:
-        """The paused accounts and why (a cluster's members do not wait for a paused lead)."""
-        return {
-            a.id: a.health.paused_reason or "paused"
-            for a in self.capacity.accounts
-            if a.health.paused(now)
-        }
 
     def _lead_of(self, member: AccountConfig, now: float) -> Lead | None:
         """What a cluster member's send knows of its lead: its wait, the lead's pause."""
@@ -236,6 +241,9 @@ class Dispatcher:
         if runtime is None:
             gone = Permanent(f"account {d.account!r} is no longer configured")
             await self._finish(d, None, time.time(), 0.0, gone)
+            return
+        if (spent := self.pauses.handover(claim, runtime, time.time())) is not None:
+            await self._finish(d, runtime, time.time(), 0.0, spent)  # its fallback takes it
             return
         lead = self._lead_of(runtime.config, time.time())
         how = plan_send(claim, runtime.config.channel, runtime.channel.capabilities, lead)
@@ -305,6 +313,7 @@ class Dispatcher:
     ) -> None:
         now = time.time()
         outcome = _noted(self._decide(d, runtime, result, now), progress, alone)
+        await self.pauses.save(now, [runtime] if runtime is not None else [])  # before the record
         attempt = AttemptRow(
             delivery_id=d.id,
             number=d.attempts,
@@ -341,7 +350,7 @@ class Dispatcher:
         error = None if isinstance(result, Receipt) else self.secrets.redact(result.reason)
         outcome = decide(d, result, error, self._policy(runtime), now)
         if runtime is not None:
-            _account_health(runtime, d, result, error, now)
+            note_attempt(runtime, d, result, error, now)
         return outcome
 
     def _policy(self, runtime: AccountRuntime | None) -> RetryPolicy:
@@ -361,28 +370,6 @@ def _noted(outcome: Outcome, progress: dict[str, Any] | None, alone: str | None)
     if alone is not None:
         outcome = replace(outcome, reason="; ".join(filter(None, (alone, outcome.reason))))
     return outcome
-
-
-def _account_health(
-    runtime: AccountRuntime,
-    d: DeliveryRow,
-    result: Receipt | ChannelError,
-    error: str | None,
-    now: float,
-) -> None:
-    """What an attempt tells of its account: a success, a failure in a row, a pause."""
-    if isinstance(result, Receipt):
-        runtime.succeeded(now)
-        return
-    if isinstance(result, Skipped) or error is None:
-        return
-    final = isinstance(result, Permanent) or d.attempts >= d.max_attempts
-    runtime.errored(now, error, final=final)
-    if isinstance(result, AuthExpired):
-        runtime.pause(f"credentials rejected: {error}", credentials=True)
-    elif isinstance(result, QuotaExhausted):
-        until = result.until.timestamp() if result.until is not None else None
-        runtime.pause(f"quota exhausted: {error}", until)
 
 
 def delivery_event(d: DeliveryRow, state: DeliveryState) -> dict[str, Any]:

@@ -8,8 +8,9 @@ quota is spent and its fallback takes over).
 
 Every wait is capped by the policy's ``max_s`` (the dispatcher's ``backoff_max_s``), a
 platform's ``Retry-After`` included: a gateway asking for a day does not hold an alert for a
-day. A delivery whose next attempt would fall at or after its ``expires_at`` ends ``dead`` with
-that reason instead of being retried: nothing goes out stale.
+day. A delivery whose next attempt would fall at or after its ``expires_at`` (an alert's own
+post: the incident's expiry or its kind's ``max_delay_s`` after it was queued, whichever is
+first) ends ``dead`` with that reason instead of being retried: nothing goes out stale.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ from alertcast.channels.base import (
 from alertcast.models import DeliveryState
 from alertcast.store.base import DeliveryRow, Outcome
 
-__all__ = ["AUTH_PAUSE_RETRY_S", "RetryPolicy", "Skipped", "decide"]
+__all__ = ["AUTH_PAUSE_RETRY_S", "RetryPolicy", "Skipped", "Spent", "decide"]
 
 AUTH_PAUSE_RETRY_S = 1.0  # the account's pause, not this delay, holds it until credentials change
 
 
 class Skipped(ChannelError):
     """Not an error of the platform: there is nothing (left) to send for this delivery."""
+
+
+class Spent(QuotaExhausted):
+    """Not an attempt at the platform: the account's quota was already spent (it is paused),
+    so this alert goes to the account's fallback at once; ``reason`` names the pause and the
+    fallback. It ends ``skipped`` and counts as no failure of the account."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def decide(
     if isinstance(result, Receipt):
         duplicate = "duplicate: the platform already had it" if result.duplicate else None
         return Outcome(DeliveryState.delivered, remote_id=result.remote_id, reason=duplicate)
-    if isinstance(result, Skipped):
+    if isinstance(result, Skipped | Spent):
         return Outcome(DeliveryState.skipped, reason=result.reason)
     if isinstance(result, AuthExpired):
         paused = "account paused until its credentials are replaced"

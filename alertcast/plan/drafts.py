@@ -104,7 +104,7 @@ class Drafter:
             reason=reason,
             hold=draft.hold,
             max_attempts=account.max_attempts or self.config.dispatch.max_attempts,
-            expires_at=_expiry(incident) if draft.expires else None,
+            expires_at=_expiry(incident, moment.at, self.config) if draft.expires else None,
             action=draft.action,
             target_delivery_id=draft.target_delivery_id,
             wait_for=draft.wait_for,
@@ -121,8 +121,11 @@ class Drafter:
         return memo[key]
 
 
-def _expiry(incident: Incident) -> float | None:
-    return incident.expires_at.timestamp() if incident.expires_at else None
+def _expiry(incident: Incident, created: float, config: Config) -> float:
+    """When an alert's own post lapses: the incident's expiry, or ``max_delay_s`` of its kind
+    after it was queued, whichever is first (nothing goes out stale)."""
+    late = created + config.dispatch.max_delay_s.of(incident.kind)
+    return min(incident.expires_at.timestamp(), late) if incident.expires_at else late
 
 
 def status_url(incident_id: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from alertcast.models import DeliveryState
 
 __all__ = [
+    "AccountState",
     "ActiveClaim",
     "Applied",
     "AttemptRow",
@@ -374,6 +375,19 @@ class Store(Protocol):
         """Forget events of ``feed`` older than ``before``, unchanged since ``idle_since`` and
         with no pending action; returns how many."""
 
+    # -- account state (issue 15: pauses survive a restart, account_sql) --------------------
+    async def account_states(self) -> dict[str, AccountState]:
+        """Every stored account state, by account id."""
+
+    async def put_account_state(self, state: AccountState) -> None:
+        """Store ``state`` as its account's, unless a later one (``updated_at``) is stored."""
+
+    async def claim_spent(
+        self, *, accounts: Sequence[str], now: float, limit: int, lease_s: float, worker: str
+    ) -> list[ActiveClaim]:
+        """Claim up to ``limit`` due deliveries of original alerts (not of follow-ups) of the
+        spent ``accounts``, which hand them to their fallback at once."""
+
     # -- interaction windows (issue 11: customer-service messages, interaction_sql) ---------
     async def note_interaction(self, account: str, openid: str, kind: str, at: float) -> None:
         """Note that ``openid`` did ``kind`` (``message``; ``event``: a menu click, follow or
@@ -416,4 +430,21 @@ class FeedEventRow:
     live: bool = False
     pending: Mapping[str, Any] | None = None
     version: int = 0
+    updated_at: float = 0.0
+
+
+# -- account state (issue 15) ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """One account's pause as stored (migration 0005); ``paused_for`` None: not paused.
+
+    ``paused_for`` is ``quota`` (spent until ``paused_until``) or ``credentials`` (rejected;
+    ``paused_credentials`` is a salted digest of their fingerprint, never the credentials).
+    """
+
+    account: str
+    paused_for: str | None = None
+    paused_reason: str | None = None
+    paused_until: float | None = None
+    paused_credentials: str | None = None
     updated_at: float = 0.0

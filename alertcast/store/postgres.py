@@ -16,7 +16,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from alertcast.store import feed_sql, interaction_sql, sql
+from alertcast.store.account_sql import (
+    PUT_STATE,
+    SELECT_STATES,
+    claim_spent,
+    claimed,
+    spent_alerts,
+    state_from,
+    state_params,
+)
 from alertcast.store.base import (
+    AccountState,
     ActiveClaim,
     Applied,
     AttemptRow,
@@ -274,6 +284,30 @@ class PostgresStore:
             "SELECT * FROM audit WHERE incident_id = $1 ORDER BY at", incident_id
         )
         return [sql.audit_from(r) for r in rows]
+
+    # -- account state (issue 15) -----------------------------------------------------------
+    async def account_states(self) -> dict[str, AccountState]:
+        rows = await self.pool.fetch(SELECT_STATES)
+        return {r["account"]: state_from(r) for r in rows}
+
+    async def put_account_state(self, state: AccountState) -> None:
+        await self.pool.execute(N(PUT_STATE), *state_params(state))
+
+    async def claim_spent(
+        self, *, accounts: Sequence[str], now: float, limit: int, lease_s: float, worker: str
+    ) -> list[ActiveClaim]:
+        if not accounts or limit <= 0:
+            return []
+        query, params = spent_alerts(accounts, now, limit, " FOR UPDATE OF d SKIP LOCKED")
+        async with self.pool.acquire() as conn, conn.transaction():
+            ids = [r[0] for r in await conn.fetch(N(query), *params)]
+            if not ids:
+                return []
+            update, values = claim_spent(ids, worker, lease_s, now)
+            await conn.execute(N(update), *values)
+            select, keys = claimed(ids)
+            rows = await conn.fetch(N(select), *keys)
+        return [sql.claim_from(r) for r in rows]
 
     # -- feed events (issue 5) --------------------------------------------------------------
     async def get_feed_event(self, feed: str, event_id: str) -> FeedEventRow | None:

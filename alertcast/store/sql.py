@@ -55,8 +55,17 @@ VALUES (?, ?, ?, ?, ?)"""
 INSERT_AUDIT = """
 INSERT INTO audit (at, actor, action, incident_id, delivery_id, detail) VALUES (?, ?, ?, ?, ?, ?)"""
 
+# An alert's own post not sent by its ``expires_at`` (the incident's expiry, or its kind's
+# ``max_delay_s`` after it was queued, whichever was first) ends dead, saying which limit passed.
 EXPIRE_DUE = """
-UPDATE deliveries SET state = 'skipped', reason = 'expired', updated_at = ?
+UPDATE deliveries SET state = 'dead', updated_at = ?, reason = (
+    SELECT CASE WHEN i.expires_at IS NOT NULL AND i.expires_at <= deliveries.expires_at
+           THEN 'expired: the incident''s expires_at passed before it could be sent'
+           ELSE 'too late: not sent within max_delay_s for ' || i.kind || ' ('
+                || CAST(CAST(ROUND(deliveries.expires_at - deliveries.created_at) AS INTEGER)
+                        AS TEXT) || ' s) of being queued'
+           END
+    FROM incidents i WHERE i.id = deliveries.incident_id)
 WHERE state IN ('pending', 'retrying') AND expires_at IS NOT NULL AND expires_at <= ?"""
 
 # A delivery that waits for another is due once that one is settled. A cluster member (it

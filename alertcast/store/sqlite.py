@@ -25,7 +25,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from alertcast.store import feed_sql, interaction_sql, sql
+from alertcast.store.account_sql import (
+    PUT_STATE,
+    SELECT_STATES,
+    claim_spent,
+    claimed,
+    spent_alerts,
+    state_from,
+    state_params,
+)
 from alertcast.store.base import (
+    AccountState,
     ActiveClaim,
     Applied,
     AttemptRow,
@@ -308,6 +318,30 @@ class SQLiteStore:
             ).fetchall()
         )
         return [sql.audit_from(r) for r in rows]
+
+    # -- account state (issue 15) -----------------------------------------------------------
+    async def account_states(self) -> dict[str, AccountState]:
+        rows = await self._read(lambda c: c.execute(SELECT_STATES).fetchall())
+        return {r["account"]: state_from(r) for r in rows}
+
+    async def put_account_state(self, state: AccountState) -> None:
+        params = state_params(state)
+        await self._write(lambda c: c.execute(PUT_STATE, params))
+
+    async def claim_spent(
+        self, *, accounts: Sequence[str], now: float, limit: int, lease_s: float, worker: str
+    ) -> list[ActiveClaim]:
+        if not accounts or limit <= 0:
+            return []
+
+        def op(c: sqlite3.Connection) -> list[ActiveClaim]:
+            ids = [r[0] for r in c.execute(*spent_alerts(accounts, now, limit)).fetchall()]
+            if not ids:
+                return []
+            c.execute(*claim_spent(ids, worker, lease_s, now))
+            return [sql.claim_from(r) for r in c.execute(*claimed(ids)).fetchall()]
+
+        return await self._write(op)
 
     # -- feed events (issue 5) --------------------------------------------------------------
     async def get_feed_event(self, feed: str, event_id: str) -> FeedEventRow | None:

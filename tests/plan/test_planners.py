@@ -17,7 +17,7 @@ import pytest
 from alertcast.channels import channel_class
 from alertcast.errors import Conflict, DomainError, Invalid, NotFound
 from alertcast.models import DeliveryState, parse_incident
-from alertcast.plan import Asker, Chain, Plan, Planner, Send, Skip, plan_send
+from alertcast.plan import Asker, Chain, Moment, Plan, Planner, Send, Skip, plan_send
 from alertcast.store.base import (
     ActiveClaim,
     DeliveryRow,
@@ -232,12 +232,35 @@ def test_alert_without_key_records_none() -> None:
     assert plan.write is not None and plan.write.idempotency is None
 
 
+def _before(at: float) -> Moment:
+    """``at``, with ids from a counter (see ``moment``)."""
+    return Moment(at, moment().ids)
+
+
 def test_alert_posts_lapse_with_the_incident() -> None:
-    """An alert's deliveries expire when the incident does."""
+    """An alert's deliveries expire when the incident does, if that comes first."""
     body = quake(expires_at="2022-09-05T18:00:00+08:00")
-    plan = PLANNER.alert(parse_incident(body), Chain(), by("city"), moment())
+    plan = PLANNER.alert(parse_incident(body), Chain(), by("city"), _before(1662372000.0 - 600))
     assert plan.write is not None
     assert {d.expires_at for d in plan.write.deliveries} == {1662372000.0}
+
+
+@pytest.mark.parametrize(
+    ("body", "max_delay_s"),
+    [
+        (quake(), 1800.0),
+        (quake(expires_at="2022-09-05T18:00:00+08:00"), 1800.0),
+        (fire(), 3600.0),
+    ],
+    ids=["an earthquake without expiry", "an earthquake expiring later", "a fire"],
+)
+def test_alert_posts_lapse_at_their_kinds_max_delay(
+    body: dict[str, Any], max_delay_s: float
+) -> None:
+    """An alert's posts lapse max_delay_s of their kind after they are queued, if that is first."""
+    plan = PLANNER.alert(parse_incident(body), Chain(), by("city"), moment())
+    assert plan.write is not None
+    assert {d.expires_at for d in plan.write.deliveries} == {1000.0 + max_delay_s}
 
 
 # == alert: a severity no lower than the facts ==============================================
@@ -1882,7 +1905,8 @@ def test_fallback_lapses_as_the_message_does(
 ) -> None:
     """Nothing goes out stale: a fallback alert expires with the incident; corrections never."""
     spent = dlv("quota", "dead", of=named.id, reason=QUOTA_SPENT)
-    plan = PLANNER.fallback(message(named, [spent], root=stored(EXPIRING)), spent, moment())
+    read = message(named, [spent], root=stored(EXPIRING))
+    plan = PLANNER.fallback(read, spent, _before(1662372000.0 - 600))
     assert plan.write is not None
     lapses = {d.account: d.expires_at for d in plan.write.deliveries}
     assert lapses["spare"] == expires_at

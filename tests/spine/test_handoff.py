@@ -147,15 +147,16 @@ async def test_a_crash_right_after_the_commit_loses_nothing(start_daemon: Any) -
 async def test_an_incident_already_expired_is_not_taken(start_daemon: Any) -> None:
     """An alert that arrives after its own expiry (a late feed report, a replayed CAP message)
     is stored but never sent: taking it at creation must honour ``expires_at`` as the store's
-    claim does (there it is skipped as expired)."""
+    claim does (there it ends dead as expired)."""
     d = await start_daemon(hooks=2)
     capacity = d.client.app[DISPATCHER].capacity
     stale = _new(1, "hook-0", expires_at=time.time() - 1)
     assert capacity.reserve(stale, {}, time.time()) is None
     answer = await (await d.post(incident(expires_at="2022-09-05T13:52:18+08:00"))).json()
     view = await d.settled(answer["id"])
-    assert view["counts"] == {"skipped": 2}
-    assert {x["reason"] for x in view["deliveries"]} == {"expired"}
+    assert view["counts"] == {"dead": 2}
+    expired = "expired: the incident's expires_at passed before it could be sent"
+    assert {x["reason"] for x in view["deliveries"]} == {expired}
     assert d.sink.received == []
 
 

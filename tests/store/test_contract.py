@@ -374,12 +374,44 @@ async def test_a_member_tried_before_waits_no_more(store: Store) -> None:
     ]
 
 
-async def test_expired_originals_are_skipped(store: Store) -> None:
-    """Past expires_at a pending delivery ends skipped with reason expired."""
-    await create(store, _incident(), [_delivery(1, expires_at=time.time() - 1)])
-    assert await _claim(store) == []
+LAPSED = [
+    (
+        "the incident's expiry came first",
+        1.0,
+        1.0,
+        "expired: the incident's expires_at passed before it could be sent",
+    ),
+    (
+        "the kind's max_delay_s came first",
+        None,
+        2.0,
+        "too late: not sent within max_delay_s for earthquake (2 s) of being queued",
+    ),
+    (
+        "max_delay_s before a later expiry",
+        60.0,
+        2.0,
+        "too late: not sent within max_delay_s for earthquake (2 s) of being queued",
+    ),
+]
+
+
+@pytest.mark.parametrize(("desc", "incident_s", "delivery_s", "reason"), LAPSED)
+async def test_lapsed_originals_end_dead_saying_which_limit_passed(
+    store: Store, desc: str, incident_s: float | None, delivery_s: float, reason: str
+) -> None:
+    """Past its expires_at an unsent delivery ends dead, naming the expiry or max_delay_s."""
+    incident = _incident()
+    t0 = incident.created_at
+    expires = None if incident_s is None else t0 + incident_s
+    await create(
+        store, replace(incident, expires_at=expires), [_delivery(1, expires_at=t0 + delivery_s)]
+    )
+    assert await _claim(store, now=t0 + delivery_s - 0.5) == ["d_1"]  # in time: it goes
+    await store.recover(now=t0, everything=True)
+    assert await _claim(store, now=t0 + delivery_s + 0.5) == []
     (row,) = await store.list_deliveries()
-    assert row.state is DeliveryState.skipped and row.reason == "expired"
+    assert (row.state, row.reason) == (DeliveryState.dead, reason), desc
 
 
 async def test_recover_returns_interrupted_sends(store: Store) -> None:

@@ -1,0 +1,96 @@
+"""SQL and row mapping of account state (migration 0005), shared by every engine.
+
+Written with ``?`` placeholders like :mod:`alertcast.store.sql`; PostgreSQL rewrites them with
+:func:`alertcast.store.sql.numbered`. A write never goes back in time: a row written with an
+older ``updated_at`` than the stored one (a replica that lagged) changes nothing.
+
+:func:`spent_alerts` selects what a spent account hands to its fallback at once: its due
+deliveries of original alerts (never of updates or cancellations, which wait for the quota).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from alertcast.store.base import AccountState
+from alertcast.store.sql import SELECT_CLAIMED
+
+__all__ = [
+    "PUT_STATE",
+    "SELECT_STATES",
+    "claim_spent",
+    "claimed",
+    "spent_alerts",
+    "state_from",
+    "state_params",
+]
+
+SELECT_STATES = "SELECT * FROM account_state ORDER BY account"
+
+PUT_STATE = """
+INSERT INTO account_state (account, paused_for, paused_reason, paused_until, paused_credentials,
+                           updated_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (account) DO UPDATE SET
+    paused_for = excluded.paused_for, paused_reason = excluded.paused_reason,
+    paused_until = excluded.paused_until, paused_credentials = excluded.paused_credentials,
+    updated_at = excluded.updated_at
+WHERE account_state.updated_at <= excluded.updated_at"""
+
+_SPENT_ALERTS = """
+SELECT d.id FROM deliveries d JOIN incidents i ON i.id = d.incident_id
+WHERE d.account IN ({accounts}) AND d.state IN ('pending', 'retrying')
+  AND d.next_attempt_at <= ? AND i.msg_type = 'alert'
+  AND (d.expires_at IS NULL OR d.expires_at > ?)
+ORDER BY d.priority DESC, d.next_attempt_at
+LIMIT ?"""
+
+_CLAIM = """
+UPDATE deliveries SET state = 'sending', attempts = attempts + 1, claimed_by = ?, lease_until = ?,
+       updated_at = ?
+WHERE id IN ({ids}) AND state IN ('pending', 'retrying')"""
+
+
+def spent_alerts(
+    accounts: Sequence[str], now: float, limit: int, lock: str = ""
+) -> tuple[str, tuple[Any, ...]]:
+    """The due alerts of ``accounts``, highest priority first (``lock``: PostgreSQL's
+    ``FOR UPDATE OF d SKIP LOCKED``, so replicas never take the same row)."""
+    query = _SPENT_ALERTS.format(accounts=", ".join("?" * len(accounts))) + lock
+    return query, (*accounts, now, now, limit)
+
+
+def claim_spent(
+    ids: Sequence[str], worker: str, lease_s: float, now: float
+) -> tuple[str, tuple[Any, ...]]:
+    """Mark ``ids`` claimed by ``worker`` (``sending``, one more attempt) until the lease ends."""
+    return _CLAIM.format(ids=", ".join("?" * len(ids))), (worker, now + lease_s, now, *ids)
+
+
+def claimed(ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    """The claims ``ids`` as the dispatcher takes them (see ``SELECT_CLAIMED``)."""
+    return SELECT_CLAIMED.format(ids=", ".join("?" * len(ids))), tuple(ids)
+
+
+def state_params(s: AccountState) -> tuple[Any, ...]:
+    return (
+        s.account,
+        s.paused_for,
+        s.paused_reason,
+        s.paused_until,
+        s.paused_credentials,
+        s.updated_at,
+    )
+
+
+def state_from(r: Mapping[str, Any]) -> AccountState:
+    until = r["paused_until"]
+    return AccountState(
+        account=r["account"],
+        paused_for=r["paused_for"],
+        paused_reason=r["paused_reason"],
+        paused_until=None if until is None else float(until),
+        paused_credentials=r["paused_credentials"],
+        updated_at=float(r["updated_at"]),
+    )
