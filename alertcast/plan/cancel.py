@@ -23,7 +23,7 @@ from alertcast.plan.followups import (
     root_of,
 )
 from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
-from alertcast.plan.reach import Correcting, correction_deliveries
+from alertcast.plan.reach import Correcting, carried_only, correction_deliveries
 from alertcast.preview import Memo
 from alertcast.render import RenderContext
 from alertcast.store.base import AuditRow, Effects, IncidentRow, NewDelivery, Write
@@ -132,10 +132,12 @@ def _cancel_deliveries(
     deliveries: list[NewDelivery] = []
     memo: Memo = {}
     origins = chain.by_account()
-    have = set(origins)
+    have = {a for a, rows in origins.items() if not carried_only(rows)}
     c = Correcting(drafter, incident, ctx, moment, MsgType.cancel.value, CANCEL_PRIORITY)
     for account_id, rows in origins.items():
         withdraw += unsent(rows)
+        if carried_only(rows):
+            continue  # a paired account: paired again by the account it serves
         origin = public_post(rows)
         account = drafter.config.account(account_id)
         if origin is None or account is None:

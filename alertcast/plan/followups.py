@@ -29,7 +29,7 @@ from alertcast.plan.authority import (
 from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
 from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
 from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
-from alertcast.plan.reach import Correcting, correction_deliveries
+from alertcast.plan.reach import Correcting, carried_only, correction_deliveries
 from alertcast.preview import Memo
 from alertcast.render import RenderContext
 from alertcast.store.base import AuditRow, Effects, IncidentRow, NewDelivery, Write
@@ -236,7 +236,7 @@ def _update_deliveries(
     matching account, or one whose original had not gone out, gets the update as its post."""
     chosen = {d.account.id for d in drafter.decisions(incident) if d.chosen}
     origins = chain.by_account()
-    have = set(origins)
+    have = {a for a, rows in origins.items() if not carried_only(rows)}
     c = Correcting(drafter, incident, ctx, moment, MsgType.update.value, UPDATE_PRIORITY, hold)
     withdraw: list[str] = []
     deliveries: list[NewDelivery] = []
@@ -244,6 +244,8 @@ def _update_deliveries(
     for account in drafter.config.accounts:
         rows = origins.get(account.id, [])
         withdraw += unsent(rows)
+        if carried_only(rows):
+            continue  # a paired account: the update is paired again by the account it serves
         origin = public_post(rows)
         if origin is not None:
             deliveries += correction_deliveries(c, account, origin, have, memo)

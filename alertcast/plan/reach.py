@@ -22,7 +22,7 @@ from alertcast.preview import Memo
 from alertcast.render import RenderContext
 from alertcast.store.base import DeliveryRow, NewDelivery
 
-__all__ = ["Correcting", "correction_deliveries", "paired_accounts"]
+__all__ = ["Correcting", "carried_only", "correction_deliveries", "paired_accounts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,12 @@ def _waits(
     if step.path == "timeline" and paired:
         return paired[0].id  # the account's own send only if the paired one did not reach
     return origin
+
+
+def carried_only(rows: list[DeliveryRow]) -> bool:
+    """Whether an account's deliveries in the chain only ever carried another account's
+    corrections (``paired``): it has no original of its own, and is paired again."""
+    return bool(rows) and all(r.path == "paired" for r in rows)
 
 
 def paired_accounts(

@@ -301,3 +301,16 @@ def test_the_documented_table_is_the_plan() -> None:
 
     documented = {name.strip("`"): (update, cancel) for name, update, cancel in rows}
     assert documented == {n: (shown(p.update), shown(p.cancel)) for n, p in PLATFORMS.items()}
+
+
+def test_a_paired_account_stays_paired_through_the_chain() -> None:
+    """After an update went to the followers by the paired account, the cancellation is paired
+    again (not the pair's own correction of an original it never had), and the account's own
+    mass send still waits for it, so the followers are not sent the same thing twice."""
+    carried = replace(original("svc"), id="dlv_svc_u1", incident_id="inc_u1", path="paired")
+    read = chain(stored(), [original("wx", **ARTICLE), carried])
+    plan = PLANNER.cancel(read, "误报", by("city"), moment())
+    assert plan.write is not None
+    assert made(plan.write.deliveries, "svc") == [P("svc", "post", None, None, "paired")]
+    own = made(plan.write.deliveries, "wx")[-1]
+    assert own == P("wx", "post", "dlv_wx", "+svc.post", "timeline")
