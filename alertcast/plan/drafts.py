@@ -38,6 +38,7 @@ class Draft:
     expires: bool = False  # an alert's own posts lapse with the incident; corrections do not
     path: str | None = None  # how a correction reaches people (alertcast.plan.corrections)
     format: str | None = None  # rendered in this format instead of the account's own
+    wait_s: float = 0.0  # due this long after it is written (an automatic report's wait)
 
 
 class Drafter:
@@ -65,7 +66,10 @@ class Drafter:
         chosen = [d.account for d in decisions if d.chosen]
         memo: Memo = {}
         draft = Draft(hold=hold, expires=True)
-        out = {a.id: self.delivery(incident, a, ctx, moment, draft, memo) for a in chosen}
+        out = {
+            a.id: self.delivery(incident, a, ctx, moment, _waiting(incident, a, draft), memo)
+            for a in chosen
+        }
         for account in chosen:
             lead = out.get(account.lead or "")
             if lead is not None:
@@ -86,6 +90,8 @@ class Drafter:
         """A rendered delivery for ``account``; a render error fails it with the reason."""
         delivery_id = draft.delivery_id or moment.ids("dlv")
         state, reason = DeliveryState.pending, "awaiting approval" if draft.hold else None
+        if draft.wait_s > 0 and not draft.hold:
+            reason = f"an automatic report: waits up to {draft.wait_s:g} s for the official one"
         shown = account
         if draft.format is not None:
             shown = account.model_copy(update={"format": draft.format})
@@ -110,6 +116,7 @@ class Drafter:
             wait_for=draft.wait_for,
             priority=draft.priority,
             path=draft.path,
+            not_before=moment.at + draft.wait_s if draft.wait_s > 0 else None,
         )
 
     def _render(
@@ -126,6 +133,15 @@ def _expiry(incident: Incident, created: float, config: Config) -> float:
     after it was queued, whichever is first (nothing goes out stale)."""
     late = created + config.dispatch.max_delay_s.of(incident.kind)
     return min(incident.expires_at.timestamp(), late) if incident.expires_at else late
+
+
+def _waiting(incident: Incident, account: AccountConfig, draft: Draft) -> Draft:
+    """An automatic earthquake report waits on an account that spends a scarce send on it
+    (``official_wait_s``): the official report, if it comes meanwhile, supersedes it."""
+    details = incident.details
+    automatic = getattr(details, "report", None) == "automatic"
+    wait = account.automatic_waits_s if automatic else 0.0
+    return replace(draft, wait_s=wait) if wait > 0 else draft
 
 
 def status_url(incident_id: str) -> str:
