@@ -38,6 +38,7 @@ class Health:
     last_error_at: float | None = None
     delivered: int = 0
     failed: int = 0
+    correction_failed: str | None = None  # "<delivery> (<incident>): why", until re-driven
 
     def paused(self, now: float) -> bool:
         if self.paused_reason is None:
@@ -104,6 +105,7 @@ class AccountRuntime:
     def resume(self) -> None:
         self.health.paused_reason = self.health.paused_until = self.health.paused_for = None
         self.health.paused_credentials = None
+        self.health.correction_failed = None
 
     def describe(self, now: float) -> dict[str, Any]:
         h = self.health
@@ -112,7 +114,10 @@ class AccountRuntime:
             "channel": self.config.channel,
             "enabled": self.config.enabled,
             "exercise": self.config.exercise,
-            "healthy": self.config.enabled and not h.paused(now) and h.consecutive_failures < 3,
+            "healthy": self.config.enabled
+            and not h.paused(now)
+            and h.consecutive_failures < 3
+            and h.correction_failed is None,
             "paused": h.paused_reason,
             "paused_until": h.paused_until,
             "inflight": self.inflight,
@@ -123,6 +128,7 @@ class AccountRuntime:
             "last_error_at": h.last_error_at,
             "delivered": h.delivered,
             "failed": h.failed,
+            "correction_failed": h.correction_failed,
             "limits": {
                 "concurrency": self.limits.concurrency,
                 "per_minute": self.limits.per_minute,

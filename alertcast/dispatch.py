@@ -250,6 +250,9 @@ class Dispatcher:
         if isinstance(how, Skip):
             await self._finish(d, runtime, time.time(), 0.0, Skipped(how.reason))
             return
+        if (waits := self.pauses.waits(claim, runtime, how.action, time.time())) is not None:
+            await self._finish(d, runtime, time.time(), 0.0, waits)  # until the quota returns
+            return
         self._publish(d, DeliveryState.sending)
         async with runtime.limiter.slot(how.action, d.priority):  # corrections first
             ticket.sending()

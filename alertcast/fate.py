@@ -31,13 +31,19 @@ from alertcast.channels.base import (
 from alertcast.models import DeliveryState
 from alertcast.store.base import DeliveryRow, Outcome
 
-__all__ = ["AUTH_PAUSE_RETRY_S", "RetryPolicy", "Skipped", "Spent", "decide"]
+__all__ = ["AUTH_PAUSE_RETRY_S", "RetryPolicy", "Skipped", "Spent", "Waits", "decide"]
 
 AUTH_PAUSE_RETRY_S = 1.0  # the account's pause, not this delay, holds it until credentials change
 
 
 class Skipped(ChannelError):
     """Not an error of the platform: there is nothing (left) to send for this delivery."""
+
+
+class Waits(QuotaExhausted):
+    """Not an attempt at the platform: a correction whose action spends the quota of an
+    account whose quota is spent; it waits for the quota to return (``until``), with the
+    reason, and counts as no failure of the account."""
 
 
 class Spent(QuotaExhausted):
@@ -105,7 +111,7 @@ def _spent(d: DeliveryRow, result: QuotaExhausted, error: str | None, now: float
     if d.path in (None, "fallback"):
         return Outcome(DeliveryState.skipped, last_error=error, reason=f"quota exhausted: {error}")
     at = result.until.timestamp() if result.until is not None else now + QUOTA_UNKNOWN_RESET_S
-    why = f"quota exhausted: {error}; the correction goes with the next send at {_utc(at)}"
+    why = f"waits for the quota ({error}); the correction goes with the next send at {_utc(at)}"
     return Outcome(DeliveryState.retrying, last_error=error, reason=why, next_attempt_at=at)
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from alertcast.accounts import AccountRuntime
 from alertcast.channels.base import AuthExpired, ChannelError, Permanent, QuotaExhausted, Receipt
-from alertcast.fate import Skipped, Spent
+from alertcast.fate import Skipped, Spent, Waits
 from alertcast.models import MsgType
 from alertcast.store.base import AccountState, ActiveClaim, DeliveryRow, Store
 
@@ -81,14 +81,38 @@ class Pauses:
         """The accounts whose quota is spent and that have a fallback to hand alerts to."""
         return [a.id for a in self._accounts.values() if _hands_over(a, now)]
 
+    def quota_spent(self, now: float) -> list[str]:
+        """The accounts paused because their quota is spent (with a fallback or not)."""
+        return [a.id for a in self._accounts.values() if _quota_paused(a, now)]
+
     async def claim_spent(self, now: float, room: int, worker: str) -> list[ActiveClaim]:
-        """Up to ``room`` due alerts of the :meth:`spent` accounts, claimed by ``worker``."""
-        spent = self.spent(now)
-        if not spent or room <= 0:
+        """Up to ``room`` due alerts of the :meth:`spent` accounts, and due corrections of
+        every account whose quota is spent, claimed by ``worker``."""
+        spent, corrections = self.spent(now), self.quota_spent(now)
+        if not (spent or corrections) or room <= 0:
             return []
         return await self.store.claim_spent(
-            accounts=spent, now=now, limit=room, lease_s=self.lease_s, worker=worker
+            accounts=spent,
+            now=now,
+            limit=room,
+            lease_s=self.lease_s,
+            worker=worker,
+            corrections=corrections,
         )
+
+    def waits(
+        self, claim: ActiveClaim, runtime: AccountRuntime, action: str, now: float
+    ) -> Waits | None:
+        """What holds a correction claimed for an account whose quota is spent when its
+        ``action`` spends that quota: it waits for the quota (None: it goes now, by an
+        action that spends none, such as a WeChat withdrawal)."""
+        if claim.msg_type == MsgType.alert.value or not _quota_paused(runtime, now):
+            return None
+        if not runtime.channel.spends_quota(action):
+            return None
+        h = runtime.health
+        until = None if h.paused_until is None else datetime.fromtimestamp(h.paused_until, UTC)
+        return Waits(h.paused_reason or "the account's quota is spent", until=until)
 
     def handover(self, claim: ActiveClaim, runtime: AccountRuntime, now: float) -> Spent | None:
         """What settles an original alert claimed for a spent account with a fallback (its
@@ -110,14 +134,20 @@ def note_attempt(
     error: str | None,
     now: float,
 ) -> None:
-    """What an attempt tells of its account: a success, a failure in a row, a pause."""
+    """What an attempt tells of its account: a success, a failure in a row, a pause, a
+    correction that reached no one (the account shows unhealthy until it is re-driven)."""
+    h = runtime.health
     if isinstance(result, Receipt):
         runtime.succeeded(now)
+        if h.correction_failed is not None and h.correction_failed.startswith(f"{d.id} "):
+            h.correction_failed = None  # the failed correction, re-driven, went out
         return
-    if isinstance(result, Skipped | Spent) or error is None:
+    if isinstance(result, Skipped | Spent | Waits) or error is None:
         return  # no attempt at the platform
     final = isinstance(result, Permanent) or d.attempts >= d.max_attempts
     runtime.errored(now, error, final=final)
+    if final and d.path not in (None, "fallback"):  # a correction reached no one here
+        h.correction_failed = f"{d.id} ({d.incident_id}): {error}"
     if isinstance(result, AuthExpired):
         runtime.pause(f"credentials rejected: {error}", credentials=True)
     elif isinstance(result, QuotaExhausted):
@@ -130,8 +160,12 @@ def _utc(at: datetime) -> str:
 
 
 def _hands_over(runtime: AccountRuntime, now: float) -> bool:
+    return bool(runtime.config.fallback) and _quota_paused(runtime, now)
+
+
+def _quota_paused(runtime: AccountRuntime, now: float) -> bool:
     h = runtime.health
-    return bool(runtime.config.fallback) and h.paused(now) and h.paused_for == "quota"
+    return h.paused(now) and h.paused_for == "quota"
 
 
 def _held(runtime: AccountRuntime, now: float) -> Held:

@@ -254,6 +254,11 @@ class Channel(ABC):
         """The time one :meth:`send` of ``msg`` may take; longer for a send to many people."""
         return self.timeout_s
 
+    def spends_quota(self, action: str) -> bool:
+        """Whether ``action`` spends the budget whose exhaustion pauses the account (by
+        default every action does: a spent account sends nothing until it returns)."""
+        return True
+
     async def deliver(self, msg: Outgoing) -> Receipt:
         """:meth:`check` the payload, then call :meth:`send` with log context and the adapter's
         timeout; map network failures. Every error's reason is scrubbed of the account's

@@ -182,6 +182,11 @@ class WechatChannel(Channel):
     async def start(self) -> None:
         self._app()
 
+    def spends_quota(self, action: str) -> bool:
+        """Only a mass send (or a template send) spends the day's quota: a withdrawal
+        (``mass/delete``) and customer-service messages go while it is spent."""
+        return action not in ("delete", "custom")
+
     async def send(self, msg: Outgoing) -> Receipt:
         opts = self._opts
         if msg.action == "delete":

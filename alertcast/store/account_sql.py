@@ -5,7 +5,10 @@ Written with ``?`` placeholders like :mod:`alertcast.store.sql`; PostgreSQL rewr
 older ``updated_at`` than the stored one (a replica that lagged) changes nothing.
 
 :func:`spent_alerts` selects what a spent account hands to its fallback at once: its due
-deliveries of original alerts (never of updates or cancellations, which wait for the quota).
+deliveries of original alerts; and, of the accounts named for corrections, their due updates
+and cancellations (each once what it waits for allows it), which go by the actions that spend
+no quota (a WeChat withdrawal, customer-service messages) or wait for the quota, with the
+reason, instead of sitting unclaimed.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from alertcast.store.base import AccountState
+from alertcast.store.base import SETTLED, AccountState
 from alertcast.store.sql import SELECT_CLAIMED
+
+_SETTLED_SQL = ", ".join(f"'{s}'" for s in SETTLED)
 
 __all__ = [
     "PUT_STATE",
@@ -38,11 +43,16 @@ ON CONFLICT (account) DO UPDATE SET
     updated_at = excluded.updated_at
 WHERE account_state.updated_at <= excluded.updated_at"""
 
-_SPENT_ALERTS = """
+_SPENT_ALERTS = f"""
 SELECT d.id FROM deliveries d JOIN incidents i ON i.id = d.incident_id
-WHERE d.account IN ({accounts}) AND d.state IN ('pending', 'retrying')
-  AND d.next_attempt_at <= ? AND i.msg_type = 'alert'
+WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?
   AND (d.expires_at IS NULL OR d.expires_at > ?)
+  AND ((i.msg_type = 'alert' AND d.account IN ({{accounts}}))
+       OR (i.msg_type <> 'alert' AND d.account IN ({{corrections}})
+           AND (d.wait_for IS NULL OR EXISTS (
+                SELECT 1 FROM deliveries w WHERE w.id = d.wait_for
+                  AND (w.state IN ({_SETTLED_SQL})
+                       OR (w.account <> d.account AND d.attempts > 0))))))
 ORDER BY d.priority DESC, d.next_attempt_at
 LIMIT ?"""
 
@@ -53,12 +63,20 @@ WHERE id IN ({ids}) AND state IN ('pending', 'retrying')"""
 
 
 def spent_alerts(
-    accounts: Sequence[str], now: float, limit: int, lock: str = ""
+    accounts: Sequence[str],
+    now: float,
+    limit: int,
+    lock: str = "",
+    corrections: Sequence[str] = (),
 ) -> tuple[str, tuple[Any, ...]]:
-    """The due alerts of ``accounts``, highest priority first (``lock``: PostgreSQL's
-    ``FOR UPDATE OF d SKIP LOCKED``, so replicas never take the same row)."""
-    query = _SPENT_ALERTS.format(accounts=", ".join("?" * len(accounts))) + lock
-    return query, (*accounts, now, now, limit)
+    """The due alerts of ``accounts`` and the due corrections of ``corrections``, highest
+    priority first (``lock``: PostgreSQL's ``FOR UPDATE OF d SKIP LOCKED``, so replicas never
+    take the same row)."""
+    query = _SPENT_ALERTS.format(
+        accounts=", ".join("?" * len(accounts)) or "NULL",
+        corrections=", ".join("?" * len(corrections)) or "NULL",
+    )
+    return query + lock, (now, now, *accounts, *corrections, limit)
 
 
 def claim_spent(

@@ -383,10 +383,19 @@ class Store(Protocol):
         """Store ``state`` as its account's, unless a later one (``updated_at``) is stored."""
 
     async def claim_spent(
-        self, *, accounts: Sequence[str], now: float, limit: int, lease_s: float, worker: str
+        self,
+        *,
+        accounts: Sequence[str],
+        now: float,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        corrections: Sequence[str] = (),
     ) -> list[ActiveClaim]:
-        """Claim up to ``limit`` due deliveries of original alerts (not of follow-ups) of the
-        spent ``accounts``, which hand them to their fallback at once."""
+        """Claim up to ``limit`` due deliveries of original alerts of the spent ``accounts``
+        (which hand them to their fallback at once), and of updates and cancellations of the
+        spent ``corrections`` accounts, once what each waits for allows it (they go by the
+        actions that spend no quota, or wait for the quota with the reason)."""
 
     # -- interaction windows (issue 11: customer-service messages, interaction_sql) ---------
     async def note_interaction(self, account: str, openid: str, kind: str, at: float) -> None:

@@ -294,11 +294,19 @@ class PostgresStore:
         await self.pool.execute(N(PUT_STATE), *state_params(state))
 
     async def claim_spent(
-        self, *, accounts: Sequence[str], now: float, limit: int, lease_s: float, worker: str
+        self,
+        *,
+        accounts: Sequence[str],
+        now: float,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        corrections: Sequence[str] = (),
     ) -> list[ActiveClaim]:
-        if not accounts or limit <= 0:
+        if not (accounts or corrections) or limit <= 0:
             return []
-        query, params = spent_alerts(accounts, now, limit, " FOR UPDATE OF d SKIP LOCKED")
+        lock = " FOR UPDATE OF d SKIP LOCKED"
+        query, params = spent_alerts(accounts, now, limit, lock, corrections)
         async with self.pool.acquire() as conn, conn.transaction():
             ids = [r[0] for r in await conn.fetch(N(query), *params)]
             if not ids:

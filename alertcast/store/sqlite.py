@@ -329,13 +329,21 @@ class SQLiteStore:
         await self._write(lambda c: c.execute(PUT_STATE, params))
 
     async def claim_spent(
-        self, *, accounts: Sequence[str], now: float, limit: int, lease_s: float, worker: str
+        self,
+        *,
+        accounts: Sequence[str],
+        now: float,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        corrections: Sequence[str] = (),
     ) -> list[ActiveClaim]:
-        if not accounts or limit <= 0:
+        if not (accounts or corrections) or limit <= 0:
             return []
+        query = spent_alerts(accounts, now, limit, corrections=corrections)
 
         def op(c: sqlite3.Connection) -> list[ActiveClaim]:
-            ids = [r[0] for r in c.execute(*spent_alerts(accounts, now, limit)).fetchall()]
+            ids = [r[0] for r in c.execute(*query).fetchall()]
             if not ids:
                 return []
             c.execute(*claim_spent(ids, worker, lease_s, now))

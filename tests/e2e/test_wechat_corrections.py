@@ -161,3 +161,45 @@ async def test_an_automatic_report_goes_alone_when_the_official_one_is_late(
     view = await d.settled(first["id"], timeout_s=15)
     assert view["counts"] == {"delivered": 1}
     assert len(fake.mass_sent) == 1
+
+
+async def test_a_cancellation_on_a_spent_account_withdraws_now_and_waits_for_the_rest(
+    start_daemon: Any, wechat: tuple[FakeWechat, str]
+) -> None:
+    """Alert, update, cancel on a subscription account with no pair: the update's mass send
+    waits for the quota (and pauses the account); the cancellation still withdraws the article
+    at once (mass/delete spends no quota), replaces the waiting update, and its own mass send
+    waits for the quota's reset with the reason: nothing sits unclaimed without one."""
+    fake, url = wechat
+    d = await start_daemon(hooks=0, accounts=[_subscription(url)])
+    first = await (await d.post(incident())).json()
+    await d.settled(first["id"])
+    (msg_id,) = fake.mass_sent
+    resp = await d.client.post(
+        f"/v1/incidents/{first['id']}/update", json={"details": {"depth_km": 12}}, headers=AUTH
+    )
+    update = await resp.json()
+
+    async def waiting(incident_id: str) -> dict[str, Any]:
+        _, view = await d.get(f"/v1/incidents/{incident_id}")
+        return dict(view)
+
+    await until(
+        lambda: _state(waiting(update["id"]), "timeline", "retrying"), what="the update waiting"
+    )
+    cancel = await _cancel(d, first["id"])
+    await until(
+        lambda: _state(waiting(cancel["id"]), "timeline", "retrying"), what="the cancel waiting"
+    )
+    view = await waiting(cancel["id"])
+    by_path = {x["path"]: x for x in view["deliveries"]}
+    assert by_path["withdraw"]["state"] == "delivered" and msg_id not in fake.mass_sent
+    assert "next send" in by_path["timeline"]["reason"]
+    updated = (await waiting(update["id"]))["deliveries"]
+    assert [x["state"] for x in updated] == ["skipped"]  # the cancellation replaced it
+    assert "cancelled" in updated[0]["reason"]
+
+
+async def _state(view: Any, path: str, state: str) -> bool:
+    found = await view
+    return any(x["path"] == path and x["state"] == state for x in found["deliveries"])

@@ -161,7 +161,8 @@ async def test_reply_and_delete_without_a_remote_id_cancels_once(start_daemon: A
 
 
 async def test_failed_cancellation_can_be_redriven(start_daemon: Any) -> None:
-    """A cancellation the receiver refused ends failed; a retry re-drives it once it accepts."""
+    """A cancellation the receiver refused ends failed and flags its account unhealthy (it
+    reached no one there); a retry re-drives it once it accepts, and the flag lifts."""
     d = await start_daemon()
     first = await (await d.post(incident())).json()
     await d.settled(first["id"])
@@ -169,12 +170,19 @@ async def test_failed_cancellation_can_be_redriven(start_daemon: Any) -> None:
     status, cancel = await _post(d, f"/v1/incidents/{first['id']}/cancel", {"reason": "误报"})
     assert status == 202, cancel
     (refused,) = (await d.settled(cancel["id"]))["deliveries"]
-    assert refused["state"] == "failed"
+    assert refused["state"] == "failed" and refused["reason"]
+    _, channels = await d.get("/v1/channels")
+    (hook,) = channels["accounts"]
+    assert hook["healthy"] is False and hook["consecutive_failures"] == 1
+    assert hook["correction_failed"].startswith(f"{refused['id']} ({cancel['id']}): ")
     d.sink.answer = None
     resp = await d.client.post(f"/v1/deliveries/{refused['id']}/retry", headers=AUTH)
     assert resp.status == 202, await resp.text()
     done = await d.settled(cancel["id"])
     assert done["counts"] == {"delivered": 1}
+    _, channels = await d.get("/v1/channels")
+    assert channels["accounts"][0]["healthy"] is True
+    assert channels["accounts"][0]["correction_failed"] is None
     assert [s for k, s in d.sink.answers if k == refused["id"]] == [400, 200]
     _, root = await d.get(f"/v1/incidents/{first['id']}")
     assert root["state"] == "cancelled"
