@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from alertcast.channels import UnknownChannel, channel_class
 from alertcast.config import AccountConfig, Config, load_config
 from alertcast.feeds.association import group_problems
+from alertcast.geocheck import region_problems
 from alertcast.lengths import links_to_domain
 from alertcast.models import Incident, Kind, Severity, Status
 from alertcast.regions import Hierarchy
@@ -258,5 +259,5 @@ class Reach:
             yield route(probe, pair, self.regions, rules)
 
 
-CHECKS = (channel_problems, feed_problems, correction_problems, weibo_problems)
+CHECKS = (channel_problems, feed_problems, correction_problems, weibo_problems, region_problems)
 """Every cross-check :func:`load_checked` runs."""

@@ -134,9 +134,11 @@ class RenderConfig(_Table):
 
 
 class RegionsConfig(_Table):
-    """Explicit parents for codes that do not nest by prefix (``{"SE-AB-0180" = "SE-AB"}``)."""
+    """Explicit parents for codes that do not nest by prefix (``{"SE-AB-0180" = "SE-AB"}``),
+    and GB/T 2260 codes to accept beyond the bundled divisions (``known``: a new county)."""
 
     parents: dict[str, str] = Field(default_factory=dict)
+    known: list[str] = Field(default_factory=list)
 
 
 class RouteConfig(_Table):
@@ -218,6 +220,9 @@ class AccountConfig(BaseModel):
     kinds: list[Kind] = Field(default_factory=lambda: list(Kind))
     min_severity: Severity = Severity.unknown
     regions: list[str] = Field(default_factory=list)
+    # Also take incidents whose area is wider than the account's regions and covers them: a
+    # city-wide alert (510100) reaches a district account (510107) that sets this.
+    downward: bool = False
     exercise: bool = False
     statuses: list[Status] | None = None
     concurrency: int | None = Field(default=None, ge=1, le=1000)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from alertcast.models import AreaCode, Circle, Latitude, Longitude, Severity, Status
 
-__all__ = ["FeedConfig", "FeedType", "Region", "Report", "SeverityBands"]
+__all__ = ["FeedConfig", "FeedType", "Reach", "Region", "Report", "SeverityBands"]
 
 Report = Literal["automatic", "official"]
 FeedType = Literal["usgs", "fdsn", "cenc"]
@@ -59,6 +59,23 @@ class SeverityBands(_Table):
         return Severity.minor
 
 
+class Reach(_Table):
+    """How far a quake's incident reaches: every county within ``radius_km(M)`` of the epicentre.
+
+    ``km_at_m6 · growth^(M − 6)``, at most ``max_km``: by default log10 R = 0.5 M − 1.4, about the
+    radius of intensity VI (where damage begins) for shallow quakes in western China: 40 km at
+    M6, 100 km at M6.8, 126 km at M7, 400 km at M8. ``max_km = 0`` reaches the epicentre's
+    county only (docs/feeds.md).
+    """
+
+    km_at_m6: float = Field(default=40.0, ge=0, le=2000)
+    growth: float = Field(default=10**0.5, ge=1, le=100)
+    max_km: float = Field(default=400.0, ge=0, le=2000)
+
+    def radius_km(self, magnitude: float) -> float:
+        return min(self.max_km, self.km_at_m6 * float(self.growth ** (magnitude - 6.0)))
+
+
 def _both_reports() -> list[Report]:
     return ["automatic", "official"]
 
@@ -90,6 +107,7 @@ class FeedConfig(_Table):
     associate_window_s: float | None = Field(default=None, gt=0, le=3600)
     associate_distance_km: float | None = Field(default=None, gt=0, le=1000)
     priority: int = Field(default=0, ge=-1000, le=1000)
+    reach: Reach = Reach()
 
     @model_validator(mode="after")
     def _association_keys(self) -> FeedConfig:

@@ -133,8 +133,25 @@ _SETTLED = frozenset(
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+_GBT2260 = re.compile(r"[1-9][0-9]{5}")
+
+
+def _gbt2260_shape(code: str) -> str:
+    """A code that starts with a digit is a GB/T 2260 code: exactly six digits (``511826``).
+    ``5118``, ``51`` or ``511826x`` would silently match nothing, or the wrong divisions."""
+    if code[:1].isdigit() and not _GBT2260.fullmatch(code):
+        raise PydanticCustomError(
+            "gbt2260",
+            "A code starting with a digit should be a six-digit GB/T 2260 code such as "
+            "511826 (a county), 511800 (a prefecture) or 510000 (a province)",
+        )
+    return code
+
+
 AreaCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$")
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,31}$"),
+    AfterValidator(_gbt2260_shape),
 ]
 # Numbers and booleans are strict: ``false``, ``0`` or ``"6.8"`` are never read as another type.
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]

@@ -4,6 +4,10 @@ Each account's own filters decide first (kinds, statuses, severity, regions); th
 ``[[routes]]`` rule that matches the incident adds or excludes accounts by id. The exercise rule
 comes before both and nothing overrides it: a drill (``status`` exercise or test) reaches only
 accounts marked ``exercise = true``.
+
+Regions match upward: an account of ``510000`` (Sichuan) takes an incident of ``511826`` (a
+county in it). An account with ``downward = true`` also takes an incident whose area covers one
+of its regions: a district account (``510107``) takes a city-wide alert (``510100``).
 """
 
 from __future__ import annotations
@@ -38,10 +42,18 @@ def decide(incident: Incident, account: AccountConfig, regions: Hierarchy) -> De
         return Decision(account, False, f"does not take kind {kind.value}")
     if incident.severity.rank < account.min_severity.rank:
         return Decision(account, False, f"severity below {account.min_severity.value}")
-    if account.regions and not regions.any_covers(account.regions, incident.area.codes):
+    if account.regions and not _in_regions(account, incident, regions):
         return Decision(account, False, "area outside the account's regions")
     where = "all regions" if not account.regions else "region " + ",".join(account.regions)
     return Decision(account, True, f"takes {kind.value}/{incident.status.value} in {where}")
+
+
+def _in_regions(account: AccountConfig, incident: Incident, regions: Hierarchy) -> bool:
+    """The area lies in the account's regions; or, for a ``downward`` account, covers one."""
+    codes = incident.area.codes
+    if regions.any_covers(account.regions, codes):
+        return True
+    return account.downward and regions.any_covers(codes, account.regions)
 
 
 def _rule_matches(rule: RouteConfig, incident: Incident, regions: Hierarchy) -> bool:

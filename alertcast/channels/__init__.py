@@ -49,6 +49,8 @@ BUILTINS: dict[str, str] = {
     "wecom_robot": "alertcast.channels.wecom:WecomChannel",
     "dingtalk_robot": "alertcast.channels.dingtalk:DingtalkChannel",
     "feishu_robot": "alertcast.channels.feishu:FeishuChannel",
+    "mastodon": "alertcast.channels.mastodon:MastodonChannel",
+    "telegram": "alertcast.channels.telegram:TelegramChannel",
 }
 
 

@@ -55,6 +55,7 @@ from alertcast.feeds.lifecycle import (
     find_known,
     remember,
 )
+from alertcast.feeds.places import localise, ready
 from alertcast.feeds.rules import FeedConfig, to_incident
 from alertcast.models import parse_incident
 from alertcast.plan import Asker
@@ -209,6 +210,7 @@ class Tracker(_Acting):
     # -- sightings --------------------------------------------------------------------------
     async def sighting(self, ev: QuakeEvent) -> list[Applied]:
         """Decide and act on one revision of one event; duplicates it absorbs are cancelled."""
+        await ready()  # the place names' data, loaded off the event loop once
         for _ in range(MAX_RACES):
             rows = await self._candidates(ev)
             done = await self._try(rows, ev)
@@ -320,19 +322,23 @@ class Tracker(_Acting):
             time=new.time,
             latitude=new.latitude,
             longitude=new.longitude,
-            body=to_incident(self.cfg, ev) if stating and ev is not None else None,
+            body=self._incident(ev) if stating and ev is not None else None,
             incident_id=known.incident_id if known else None,
         )
         return Intent(action, key, reason=decision.reason, report=report.to_json())
+
+    def _incident(self, ev: QuakeEvent) -> dict[str, Any]:
+        """The incident ``ev`` raises, its place and reach named from its coordinates."""
+        return to_incident(self.cfg, localise(self.cfg, ev))
 
     def _intent(
         self, known: KnownEvent | None, decision: Decision, ev: QuakeEvent | None, key: str
     ) -> Intent | None:
         action, root = decision.action, known.incident_id if known else None
         if action is Action.raise_ and ev is not None:
-            return Intent(action, key, reason=decision.reason, body=to_incident(self.cfg, ev))
+            return Intent(action, key, reason=decision.reason, body=self._incident(ev))
         if action is Action.update and ev is not None and root:
-            return Intent(action, key, root, decision.reason, body=to_incident(self.cfg, ev))
+            return Intent(action, key, root, decision.reason, body=self._incident(ev))
         if action is Action.cancel and root:
             return Intent(action, key, root, decision.reason)
         return None

@@ -83,12 +83,27 @@ _WECHAT_MASS = Step(
     "waits for the quota to return when no other path reached the followers",
 )
 
+_MASTODON_REPLY = Step(
+    "reply",
+    "timeline",
+    fact="§5 statuses with in_reply_to_id: threaded to the original, and a public reply of "
+    "one's own status is in the followers' home timelines (edit and delete by on_cancel only)",
+)
+_TELEGRAM_REPLY = Step(
+    "reply",
+    "timeline",
+    fact="§6 sendMessage with reply_parameters: a new message in the chat, quoting the "
+    "original (editMessageText / deleteMessage within 48 h by on_cancel only)",
+)
+
 PLATFORMS: Mapping[str, Plan] = {
     "weibo": Plan((_WEIBO_TIMELINE, _WEIBO_THREAD), (_WEIBO_TIMELINE, _WEIBO_THREAD)),
     "wechat_oa": Plan((_WECHAT_MASS,), (_WECHAT_WITHDRAW, _WECHAT_MASS)),
     "wecom_robot": _ROBOT,  # §3 a group robot cannot thread or delete: a new message in the group
     "dingtalk_robot": _ROBOT,  # §4.1 likewise
     "feishu_robot": _ROBOT,  # §4.2 likewise
+    "mastodon": Plan((_MASTODON_REPLY,), (_MASTODON_REPLY,)),
+    "telegram": Plan((_TELEGRAM_REPLY,), (_TELEGRAM_REPLY,)),
     "webhook": _THREADED,  # action reply, in_reply_to the original's id, references
     "file": _THREADED,
     "console": _THREADED,

@@ -25,7 +25,9 @@ from alertcast.render.samples import SAMPLE_LINK, sample_incident
 from alertcast.testing.fakes import (
     FakeDingtalk,
     FakeFeishu,
+    FakeMastodon,
     FakePlatform,
+    FakeTelegram,
     FakeWechat,
     FakeWecom,
     FakeWeibo,
@@ -62,6 +64,16 @@ RIGS: dict[str, Callable[[str], tuple[FakePlatform, dict[str, Any], dict[str, st
         FakeFeishu({"feishu-hook": RobotSecurity(keywords=("预警",))}),
         {"key_env": "T", "keyword": "预警"},
         {"T": "feishu-hook"},
+    ),
+    "mastodon": lambda fmt: (
+        FakeMastodon({"masto-token": "1"}),
+        {"access_token_env": "T"},
+        {"T": "masto-token"},
+    ),
+    "telegram": lambda fmt: (
+        FakeTelegram({"1:tg-token": 1}, chats={-1001}),
+        {"token_env": "T", "chat_id": -1001},
+        {"T": "1:tg-token"},
     ),
 }
 TAKEN = [

@@ -101,7 +101,8 @@ async def test_automatic_then_official_is_one_incident_and_one_update(
     update = (await incidents(d))[1]
     view = await d.settled(update["id"])
     assert view["incident"]["details"]["magnitude"] == 7.0
-    assert view["incident"]["area"]["name"] == OFFICIAL["place"]
+    # The place is named from the epicentre, never USGS's event name (issue 12).
+    assert view["incident"]["area"]["name"] == "36 km NNW of Herāt, Afghanistan"
     assert {x["action"] for x in view["deliveries"]} == {"reply"}
     assert (await runner.poll_now("usgs")).outcome is Outcome.not_modified
     server.serve(collection(herat(**OFFICIAL, updated=t + 40 * 60 * MS)))  # nothing stated

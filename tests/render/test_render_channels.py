@@ -25,6 +25,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "wecom_robot": {"key_env": "T"},
     "dingtalk_robot": {"key_env": "T", "keyword": "预警"},
     "feishu_robot": {"key_env": "T", "keyword": "预警"},
+    "mastodon": {"access_token_env": "T", "base_url": "https://mastodon.example"},
+    "telegram": {"token_env": "T", "chat_id": "@alerts"},
 }
 DECLARING = [name for name in BUILTINS if channel_class(name).formats is not None]
 TAKEN = [(name, fmt) for name in DECLARING for fmt in channel_class(name).formats or {}]

@@ -1,4 +1,5 @@
-"""Faithful fakes of the Chinese platforms, to test adapters and rehearse an office's config.
+"""Faithful fakes of the platforms (China's, Mastodon, Telegram), to test adapters and rehearse
+an office's config.
 
 Each fake is an aiohttp app that checks what the real platform checks (signatures, tokens, the
 safe domain, byte and character limits, quotas, rate limits, duplicates), answers in the real
@@ -20,7 +21,9 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from alertcast.testing.fakes._base import FakePlatform, GatewayPage, Recorded, Refusal
+from alertcast.testing.fakes.mastodon import FakeMastodon
 from alertcast.testing.fakes.robots import FakeDingtalk, FakeFeishu, FakeWecom, RobotSecurity
+from alertcast.testing.fakes.telegram import FakeTelegram
 from alertcast.testing.fakes.wechat import (
     FakeWechat,
     callback_query,
@@ -32,7 +35,9 @@ from alertcast.testing.fakes.weibo import FakeWeibo
 __all__ = [
     "FakeDingtalk",
     "FakeFeishu",
+    "FakeMastodon",
     "FakePlatform",
+    "FakeTelegram",
     "FakeWechat",
     "FakeWecom",
     "FakeWeibo",
