@@ -77,6 +77,7 @@ MESSAGES = {
 }
 _ESCAPED = re.compile(rb"\\u[0-9a-fA-F]{4}")
 TEMPLATE_VALUE_CHARS = 20
+SERVICE_PER_FOLLOWER_MONTH = 4  # facts §2.3: a service account's follower gets 4 mass sends a month
 
 
 @dataclass
@@ -110,11 +111,21 @@ class FakeWechat(FakePlatform):
         template_dedupe: bool = True,
         template_latency_s: float = 0.0,
         custom_per_day: int = 500_000,
+        service_apps: Iterable[str] = (),
+        service_mass_per_day: int = 100,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(clock)
         self.apps = dict(apps or {"wx-app": "wx-secret"})
+        # Subscription accounts: mass_per_day successful mass sends a day (1 on the platform).
+        # Service accounts (facts §2.3): the API takes service_mass_per_day a day, and each
+        # follower receives at most SERVICE_PER_FOLLOWER_MONTH a month; extra sends fail for
+        # that follower only (the job is accepted; mass_received shows who got what).
         self.mass_per_day = mass_per_day
+        self.service_apps = set(service_apps)
+        self.service_mass_per_day = service_mass_per_day
+        self.mass_received: dict[str, list[int]] = {}
+        self._monthly: dict[tuple[str, str, str], int] = {}  # (app, openid, YYYY-MM) -> sends
         self.token_ttl_s = token_ttl_s
         self.overlap_s = overlap_s
         # Followers in the order they followed (what user/get pages through); tags by id.
@@ -259,11 +270,14 @@ class FakeWechat(FakePlatform):
             return _refusal(45065, msgid=self._client_ids[key])
         if not self._mass_window.admit(app_id, self.clock()):
             raise Refusal(45011, MESSAGES[45011])
-        today = (app_id, datetime.fromtimestamp(self.clock(), SHANGHAI).date())
-        if self._mass_used.get(today, 0) >= self.mass_per_day:
+        day = datetime.fromtimestamp(self.clock(), SHANGHAI).date()
+        today = (app_id, day)
+        per_day = self.service_mass_per_day if app_id in self.service_apps else self.mass_per_day
+        if self._mass_used.get(today, 0) >= per_day:
             raise Refusal(45028, MESSAGES[45028])
         self._mass_used[today] = self._mass_used.get(today, 0) + 1
         msg_id = self._new_id()
+        self._receive(app_id, body.get("filter"), msg_id, day.strftime("%Y-%m"))
         self._client_ids[key] = msg_id
         self.mass_sent[msg_id] = {"app_id": app_id, **body}
         answer: dict[str, Any] = {
@@ -274,6 +288,20 @@ class FakeWechat(FakePlatform):
         if body.get("msgtype") == "mpnews":
             answer["msg_data_id"] = self._new_id()
         return web.json_response(answer)
+
+    def _receive(self, app_id: str, audience: object, msg_id: int, month: str) -> None:
+        """Who a mass send reaches: the audience, less (on a service account) the followers
+        who already received SERVICE_PER_FOLLOWER_MONTH mass sends this month."""
+        tag = audience.get("tag_id") if isinstance(audience, Mapping) else None
+        to_all = not isinstance(audience, Mapping) or audience.get("is_to_all", True)
+        people = list(self.followers) if to_all else sorted(self.tags.get(_int(tag), set()))
+        for openid in people:
+            key = (app_id, openid, month)
+            if app_id in self.service_apps:
+                if self._monthly.get(key, 0) >= SERVICE_PER_FOLLOWER_MONTH:
+                    continue
+                self._monthly[key] = self._monthly.get(key, 0) + 1
+            self.mass_received.setdefault(openid, []).append(msg_id)
 
     async def _mass_delete(self, request: web.Request) -> web.Response:
         _, body = await self._call(request)
