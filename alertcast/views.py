@@ -269,6 +269,9 @@ class AccountView(BaseModel):
     last_error_at: float | None
     delivered: int
     failed: int
+    # A correction that ended failed or dead on this account (delivery, incident, why): the
+    # account is unhealthy until it is re-driven and delivered, or the account is resumed.
+    correction_failed: str | None = None
     limits: AccountLimits
 
 
