@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from alertcast.accounts import budget_problems
 from alertcast.channels import UnknownChannel, channel_class
 from alertcast.config import AccountConfig, Config, load_config
 from alertcast.feeds.association import group_problems
@@ -66,7 +67,7 @@ def channel_problems(config: Config) -> list[tuple[str, str]]:
 
 def account_problems(account: AccountConfig) -> Iterator[tuple[str, str]]:
     """``(".key", message)`` for what the account's channel refuses: an unknown channel, its
-    options, a format it does not take."""
+    options, a format it does not take, a budget it does not have."""
     try:
         cls = channel_class(account.channel)
     except UnknownChannel as exc:
@@ -79,6 +80,7 @@ def account_problems(account: AccountConfig) -> Iterator[tuple[str, str]]:
     if account.format is not None and not cls.takes(account.format):
         takes = ", ".join(sorted(cls.formats or {}))
         yield ".format", f"channel {cls.name} takes the formats {takes}; not {account.format!r}"
+    yield from budget_problems(cls, account)
 
 
 def _dotted(loc: Iterable[int | str]) -> str:

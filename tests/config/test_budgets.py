@@ -91,3 +91,27 @@ async def test_a_budget_the_channel_lacks_stops_the_start(
         _accounts(config, session)
     problems = dict(refused.value.problems)
     assert says in problems[path], problems
+
+
+def test_check_config_names_a_budget_the_channel_lacks(tmp_path: Path) -> None:
+    """`alertcast check-config` refuses it too, by path, before anything starts."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[server]\npublic_url = "https://alerts.example.gov.cn"\n'
+        + WEIBO
+        + "budgets = { posts = 30 }\n",
+        encoding="utf-8",
+    )
+    cli = Path(sys.executable).with_name("alertcast")  # the installed console script
+    done = subprocess.run(
+        [str(cli), "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "accounts[0].budgets.posts" in done.stdout + done.stderr
+    assert "its budgets: comment, post, total" in done.stdout + done.stderr
