@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import math
 import re
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -94,7 +94,7 @@ class TelegramChannel(Channel):
     NOT_MODIFIED: ClassVar[str] = "message is not modified"  # an edit that changes nothing
     GONE: ClassVar[str] = "message to delete not found"  # a retried delete
 
-    _sent: ClassVar[dict[str, deque[float]]] = {}  # per bot: when its last sends started
+    _sent: ClassVar[dict[str, list[list[float]]]] = {}  # per bot: its sends' finish times
 
     async def send(self, msg: Outgoing) -> Receipt:
         if msg.action == "delete":
@@ -157,21 +157,25 @@ class TelegramChannel(Channel):
     async def _call(self, method: str, body: Mapping[str, Any]) -> RestReply:
         assert isinstance(self.options, TelegramOptions)
         token = secret(self.secrets, self.options.token_env)
-        await self._pace(hashlib.sha256(token.encode()).hexdigest())
         url = f"{str(self.options.base_url).rstrip('/')}/bot{token}/{method}"
-        return await call_rest(self.session, "POST", url, json_body=body)
+        send = await self._pace(hashlib.sha256(token.encode()).hexdigest())
+        try:
+            return await call_rest(self.session, "POST", url, json_body=body)
+        finally:
+            send[0] = time.monotonic()  # it counts from when it finished: the API saw it by then
 
-    async def _pace(self, bot: str) -> None:
-        """Wait until this bot has sent fewer than GLOBAL_PER_SECOND in the last second."""
-        starts = self._sent.setdefault(bot, deque())
+    async def _pace(self, bot: str) -> list[float]:
+        """Wait until this bot has fewer than GLOBAL_PER_SECOND sends in flight or finished in
+        the last second; the new send's slot (in flight: ``inf``)."""
         while True:
             now = time.monotonic()
-            while starts and now - starts[0] >= 1.0:
-                starts.popleft()
-            if len(starts) < self.GLOBAL_PER_SECOND:
-                starts.append(now)
-                return
-            await asyncio.sleep(1.0 - (now - starts[0]))
+            held = [s for s in self._sent.get(bot, []) if now - s[0] < 1.0]
+            self._sent[bot] = held
+            if len(held) < self.GLOBAL_PER_SECOND:
+                held.append(slot := [math.inf])
+                return slot
+            done = [s[0] for s in held if s[0] != math.inf]
+            await asyncio.sleep(1.0 - (now - min(done)) if done else 0.05)
 
     def _sent_receipt(self, reply: RestReply) -> Receipt:
         message = self._result(reply)
