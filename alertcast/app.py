@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
-from alertcast import api, edge, jobs, metrics
+from alertcast import api, console, edge, jobs, metrics
 from alertcast.access import denied
 from alertcast.accounts import Accounts
 from alertcast.capacity import Capacity
@@ -134,10 +134,22 @@ def _keep_headers(exc: web.HTTPException) -> dict[str, str]:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(PUBLIC_PATHS):
-        return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    if request.path.startswith(PUBLIC_PATHS) or console.is_console(request.path):
+        return await handler(request)  # the console's pages sign in by their own session
+    by_cookie = None if "Authorization" in request.headers else console.session_issuer(request)
+    issuer = by_cookie or _bearer(request)
+    if isinstance(issuer, web.Response):
+        return issuer
+    resource = request.match_info.route.resource
+    if resource is not None and (why := denied(issuer, request.method, resource.canonical)):
+        return problem(403, why)
+    request[ISSUER] = issuer
+    return await handler(request)
+
+
+def _bearer(request: web.Request) -> IssuerConfig | web.Response:
+    """The issuer of the request's bearer token, or the ``401`` that refuses it."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return problem(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     issuer = _issuer_for(request.app[TOKENS], token.strip())
@@ -147,11 +159,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             "unknown or wrong token",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    resource = request.match_info.route.resource
-    if resource is not None and (why := denied(issuer, request.method, resource.canonical)):
-        return problem(403, why)
-    request[ISSUER] = issuer
-    return await handler(request)
+    return issuer
 
 
 def _issuer_for(tokens: list[tuple[bytes, IssuerConfig]], token: str) -> IssuerConfig | None:
@@ -203,6 +211,7 @@ def create_app(
     app.cleanup_ctx.append(jobs.context)
     api.setup_routes(app)
     feeds_api.setup_routes(app)
+    console.setup(app)  # the web console at / (docs/console.md)
     latest, noted = Latest(store, planner.regions), store.note_interaction
     WechatCallback(config.accounts, secrets, latest, interactions=noted).install(app)
     return app

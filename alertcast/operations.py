@@ -135,6 +135,78 @@ STATE = query(
     "state", {"type": "string", "enum": [s.value for s in DeliveryState]}, "deliveries in it"
 )
 
+HTML: Content = {"text/html": {"schema": {"type": "string"}}}
+SIGN_IN_FORM: Content = {
+    "application/x-www-form-urlencoded": {
+        "schema": {
+            "type": "object",
+            "properties": {"token": {"type": "string"}, "csrf": {"type": "string"}},
+            "required": ["token", "csrf"],
+        }
+    }
+}
+CSRF_FORM: Content = {
+    "application/x-www-form-urlencoded": {
+        "schema": {
+            "type": "object",
+            "properties": {"csrf": {"type": "string"}},
+            "required": ["csrf"],
+        }
+    }
+}
+
+
+def _page(id_: str, summary: str, *extra: int) -> Op:
+    """A console page (HTML, docs/console.md): 302 to sign-in without a session, 403 without
+    the page's role."""
+    return Op(
+        id_, f"Console: {summary}", {200: HTML, 302: {}, 403: HTML, **dict.fromkeys(extra, HTML)}
+    )
+
+
+# The web console: HTML for people, not part of the JSON contract; listed so that every route
+# is documented and fuzzed like the rest.
+CONSOLE: dict[tuple[str, str], Op] = {
+    ("GET", "/"): Op("consoleRoot", "The web console (redirects to /console/)", {302: {}}),
+    ("GET", "/console/"): _page("consoleHome", "recent incidents"),
+    ("GET", "/console/sign-in"): Op("consoleSignInForm", "Console: the sign-in form", {200: HTML}),
+    ("POST", "/console/sign-in"): Op(
+        "consoleSignIn",
+        "Console: sign in with a token (sets the session cookie)",
+        {303: {}, 401: HTML, 403: HTML, 413: PROBLEM},
+        SIGN_IN_FORM,
+    ),
+    ("POST", "/console/sign-out"): Op(
+        "consoleSignOut",
+        "Console: end the session",
+        {303: {}, 403: HTML, 413: PROBLEM},
+        CSRF_FORM,
+    ),
+    ("GET", "/console/static/{name}"): Op(
+        "consoleAsset",
+        "Console: its script and stylesheet",
+        {
+            200: {
+                "text/javascript": {"schema": {"type": "string"}},
+                "text/css": {"schema": {"type": "string"}},
+            },
+            404: PROBLEM,
+        },
+    ),
+    ("GET", "/console/compose"): _page("consoleCompose", "compose an incident"),
+    ("GET", "/console/approvals"): _page("consoleApprovals", "messages awaiting approval"),
+    ("GET", "/console/incidents/{id}"): _page("consoleIncident", "one incident, live", 404),
+    ("GET", "/console/incidents/{id}/grid"): _page("consoleGrid", "an incident's grid", 404),
+    ("GET", "/console/incidents/{id}/cancel-preview"): Op(
+        "consoleCancelPreview",
+        "Console: the cancellation's text on every account",
+        {200: HTML, 302: {}, 403: HTML, 404: HTML},
+        params=(query("reason", {"type": "string"}, "the reason the text carries"),),
+    ),
+    ("GET", "/console/accounts"): _page("consoleAccounts", "account health"),
+    ("GET", "/console/feeds"): _page("consoleFeeds", "feed health"),
+}
+
 OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/v1/incidents"): Op(
         "raiseIncident",
@@ -250,6 +322,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         {200: of("FeedPushView"), 202: of("FeedPushView"), 404: PROBLEM, 415: PROBLEM},
         {"application/json": FEED_EVENT, "application/geo+json": FEED_EVENT},
     ),
+    **CONSOLE,
     ("GET", "/healthz"): Op(
         "health",
         "Liveness and store reachability",
