@@ -21,6 +21,7 @@ ROUTE_ROLES: Mapping[tuple[str, str], Role] = {
     ("POST", "/v1/render"): "submit",
     ("POST", "/v1/feeds/{name}/events"): "submit",
     ("POST", "/v1/deliveries/{id}/retry"): "operate",
+    ("POST", "/v1/channels/{id}/pause"): "operate",
     ("POST", "/v1/channels/{id}/resume"): "operate",
     ("GET", "/v1/incidents"): "read",
     ("GET", "/v1/incidents/{id}"): "read",

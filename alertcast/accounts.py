@@ -28,7 +28,7 @@ __all__ = ["AccountRuntime", "Accounts", "budget_problems"]
 
 @dataclass
 class Health:
-    paused_for: Literal["quota", "credentials"] | None = None
+    paused_for: Literal["quota", "credentials", "operator"] | None = None
     paused_reason: str | None = None
     paused_credentials: str | None = None  # fingerprint of the credentials that were rejected
     paused_until: float | None = None
@@ -95,11 +95,21 @@ class AccountRuntime:
         self.health.last_error, self.health.last_error_at = reason, now
         self.health.failed += int(final)
 
-    def pause(self, reason: str, until: float | None = None, *, credentials: bool = False) -> None:
-        """Hold the account: its credentials were rejected (until they are replaced), or its
-        quota is spent (until ``until``). The dispatcher's pauses keep it in the store."""
+    def pause(
+        self,
+        reason: str,
+        until: float | None = None,
+        *,
+        credentials: bool = False,
+        operator: bool = False,
+    ) -> None:
+        """Hold the account: its credentials were rejected (until they are replaced), its
+        quota is spent (until ``until``), or an operator paused it (until resumed). The
+        dispatcher's pauses keep it in the store."""
         self.health.paused_reason, self.health.paused_until = reason, until
-        self.health.paused_for = "credentials" if credentials else "quota"
+        self.health.paused_for = (
+            "credentials" if credentials else "operator" if operator else "quota"
+        )
         self.health.paused_credentials = self.credentials() if credentials else None
 
     def resume(self) -> None:

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from alertcast import edge, keys, openapi
+from alertcast.accounts import AccountRuntime
 from alertcast.errors import FieldError, Invalid, invalid
 from alertcast.models import DeliveryState, Incident, IncidentState, parse_incident
 from alertcast.page import render_page
@@ -21,6 +22,7 @@ from alertcast.plan import Asker
 from alertcast.preview import preview
 from alertcast.reads import Reader, released
 from alertcast.store.base import AuditRow, IncidentRow
+from alertcast.stream import stream_events
 from alertcast.views import AuditView, CancelBody, DeliveryView, IncidentSummary, IncidentView
 
 __all__ = ["setup_routes"]
@@ -216,68 +218,44 @@ async def channels(request: web.Request) -> web.Response:
     return _json({"accounts": [a.describe(now) for a in shown]})
 
 
-@routes.post("/v1/channels/{id}/resume")
-async def resume_channel(request: web.Request) -> web.Response:
+def _account_or_404(request: web.Request) -> AccountRuntime:
     runtime = request.app[keys.ACCOUNTS].get(request.match_info["id"])
     if runtime is None or not _reader(request).accounts([runtime]):
         raise web.HTTPNotFound(text=f"no account {request.match_info['id']}")
-    runtime.resume()
-    await request.app[keys.STORE].add_audit(
-        AuditRow(
-            time.time(),
-            request[keys.ISSUER].name,
-            "account.resume",
-            detail={"account": runtime.id},
-        )
+    return runtime
+
+
+async def _operated(
+    request: web.Request, runtime: AccountRuntime, action: str, **detail: str
+) -> web.Response:
+    """Audit an operator's pause or resume; the dispatcher stores the pause on waking."""
+    audit = AuditRow(
+        time.time(), request[keys.ISSUER].name, action, detail={"account": runtime.id, **detail}
     )
+    await request.app[keys.STORE].add_audit(audit)
     request.app[keys.DISPATCHER].wake()
     return _json(runtime.describe(time.time()))
 
 
-@routes.get("/v1/stream")
-async def stream(request: web.Request) -> web.StreamResponse:
-    only, reader = request.query.get("incident_id"), _reader(request)
-    resp = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    async with request.app[keys.EVENTS].subscribe() as queue:
-        # Subscribed before the client hears it is connected: nothing published after that
-        # line can be missed.
-        await resp.prepare(request)
-        try:
-            await resp.write(b": connected\n\n")
-            while True:
-                try:
-                    events = [await asyncio.wait_for(queue.get(), timeout=15)]
-                except TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
-                    continue
-                while not queue.empty():  # a fan-out publishes in bursts: one write per burst
-                    events.append(queue.get_nowait())
-                chunk = b"".join(
-                    [_sse(e) for e in events if _wanted(e, only) and await reader.event(e)]
-                )
-                if chunk:
-                    await resp.write(chunk)
-                if any(e["type"] == "shutdown" for e in events):
-                    return resp
-        except ConnectionResetError:  # the client went away: its stream just ends
-            return resp
+@routes.post("/v1/channels/{id}/pause")
+async def pause_channel(request: web.Request) -> web.Response:
+    runtime = _account_or_404(request)
+    try:
+        body = CancelBody.model_validate(await _json_object(request))  # {reason}, as there
+    except ValidationError as exc:
+        raise invalid(exc, "pause") from None
+    runtime.pause(f"paused by {request[keys.ISSUER].name}: {body.reason}", operator=True)
+    return await _operated(request, runtime, "account.pause", reason=body.reason)
 
 
-def _wanted(event: dict[str, Any], only: str | None) -> bool:
-    if event["type"] == "shutdown" or not only:
-        return True
-    return bool(event.get("incident_id", event.get("id", only)) == only)
+@routes.post("/v1/channels/{id}/resume")
+async def resume_channel(request: web.Request) -> web.Response:
+    runtime = _account_or_404(request)
+    runtime.resume()
+    return await _operated(request, runtime, "account.resume")
 
 
-def _sse(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, ensure_ascii=False)
-    return f"event: {event['type']}\ndata: {data}\n\n".encode()
+routes.get("/v1/stream")(stream_events)  # alertcast/stream.py: ids, replay, gaps
 
 
 @routes.post("/v1/render")

@@ -126,7 +126,8 @@ SSE_EVENT = {  # one event of the stream (comments such as ": keep-alive" are no
     "type": "object",
     "required": ["event", "data"],
     "properties": {
-        "event": {"type": "string", "description": "incident, delivery, shutdown, ..."},
+        "id": {"type": "string", "description": "the event's id (absent on shutdown)"},
+        "event": {"type": "string", "description": "incident, delivery, gap, shutdown, ..."},
         "data": {"type": "string", "contentMediaType": "application/json"},
     },
 }
@@ -267,14 +268,32 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "retryDelivery", "Re-drive a failed, dead or skipped delivery", 202, "DeliveryView"
     ),
     ("GET", "/v1/channels"): Op("listAccounts", "Per-account health", {200: of("AccountList")}),
+    ("POST", "/v1/channels/{id}/pause"): Op(
+        "pauseAccount",
+        "Pause an account with a reason (kept across restarts, until resumed)",
+        {200: of("AccountView"), 404: PROBLEM, 415: PROBLEM, 422: PROBLEM},
+        {"application/json": {**ref("CancelBody"), "example": {"reason": "token rotation"}}},
+    ),
     ("POST", "/v1/channels/{id}/resume"): Op(
         "resumeAccount", "Resume a paused account", {200: of("AccountView"), 404: PROBLEM}
     ),
     ("GET", "/v1/stream"): Op(
         "stream",
-        "Server-sent events of state changes (never ends by itself)",
+        "Server-sent events of state changes, each with an id; Last-Event-ID replays what was "
+        "missed, or sends a gap event (never ends by itself)",
         {200: {"text/event-stream": {"schema": SSE_EVENT}}},
-        params=(query("incident_id", {"type": "string"}, "only this incident's events"),),
+        params=(
+            query("incident_id", {"type": "string"}, "only this incident's events"),
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                "description": "the id of the last event seen: the stream replays what followed",
+            },
+            query(
+                "last_event_id", {"type": "string", "pattern": "^[0-9]{1,20}$"}, "as Last-Event-ID"
+            ),
+        ),
     ),
     ("POST", "/v1/render"): Op(
         "render",

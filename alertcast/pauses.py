@@ -1,13 +1,14 @@
 """Account pauses that outlive the process, and what a spent account does with its alerts.
 
 An account is paused when the platform rejects its credentials (until they are replaced or an
-operator resumes it) or its quota is spent (until the quota returns: WeChat's next midnight in
-Asia/Shanghai). :class:`Pauses` keeps every pause in the store (``account_state``, migration
-0005): :meth:`Pauses.restore` adopts the stored ones at start-up (and, on a shared PostgreSQL,
-the ones other replicas wrote since), :meth:`Pauses.save` writes each change, so a restart
-neither forgets a pause nor hides the problem. A pause for rejected credentials is restored only
-while the credentials are the ones rejected: the store keeps a salted digest of their
-fingerprint, never the credentials.
+operator resumes it), its quota is spent (until the quota returns: WeChat's next midnight in
+Asia/Shanghai), or an operator paused it (``POST /v1/channels/{id}/pause``, until resumed).
+:class:`Pauses` keeps every pause in the store (``account_state``, migration 0005):
+:meth:`Pauses.restore` adopts the stored ones at start-up (and, on a shared PostgreSQL, the ones
+other replicas wrote since), :meth:`Pauses.save` writes each change, so a restart neither
+forgets a pause nor hides the problem. A pause for rejected credentials is restored only while
+the credentials are the ones rejected: the store keeps a salted digest of their fingerprint,
+never the credentials.
 
 While an account's quota is spent, an original alert due on it does not wait for the quota (it
 would go out hours late): if the account has a ``fallback``, :meth:`Pauses.handover` settles
@@ -200,7 +201,8 @@ def _adopt(runtime: AccountRuntime, state: AccountState, now: float) -> Held:
             return STALE
         runtime.pause(state.paused_reason, state.paused_until, credentials=True)
     else:
-        runtime.pause(state.paused_reason, state.paused_until)
+        operator = state.paused_for == "operator"
+        runtime.pause(state.paused_reason, state.paused_until, operator=operator)
     return _held(runtime, now)
 
 
