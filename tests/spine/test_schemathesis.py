@@ -34,7 +34,7 @@ schemathesis = pytest.importorskip(
 )
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
+from hypothesis.errors import FlakyStrategyDefinition, Unsatisfiable  # noqa: E402
 from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 from schemathesis import checks  # noqa: E402
 
@@ -166,7 +166,18 @@ def _stateful(schema: Any, base: str, tally: Tally) -> None:
             tally.run("stateful", lambda: case.validate_response(response, checks=CHECKS))
 
     run = settings(SETTINGS, max_examples=SCENARIOS, stateful_step_count=STEPS)
-    tally.run("stateful", lambda: run_state_machine_as_test(Walk, settings=run))
+
+    def walk() -> None:
+        try:
+            run_state_machine_as_test(Walk, settings=run)
+        except FlakyStrategyDefinition as exc:
+            # Hypothesis's complaint about its own draws: a walk's next step depends on what
+            # the live server answered (a link followed only after a 202), and a server that
+            # moved on answers differently. Every call and response was checked as it
+            # happened (above), so this is no finding about the server; say it, go on.
+            print(f"schemathesis: stateful draws diverged on a live server ({exc!s:.80})")
+
+    tally.run("stateful", walk)
 
 
 @pytest.mark.timeout(110)
