@@ -51,6 +51,8 @@ BUILTINS: dict[str, str] = {
     "feishu_robot": "alertcast.channels.feishu:FeishuChannel",
     "mastodon": "alertcast.channels.mastodon:MastodonChannel",
     "telegram": "alertcast.channels.telegram:TelegramChannel",
+    "email": "alertcast.channels.smtp:EmailChannel",
+    "sms": "alertcast.channels.sms:SmsChannel",
 }
 
 

@@ -1,28 +1,84 @@
 """``webhook``: POSTs the incident and every rendered text as JSON to a receiver's URL.
 
-Each request carries an ``Idempotency-Key`` (the delivery's, stable across retries) and an
-HMAC-SHA256 signature (see :mod:`alertcast.signing`). 2xx is delivered; 408, 429, 5xx, timeouts and
-connection errors are transient (``Retry-After`` honoured); any other status is permanent.
+Each request carries an ``Idempotency-Key`` (the delivery's, stable across retries) and a
+signature (:mod:`alertcast.signing`): alertcast's own HMAC-SHA256 (``signature = "hmac"``, the
+default) or the Standard Webhooks scheme (``signature = "standard"``: ``webhook-id``,
+``webhook-timestamp``, ``webhook-signature``, with a ``whsec_`` secret), so a receiver can use a
+ready-made verifier. Options: extra ``headers`` (no credentials: those go by ``auth`` and
+``auth_env``, ``basic`` with ``user:password`` in the variable or ``bearer`` with the token) and
+a per-account ``timeout_s``.
+
+2xx is delivered; 408, 429, 5xx, timeouts and connection errors are transient (``Retry-After``
+honoured); any other status is permanent.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from typing import Any, ClassVar
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from alertcast.channels.base import Action, Channel, Outgoing, Permanent, Receipt
+from alertcast.channels._vendor import EnvName, secret
+from alertcast.channels.base import Action, AuthExpired, Channel, Outgoing, Permanent, Receipt
 from alertcast.channels.http import raise_for_status, retry_after_s
-from alertcast.signing import sign
+from alertcast.signing import BadSecret, sign, sign_standard
+
+__all__ = ["RESERVED_HEADERS", "WebhookChannel", "WebhookOptions"]
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")  # an HTTP header name (RFC 9110)
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+        "idempotency-key",
+        "x-alertcast-timestamp",
+        "x-alertcast-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 class WebhookOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: AnyHttpUrl
-    secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    secret_env: EnvName
+    signature: Literal["hmac", "standard"] = "hmac"
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: Literal["basic", "bearer"] | None = None
+    auth_env: EnvName | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("headers")
+    @classmethod
+    def _plain_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            lower = name.lower()
+            if not _TOKEN.match(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if lower in CREDENTIAL_HEADERS:
+                raise ValueError(f"{name} carries a credential: set auth and auth_env instead")
+            if lower in RESERVED_HEADERS:
+                raise ValueError(f"{name} is set by alertcast itself")
+            if any(ch in value for ch in "\r\n\0"):
+                raise ValueError(f"the value of {name} holds a line break")
+        return headers
+
+    @model_validator(mode="after")
+    def _auth_with_its_variable(self) -> WebhookOptions:
+        if (self.auth is None) != (self.auth_env is None):
+            raise ValueError("auth and auth_env go together: the scheme and the variable")
+        return self
 
 
 class WebhookChannel(Channel):
@@ -33,16 +89,25 @@ class WebhookChannel(Channel):
         {"post", "reply", "repost", "edit", "delete"}
     )
 
-    async def send(self, msg: Outgoing) -> Receipt:
+    @property
+    def _opts(self) -> WebhookOptions:
         assert isinstance(self.options, WebhookOptions)
+        return self.options
+
+    def send_timeout_s(self, msg: Outgoing) -> float:
+        return self._opts.timeout_s
+
+    async def send(self, msg: Outgoing) -> Receipt:
         body = json.dumps(_envelope(msg), ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
+            **self._opts.headers,
             "Content-Type": "application/json; charset=utf-8",
             "Idempotency-Key": msg.idempotency_key,
-            **sign(self.secrets.get(self.options.secret_env), body),
+            **self._signature(msg, body),
+            **self._authorization(),
         }
         async with self.session.post(
-            str(self.options.url), data=body, headers=headers, allow_redirects=False
+            str(self._opts.url), data=body, headers=headers, allow_redirects=False
         ) as resp:
             text = await resp.text(errors="replace")
             if resp.status in TRANSIENT_STATUSES or resp.status >= 500:
@@ -50,6 +115,29 @@ class WebhookChannel(Channel):
             if not 200 <= resp.status < 300:
                 raise Permanent(f"HTTP {resp.status}: {text[:200]}", http_status=resp.status)
             return Receipt(remote_id=_remote_id(text, resp.headers), http_status=resp.status)
+
+    def _signature(self, msg: Outgoing, body: bytes) -> dict[str, str]:
+        key = secret(self.secrets, self._opts.secret_env)
+        if self._opts.signature == "hmac":
+            return sign(key, body)
+        try:
+            return sign_standard(key, msg.idempotency_key, body)
+        except BadSecret as exc:
+            raise AuthExpired(f"{self._opts.secret_env}: {exc}") from None
+
+    def _authorization(self) -> dict[str, str]:
+        """The ``Authorization`` header the account's ``auth`` names (none without it); the
+        encoded form is scrubbed from errors like the variable's value."""
+        opts = self._opts
+        if opts.auth is None or opts.auth_env is None:
+            return {}
+        value = secret(self.secrets, opts.auth_env)
+        if opts.auth == "bearer":
+            return {"Authorization": f"Bearer {value}"}
+        if ":" not in value:
+            raise AuthExpired(f"{opts.auth_env} must hold user:password for basic auth")
+        encoded = self.secrets.remember(base64.b64encode(value.encode()).decode())
+        return {"Authorization": f"Basic {encoded}"}
 
 
 def _envelope(msg: Outgoing) -> dict[str, Any]:
@@ -62,7 +150,7 @@ def _envelope(msg: Outgoing) -> dict[str, Any]:
     }
 
 
-def _remote_id(text: str, headers: Any) -> str | None:
+def _remote_id(text: str, headers: Mapping[str, str]) -> str | None:
     try:
         data = json.loads(text) if text else None
     except ValueError:

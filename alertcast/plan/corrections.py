@@ -96,6 +96,16 @@ _TELEGRAM_REPLY = Step(
     "original (editMessageText / deleteMessage within 48 h by on_cancel only)",
 )
 
+_EMAIL_REPLY = Step(
+    "reply",
+    "timeline",
+    fact="a new mail to the same recipients, In-Reply-To and References naming the original's "
+    "Message-ID: mail clients thread it under the alert",
+)
+_SMS_POST = Step(
+    "post", "timeline", fact="§8 SendSms: a new text to the same numbers (SMS cannot thread)"
+)
+
 PLATFORMS: Mapping[str, Plan] = {
     "weibo": Plan((_WEIBO_TIMELINE, _WEIBO_THREAD), (_WEIBO_TIMELINE, _WEIBO_THREAD)),
     "wechat_oa": Plan((_WECHAT_MASS,), (_WECHAT_WITHDRAW, _WECHAT_MASS)),
@@ -104,6 +114,8 @@ PLATFORMS: Mapping[str, Plan] = {
     "feishu_robot": _ROBOT,  # §4.2 likewise
     "mastodon": Plan((_MASTODON_REPLY,), (_MASTODON_REPLY,)),
     "telegram": Plan((_TELEGRAM_REPLY,), (_TELEGRAM_REPLY,)),
+    "email": Plan((_EMAIL_REPLY,), (_EMAIL_REPLY,)),
+    "sms": Plan((_SMS_POST,), (_SMS_POST,)),
     "webhook": _THREADED,  # action reply, in_reply_to the original's id, references
     "file": _THREADED,
     "console": _THREADED,

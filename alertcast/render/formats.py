@@ -104,7 +104,9 @@ def policy_option(job: Job, key: str, default: int, low: int, high: int) -> int:
 
 
 def _sms_policy(job: Job) -> Sms:
-    signature = job.account.options.get("sms_signature", "")
+    sign_name = job.account.options.get("sign_name")  # the sms channel's 签名, shown in 【】
+    default = f"【{sign_name}】" if isinstance(sign_name, str) and sign_name else ""
+    signature = job.account.options.get("sms_signature", default)
     if not isinstance(signature, str):
         raise job.fail("option sms_signature must be a string")
     return Sms(limit=policy_option(job, "sms_max_segments", 3, 1, 10), signature=signature)
@@ -219,6 +221,15 @@ def _wechat_template(c: Composer, job: Job) -> Built:
     return {"template_data": data, "url": job.link, "text": text.text}, {**lengths, "text": text}
 
 
+def _email(c: Composer, job: Job) -> Built:
+    """A subject line, the long text and the article's HTML: one mail's two alternatives."""
+    subject = c.line(job, "title", _policy(job, "subject"))
+    text = c.fit(job, "long", _policy(job, "text"))
+    html = c.fit(job, "article", _policy(job, "html"))
+    payload = {"subject": subject.text, "text": text.text, "html": html.text}
+    return payload, {"subject": subject, "text": text, "html": html}
+
+
 def _webhook(c: Composer, job: Job) -> Built:
     """The incident and its texts; a text that cannot be made is ``None``, its reason in
     ``errors`` (a short format's limit must not hold back the machine-readable message)."""
@@ -266,5 +277,6 @@ FORMATS: dict[str, FormatSpec] = {
         ("title", "summary", "article", "long"), _wechat_article, "wechat_oa"
     ),
     "wechat_template": FormatSpec(("title", "summary", "short"), _wechat_template, "wechat_oa"),
+    "email": FormatSpec(("title", "long", "article"), _email, "email"),
     "webhook": FormatSpec(("long", "short"), _webhook),
 }

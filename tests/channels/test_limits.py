@@ -27,6 +27,7 @@ from alertcast.testing.fakes import (
     FakeFeishu,
     FakeMastodon,
     FakePlatform,
+    FakeSms,
     FakeTelegram,
     FakeWechat,
     FakeWecom,
@@ -36,6 +37,7 @@ from alertcast.testing.fakes import (
 )
 from alertcast.testing.fakes.weibo import weibo_length as fake_weibo_length
 from tests.channels.conftest import build, outgoing
+from tests.channels.smtp_server import Mailbox, smtp_server
 
 WECHAT_MODES: dict[str, dict[str, Any]] = {
     "wechat_article": {"mode": "article", "thumb_media_id": "thumb-1"},
@@ -43,7 +45,7 @@ WECHAT_MODES: dict[str, dict[str, Any]] = {
     "text": {"mode": "text"},
 }
 # channel -> (the fake, the account's options, the environment its *_env keys name)
-RIGS: dict[str, Callable[[str], tuple[FakePlatform, dict[str, Any], dict[str, str]]]] = {
+RIGS: dict[str, Callable[[str], tuple[FakePlatform | Mailbox, dict[str, Any], dict[str, str]]]] = {
     "weibo": lambda fmt: (
         FakeWeibo(),
         {"access_token_env": "T", "safe_domain_url": "https://alerts.example.gov.cn/"},
@@ -75,6 +77,22 @@ RIGS: dict[str, Callable[[str], tuple[FakePlatform, dict[str, Any], dict[str, st
         {"token_env": "T", "chat_id": -1001},
         {"T": "1:tg-token"},
     ),
+    "sms": lambda fmt: (
+        FakeSms({"ak": "sk-secret"}, signs={"成都应急"}, templates={"SMS_1": "${content}"}),
+        {
+            "access_key_id_env": "A",
+            "access_key_secret_env": "T",
+            "sign_name": "成都应急",
+            "template_code": "SMS_1",
+            "recipients": ["+8613800138000"],
+        },
+        {"A": "ak", "T": "sk-secret"},
+    ),
+    "email": lambda fmt: (
+        Mailbox(),
+        {"security": "none", "mail_from": "alerts@example.org", "to": ["duty@example.org"]},
+        {},
+    ),
 }
 TAKEN = [
     (name, fmt)
@@ -96,8 +114,13 @@ def renderer() -> Renderer:
 @asynccontextmanager
 async def _rig(
     name: str, fmt: str, session: aiohttp.ClientSession
-) -> AsyncIterator[tuple[FakePlatform, Channel]]:
+) -> AsyncIterator[tuple[FakePlatform | Mailbox, Channel]]:
     fake, options, env = RIGS[name](fmt)
+    if isinstance(fake, Mailbox):  # email: an SMTP server, not an HTTP fake
+        with smtp_server(fake) as box:
+            cls = channel_class(name)
+            yield box, build(cls, session, env, host=box.host, port=box.port, format=fmt, **options)
+        return
     async with serve(fake) as url:
         yield fake, build(channel_class(name), session, env, base_url=url, format=fmt, **options)
 

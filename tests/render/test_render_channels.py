@@ -27,6 +27,14 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "feishu_robot": {"key_env": "T", "keyword": "预警"},
     "mastodon": {"access_token_env": "T", "base_url": "https://mastodon.example"},
     "telegram": {"token_env": "T", "chat_id": "@alerts"},
+    "email": {"host": "127.0.0.1", "mail_from": "alerts@example.org", "to": ["duty@example.org"]},
+    "sms": {
+        "access_key_id_env": "T",
+        "access_key_secret_env": "T",
+        "sign_name": "成都应急",
+        "template_code": "SMS_1",
+        "recipients": ["+8613800138000"],
+    },
 }
 DECLARING = [name for name in BUILTINS if channel_class(name).formats is not None]
 TAKEN = [(name, fmt) for name in DECLARING for fmt in channel_class(name).formats or {}]

@@ -28,6 +28,7 @@ KEYS = {
     "dingtalk_markdown": {"title", "markdown", "text"},
     "feishu_post": {"title", "post_lines", "text"},
     "sms": {"text", "segments"},
+    "email": {"subject", "text", "html"},
 }
 MARKERS = [
     (Status.exercise, "zh-CN", "【演习】"),
@@ -70,8 +71,9 @@ def test_drill_marker_first(
     """Every text of a drill begins with the marker in the account's language."""
     payload = _render(renderer, fmt, language, status=status)
     shown = [payload["text"]]
-    shown += [payload[k] for k in ("title", "digest", "markdown") if k in payload]
+    shown += [payload[k] for k in ("title", "digest", "markdown", "subject") if k in payload]
     shown += [payload["content_html"].split("<strong>", 1)[1]] if "content_html" in payload else []
+    shown += [payload["html"].split("<strong>", 1)[1]] if "html" in payload else []
     shown += list(payload.get("texts", {}).values())
     if "template_data" in payload:
         shown += [payload["template_data"][k]["value"] for k in ("first", "keyword1")]

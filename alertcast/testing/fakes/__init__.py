@@ -1,5 +1,5 @@
-"""Faithful fakes of the platforms (China's, Mastodon, Telegram), to test adapters and rehearse
-an office's config.
+"""Faithful fakes of the platforms (China's, Mastodon, Telegram, an SMS gateway), to test
+adapters and rehearse an office's config.
 
 Each fake is an aiohttp app that checks what the real platform checks (signatures, tokens, the
 safe domain, byte and character limits, quotas, rate limits, duplicates), answers in the real
@@ -23,6 +23,7 @@ from aiohttp import web
 from alertcast.testing.fakes._base import FakePlatform, GatewayPage, Recorded, Refusal
 from alertcast.testing.fakes.mastodon import FakeMastodon
 from alertcast.testing.fakes.robots import FakeDingtalk, FakeFeishu, FakeWecom, RobotSecurity
+from alertcast.testing.fakes.sms import FakeSms, SmsRefusal
 from alertcast.testing.fakes.telegram import FakeTelegram
 from alertcast.testing.fakes.wechat import (
     FakeWechat,
@@ -37,6 +38,7 @@ __all__ = [
     "FakeFeishu",
     "FakeMastodon",
     "FakePlatform",
+    "FakeSms",
     "FakeTelegram",
     "FakeWechat",
     "FakeWecom",
@@ -45,6 +47,7 @@ __all__ = [
     "Recorded",
     "Refusal",
     "RobotSecurity",
+    "SmsRefusal",
     "callback_query",
     "event_message",
     "serve",
