@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alertcast.capconfig import CapConfig
 from alertcast.feedconfig import FeedConfig, SeverityBands
 from alertcast.lengths import WEIBO_LINK_HALF_UNITS
 from alertcast.models import Kind, Severity, Status
@@ -316,6 +317,7 @@ class Config(BaseSettings):
     routes: list[RouteConfig] = Field(default_factory=list)
     feeds: list[FeedConfig] = Field(default_factory=list)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
+    cap: CapConfig = CapConfig()
     source_path: Path | None = None
 
     @classmethod
