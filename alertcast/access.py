@@ -25,6 +25,7 @@ ROUTE_ROLES: Mapping[tuple[str, str], Role] = {
     ("POST", "/v1/channels/{id}/resume"): "operate",
     ("GET", "/v1/incidents"): "read",
     ("GET", "/v1/incidents/{id}"): "read",
+    ("GET", "/v1/incidents/{id}.cap"): "read",
     ("GET", "/v1/deliveries"): "read",
     ("GET", "/v1/deliveries/{id}"): "read",
     ("GET", "/v1/channels"): "read",

@@ -13,9 +13,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from alertcast import edge, keys, openapi
+from alertcast import cap_api, edge, keys, openapi
 from alertcast.accounts import AccountRuntime
-from alertcast.errors import FieldError, Invalid, invalid
+from alertcast.errors import FieldError, invalid
 from alertcast.models import DeliveryState, Incident, IncidentState, parse_incident
 from alertcast.page import render_page
 from alertcast.plan import Asker
@@ -48,13 +48,7 @@ async def _read_body(request: web.Request) -> bytes:
 async def _incident_from_request(request: web.Request) -> tuple[Incident, bytes]:
     ctype = request.content_type
     if ctype in CAP_TYPES:
-        from alertcast.cap import CapError, parse_cap
-
-        body = await _read_body(request)
-        try:
-            return parse_cap(body), body
-        except CapError as exc:
-            raise Invalid(f"invalid CAP: {exc}", [FieldError(exc.field, str(exc))]) from None
+        return await cap_api.read_incident(request)
     if ctype not in JSON_TYPES:
         raise web.HTTPUnsupportedMediaType(
             text=f"Content-Type {ctype or '(none)'} is not accepted; send application/json "
@@ -66,6 +60,8 @@ async def _incident_from_request(request: web.Request) -> tuple[Incident, bytes]
 
 @routes.post("/v1/incidents")
 async def post_incident(request: web.Request) -> web.Response:
+    if request.content_type in CAP_TYPES:  # an alert, update or cancellation (docs/cap.md)
+        return await cap_api.post_cap(request)
     incident, body = await _incident_from_request(request)
     answer = await request.app[keys.DOOR].alert(incident, _asker(request, body))
     return _json(answer, 202)
@@ -86,6 +82,8 @@ def _reader(request: web.Request) -> Reader:
 
 @routes.get("/v1/incidents/{id}")
 async def get_incident(request: web.Request) -> web.Response:
+    if cap_api.CAP_MEDIA in request.headers.get("Accept", ""):
+        return await cap_api.incident_cap(request, request.match_info["id"])
     row = await _reader(request).incident(request.match_info["id"])
     if row is None:
         raise web.HTTPNotFound(text=f"no incident {request.match_info['id']}")

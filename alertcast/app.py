@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 
-from alertcast import api, console, edge, jobs, metrics
+from alertcast import api, cap_api, console, edge, jobs, metrics
 from alertcast.access import denied
 from alertcast.accounts import Accounts
 from alertcast.capacity import Capacity
@@ -53,7 +53,7 @@ __all__ = ["create_app", "problem"]
 
 log = structlog.get_logger("alertcast.app")
 
-PUBLIC_PATHS = ("/healthz", "/metrics", "/openapi.json", "/p/", "/wechat/")
+PUBLIC_PATHS = ("/healthz", "/metrics", "/openapi.json", "/p/", "/cap/", "/wechat/")
 
 
 def problem(
@@ -209,6 +209,7 @@ def create_app(
     app.on_shutdown.append(_end_streams)
     app.cleanup_ctx.append(_resources(store, inbox, dispatch))
     app.cleanup_ctx.append(jobs.context)
+    cap_api.setup_routes(app)  # first: /v1/incidents/{id}.cap before /v1/incidents/{id}
     api.setup_routes(app)
     feeds_api.setup_routes(app)
     console.setup(app)  # the web console at / (docs/console.md)

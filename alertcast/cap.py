@@ -1,36 +1,145 @@
-"""CAP 1.2 intake: an OASIS ``<alert>`` becomes an :data:`~alertcast.models.Incident`.
+"""CAP 1.2 in: an OASIS ``<alert>`` read whole into a :class:`CapMessage`.
 
-Parsing is defensive (defusedxml: no entities, no DTDs, no external references; the body size is
-capped by the HTTP layer). The mapping, field by field, is in ``docs/cap.md``; a CAP message that
-cannot be mapped raises :class:`CapError` naming the element at fault.
+Parsing is defensive (defusedxml: no DTDs, so no entities and no external references; the
+body size is capped by the HTTP layer). With a schema configured (``[cap] schema``) the document
+is validated against the OASIS ``cap12.xsd`` first, each error naming its element path. XML
+signatures (``ds:Signature``) are neither verified nor enforced against the xmldsig schema, and
+are not kept: the bearer token is what authenticates a sender (``docs/cap.md``).
+
+Every ``<info>`` block is kept as plain data (:attr:`CapMessage.infos`, CAP's own element
+names); the first one becomes the incident (:mod:`alertcast.cap_map`).
 """
 
 from __future__ import annotations
 
-import re
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.ElementTree import ParseError, fromstring  # type: ignore[import-untyped]
 
-from alertcast.models import Incident, parse_incident
-
-__all__ = ["CAP_NS", "CapError", "parse_cap"]
+__all__ = ["CAP_NS", "CapError", "CapMessage", "Reference", "read_cap"]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _NS = {"cap": CAP_NS}
-STATUSES = {"Actual": "actual", "Exercise": "exercise", "Test": "test"}
-SEVERITIES = {"Extreme", "Severe", "Moderate", "Minor", "Unknown"}
-MILES_TO_KM = 1.609344
+MAX_SCHEMA_ERRORS = 10
+BROADCAST_STATUSES = ("Actual", "Exercise", "Test")
+MSG_TYPES = ("Alert", "Update", "Cancel")
+
+# <info> children in schema order: repeated plain texts, (valueName, value) pairs, the rest single
+LISTS = ("category", "responseType")
+PAIRS = ("eventCode", "parameter")
+INFO_ORDER = (
+    "language",
+    "category",
+    "event",
+    "responseType",
+    "urgency",
+    "severity",
+    "certainty",
+    "audience",
+    "eventCode",
+    "effective",
+    "onset",
+    "expires",
+    "senderName",
+    "headline",
+    "description",
+    "instruction",
+    "web",
+    "contact",
+    "parameter",
+    "resource",
+    "area",
+)
+RESOURCE_ORDER = ("resourceDesc", "mimeType", "size", "uri", "derefUri", "digest")
+AREA_ORDER = ("areaDesc", "polygon", "circle", "geocode", "altitude", "ceiling")
 
 
 class CapError(ValueError):
-    """The document is not a CAP 1.2 alert alertcast can act on; ``field`` names the element."""
+    """The document is not a CAP 1.2 alert alertcast can act on; ``field`` names the element,
+    ``errors`` every (field, message) found (a schema may find several)."""
 
-    def __init__(self, message: str, field: str = "(body)") -> None:
+    def __init__(
+        self, message: str, field: str = "(body)", errors: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.errors = errors or ((field, message),)
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """One ``sender,identifier,sent`` triple of ``<references>``."""
+
+    sender: str
+    identifier: str
+    sent: str
+
+    @property
+    def key(self) -> str:
+        """What names a CAP message: its sender and identifier."""
+        return f"{self.sender},{self.identifier}"
+
+    @property
+    def text(self) -> str:
+        return f"{self.sender},{self.identifier},{self.sent}"
+
+
+@dataclass(frozen=True, slots=True)
+class CapMessage:
+    """A CAP message as alertcast keeps it: the ``<alert>`` header and every ``<info>``."""
+
+    sender: str
+    identifier: str
+    sent: str
+    status: str  # CAP's word: Actual, Exercise or Test
+    msg_type: str  # Alert, Update or Cancel
+    scope: str
+    references: tuple[Reference, ...]
+    note: str
+    infos: tuple[dict[str, Any], ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.sender},{self.identifier}"
+
+    def record(self) -> dict[str, Any]:
+        """What the store keeps of it (JSON), from which :func:`from_record` rebuilds it."""
+        return {
+            "sender": self.sender,
+            "identifier": self.identifier,
+            "sent": self.sent,
+            "status": self.status,
+            "msg_type": self.msg_type,
+            "scope": self.scope,
+            "references": [r.text for r in self.references],
+            "note": self.note,
+            "infos": list(self.infos),
+        }
+
+
+def from_record(data: dict[str, Any]) -> CapMessage:
+    refs = tuple(_reference(t) for t in data.get("references", ()))
+    return CapMessage(
+        data["sender"],
+        data["identifier"],
+        data["sent"],
+        data["status"],
+        data["msg_type"],
+        data.get("scope", "Public"),
+        refs,
+        data.get("note", ""),
+        tuple(data.get("infos", ())),
+    )
+
+
+def _tag(node: Element) -> str:
+    return node.tag.rpartition("}")[2]
 
 
 def _text(node: Element, path: str) -> str | None:
@@ -38,132 +147,40 @@ def _text(node: Element, path: str) -> str | None:
     return found.text.strip() if found is not None and found.text else None
 
 
-def _need(node: Element, path: str) -> str:
-    value = _text(node, path)
+def _need(node: Element, name: str) -> str:
+    value = _text(node, f"cap:{name}")
     if value is None:
-        field = path.replace("cap:", "")
-        raise CapError(f"{field} is missing", field)
+        raise CapError(f"{name} is missing", name)
     return value
 
 
-def _parameters(info: Element) -> dict[str, str]:
-    out = {}
-    for p in info.findall("cap:parameter", _NS):
-        name, value = _text(p, "cap:valueName"), _text(p, "cap:value")
-        if name and value is not None:
-            out[name.lower()] = value
+def _children(node: Element, order: tuple[str, ...]) -> dict[str, Any]:
+    """A CAP element's children as data: texts, lists of texts, pairs, nested resources and
+    areas (elements of other namespaces, such as signatures, are left out)."""
+    out: dict[str, Any] = {}
+    for child in node:
+        if not child.tag.startswith(f"{{{CAP_NS}}}") or (name := _tag(child)) not in order:
+            continue
+        if name in PAIRS or name == "geocode":
+            pair = [_text(child, "cap:valueName") or "", _text(child, "cap:value") or ""]
+            out.setdefault(name, []).append(pair)
+        elif name == "resource":
+            out.setdefault(name, []).append(_children(child, RESOURCE_ORDER))
+        elif name == "area":
+            out.setdefault(name, []).append(_children(child, AREA_ORDER))
+        elif name in (*LISTS, "polygon", "circle"):
+            if child.text and child.text.strip():
+                out.setdefault(name, []).append(child.text.strip())
+        elif child.text and child.text.strip():
+            out[name] = child.text.strip()
     return out
 
 
-def _kind(info: Element) -> str:
-    categories = {c.text.strip() for c in info.findall("cap:category", _NS) if c.text}
-    event = (_text(info, "cap:event") or "").lower()
-    if "earthquake" in event or "地震" in event:
-        return "earthquake"
-    if "Fire" in categories:
-        return "fire"
-    if "Met" in categories:
-        return "weather"
-    if "Security" in categories:
-        return "police"
-    return "general"
-
-
-def _area(info: Element) -> dict[str, Any]:
-    areas = info.findall("cap:area", _NS)
-    if not areas:
-        raise CapError("info.area is missing", "info.area")
-    names = [_need(a, "cap:areaDesc") for a in areas]
-    codes = [
-        v for a in areas for g in a.findall("cap:geocode", _NS) if (v := _text(g, "cap:value"))
-    ]
-    area: dict[str, Any] = {"name": "; ".join(names)[:200], "codes": codes}
-    circle = _text(areas[0], "cap:circle")
-    if circle:
-        lat, lon, radius = _circle(circle)
-        if radius > 0:
-            area["circle"] = {"latitude": lat, "longitude": lon, "radius_km": radius}
-    polygon = _text(areas[0], "cap:polygon")
-    if polygon:
-        area["polygon"] = [_point(pair, polygon) for pair in polygon.split()]
-    return area
-
-
-_DECIMAL = r"-?\d{1,3}(?:\.\d{1,12})?"  # CAP's WGS 84 decimal degrees
-
-
-def _point(pair: str, polygon: str) -> list[float]:
-    """One ``lat,lon`` pair of a CAP polygon (the model checks the ranges)."""
-    match = re.fullmatch(rf"({_DECIMAL}),({_DECIMAL})", pair)
-    if match is None:
-        raise CapError(
-            f"info.area.polygon {polygon[:80]!r}: {pair[:40]!r} is not 'lat,lon'",
-            "info.area.polygon",
-        )
-    return [float(match[1]), float(match[2])]
-
-
-def _circle(value: str) -> tuple[float, float, float]:
-    match = re.fullmatch(
-        rf"\s*({_DECIMAL})\s*,\s*({_DECIMAL})\s+(\d{{1,6}}(?:\.\d{{1,12}})?)\s*", value
-    )
-    if match is None:
-        raise CapError(
-            f"info.area.circle {value[:80]!r} is not 'lat,lon radius'", "info.area.circle"
-        )
-    return float(match[1]), float(match[2]), float(match[3])
-
-
-def _number(value: str, what: str) -> tuple[float, str]:
-    match = re.match(r"\s*(-?\d+(?:\.\d+)?)\s*(.*)$", value)
-    if match is None:
-        raise CapError(
-            f"info.parameter {what} {value[:80]!r} is not a number", f"info.parameter.{what}"
-        )
-    return float(match[1]), match[2].strip()
-
-
-def _earthquake(info: Element, params: dict[str, str], area: dict[str, Any]) -> dict[str, Any]:
-    if "magnitude" not in params:
-        raise CapError(
-            "info.parameter Magnitude is missing for an earthquake", "info.parameter.Magnitude"
-        )
-    magnitude, mtype = _number(params["magnitude"], "Magnitude")
-    depth, unit = _number(params.get("depth", "0 km"), "Depth")
-    if unit.lower().startswith("mi"):
-        depth *= MILES_TO_KM
-    first_area = info.find("cap:area", _NS)
-    circle = None if first_area is None else _text(first_area, "cap:circle")
-    if circle is None:
-        raise CapError(
-            "info.area.circle (the epicentre) is missing for an earthquake", "info.area.circle"
-        )
-    lat, lon, _ = _circle(circle)
-    return {
-        "magnitude": magnitude,
-        "magnitude_type": (mtype or "M")[:10],
-        "depth_km": round(depth, 1),
-        "latitude": lat,
-        "longitude": lon,
-        "place": area["name"].split(";")[0][:200],
-        "report": "official",
-        "source": params.get("source", "CAP")[:200],
-        "event_id": params.get("eventid", "")[:200],
-    }
-
-
-def _details(
-    kind: str, info: Element, params: dict[str, str], area: dict[str, Any]
-) -> dict[str, Any]:
-    if kind == "earthquake":
-        return _earthquake(info, params, area)
-    if kind == "fire":
-        return {"address": area["name"]}
-    if kind == "weather":
-        return {"hazard": (_text(info, "cap:event") or "weather")[:200]}
-    if kind == "police":
-        return {"alert_type": "public_safety", "subject": (_text(info, "cap:event") or "")[:200]}
-    return {"category": (_text(info, "cap:event") or "")[:200]}
+def _reference(triple: str) -> Reference:
+    parts = triple.split(",")
+    if len(parts) != 3 or not all(parts):
+        raise CapError(f"references {triple[:120]!r} is not 'sender,identifier,sent'", "references")
+    return Reference(*parts)
 
 
 def _root(body: bytes) -> Element:
@@ -176,46 +193,76 @@ def _root(body: bytes) -> Element:
     return root
 
 
-def to_incident_data(body: bytes) -> dict[str, Any]:
-    """The CAP document as incident JSON (public field names), before validation."""
-    root = _root(body)
-    status = _need(root, "cap:status")
-    if status not in STATUSES:
+@functools.lru_cache(maxsize=4)
+def schema(path: Path) -> Any:
+    """The OASIS CAP 1.2 schema alone: ``use_fallback=False`` keeps xmlschema from loading
+    its bundled xmldsig schema for the signature wildcard (``processContents="lax"``)."""
+    import xmlschema  # type: ignore[import-untyped,unused-ignore]
+
+    return xmlschema.XMLSchema(str(path), use_fallback=False)
+
+
+def _element_path(path: str | None) -> str:
+    """``/{ns}alert/{ns}info[1]/{ns}severity`` as ``info[1].severity``."""
+    steps = [s.rpartition("}")[2] for s in (path or "").split("/") if s]
+    return ".".join(steps[1:]) or "alert"
+
+
+def _schema_errors(root: Element, path: Path) -> Iterator[tuple[str, str]]:
+    for error in schema(path).iter_errors(root):
+        yield _element_path(error.path), str(error.reason or error.message)[:300]
+
+
+def validate(root: Element, path: Path) -> None:
+    """Raise :class:`CapError` listing up to ten schema errors, each by element path."""
+    errors: list[tuple[str, str]] = []
+    for found in _schema_errors(root, path):
+        errors.append(found)
+        if len(errors) == MAX_SCHEMA_ERRORS:
+            break
+    if errors:
+        where, why = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise CapError(f"not valid CAP 1.2: {where}: {why}{more}", where, tuple(errors))
+
+
+def _checked_header(root: Element) -> tuple[str, str, str]:
+    status, msg_type, scope = _need(root, "status"), _need(root, "msgType"), _need(root, "scope")
+    if status not in BROADCAST_STATUSES:
         raise CapError(
             f"status {status[:40]!r} is not for broadcast (Actual, Exercise or Test)", "status"
         )
-    msg_type = _need(root, "cap:msgType")
-    if msg_type != "Alert":
+    if msg_type not in MSG_TYPES:
+        raise CapError(f"msgType {msg_type[:40]!r} is not Alert, Update or Cancel", "msgType")
+    if scope != "Public":
         raise CapError(
-            f"msgType {msg_type[:40]}: post updates and cancellations to "
-            "/v1/incidents/{id}/update or /cancel",
-            "msgType",
+            f"scope {scope[:40]!r}: alertcast broadcasts to the public; only Public is taken",
+            "scope",
         )
-    info = root.find("cap:info", _NS)
-    if info is None:
-        raise CapError("info is missing", "info")
-    kind, params, area = _kind(info), _parameters(info), _area(info)
-    severity = _need(info, "cap:severity")
-    data: dict[str, Any] = {
-        "kind": kind,
-        "status": STATUSES[status],
-        "severity": severity.lower() if severity in SEVERITIES else "unknown",
-        "headline": _text(info, "cap:headline") or _need(info, "cap:event"),
-        "description": _text(info, "cap:description") or "",
-        "instruction": _text(info, "cap:instruction") or "",
-        "area": area,
-        "occurred_at": _text(info, "cap:onset")
-        or _text(info, "cap:effective")
-        or _need(root, "cap:sent"),
-        "language": _text(info, "cap:language") or "en-US",
-        "details": _details(kind, info, params, area),
-    }
-    for key, path in (("expires_at", "cap:expires"), ("url", "cap:web")):
-        if (value := _text(info, path)) is not None:
-            data[key] = value
-    return data
+    return status, msg_type, scope
 
 
-def parse_cap(body: bytes) -> Incident:
-    """Parse and validate; raises :class:`CapError` or ``pydantic.ValidationError``."""
-    return parse_incident(to_incident_data(body))
+def read_cap(body: bytes, schema_path: Path | None = None) -> CapMessage:
+    """Parse (and, with ``schema_path``, validate) a CAP 1.2 document; raises
+    :class:`CapError` naming the element at fault."""
+    root = _root(body)
+    if schema_path is not None:
+        validate(root, schema_path)
+    status, msg_type, scope = _checked_header(root)
+    refs = tuple(_reference(t) for t in (_text(root, "cap:references") or "").split())
+    if msg_type != "Alert" and not refs:
+        raise CapError(f"a {msg_type} names the messages it follows in references", "references")
+    infos = tuple(_children(i, INFO_ORDER) for i in root.findall("cap:info", _NS))
+    if msg_type != "Cancel" and not infos:
+        raise CapError("info is missing: an alert or update needs one", "info")
+    return CapMessage(
+        sender=_need(root, "sender"),
+        identifier=_need(root, "identifier"),
+        sent=_need(root, "sent"),
+        status=status,
+        msg_type=msg_type,
+        scope=scope,
+        references=refs,
+        note=_text(root, "cap:note") or "",
+        infos=infos,
+    )

@@ -32,6 +32,7 @@ def of(name: str) -> Content:
 PROBLEM: Content = {"application/problem+json": ref("Problem")}
 TEXT: Content = {"text/plain": {"schema": {"type": "string"}}}
 CAP_XML = {"schema": {"type": "string", "description": "a CAP 1.2 <alert> document"}}
+CAP_OUT: Content = {"application/cap+xml": CAP_XML}
 EXAMPLE = {
     "kind": "earthquake",
     "severity": "severe",
@@ -248,7 +249,24 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "approveIncident", "Second-person approval of a message awaiting it", 200, "ApprovedView"
     ),
     ("GET", "/v1/incidents/{id}"): Op(
-        "getIncident", "One incident with every delivery", {200: of("IncidentView"), 404: PROBLEM}
+        "getIncident",
+        "One incident with every delivery (Accept: application/cap+xml: its CAP 1.2)",
+        {200: {**of("IncidentView"), **CAP_OUT}, 404: PROBLEM},
+    ),
+    ("GET", "/v1/incidents/{id}.cap"): Op(
+        "getIncidentCap",
+        "One message as CAP 1.2, references included",
+        {200: CAP_OUT, 404: PROBLEM},
+    ),
+    ("GET", "/cap/{id}.xml"): Op(
+        "publicCap",
+        "A released, actual message as CAP 1.2, for everyone (what the Atom feed links)",
+        {200: CAP_OUT, 404: PROBLEM},
+    ),
+    ("GET", "/cap/alerts.atom"): Op(
+        "alertsAtom",
+        "Atom feed of the active public alerts, each linking its CAP 1.2 message",
+        {200: {"application/atom+xml": {"schema": {"type": "string"}}}},
     ),
     ("GET", "/v1/deliveries"): Op(
         "listDeliveries",
