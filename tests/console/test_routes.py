@@ -245,3 +245,23 @@ async def test_hostile_input_gets_a_refusal_never_a_server_error(
     resp = await daemon.client.request(method, path, allow_redirects=False, **kwargs)
     assert resp.status < 500, (path, resp.status, await resp.text())
     assert "<script>" not in await resp.text()
+
+
+async def test_language_follows_the_switch_then_the_browser(daemon: Daemon) -> None:
+    """``?lang=en`` switches to English and is remembered; without it Accept-Language
+    decides; Chinese otherwise."""
+    zh = await (await daemon.client.get("/console/sign-in")).text()
+    assert 'lang="zh-CN"' in zh and "访问令牌" in zh
+    en = await daemon.client.get("/console/sign-in", headers={"Accept-Language": "en-US,en"})
+    assert "Access token" in await en.text()
+    await daemon.client.get("/console/sign-in?lang=en")
+    kept = await (await daemon.client.get("/console/sign-in")).text()
+    assert 'lang="en"' in kept and "Access token" in kept
+
+
+async def test_the_session_opens_the_event_stream(daemon: Daemon) -> None:
+    """The live stream takes the session cookie (EventSource sends no header)."""
+    await sign_in(daemon.client, "reader")
+    resp = await daemon.client.get("/v1/stream")
+    assert resp.status == 200 and resp.content_type == "text/event-stream"
+    resp.close()
