@@ -16,6 +16,7 @@ from typing import Any
 from alertcast.feedconfig import FeedConfig, Region, SeverityBands
 from alertcast.feeds import _text
 from alertcast.feeds._geo import distance_km, in_bbox, in_polygon
+from alertcast.feeds.cenc import BEIJING
 from alertcast.feeds.events import QuakeEvent
 from alertcast.models import Circle, Kind, Severity
 
@@ -29,6 +30,7 @@ __all__ = [
     "to_incident",
 ]
 
+_ZONES = {"cenc": BEIJING}
 _PAGER_SEVERITY = {
     "red": Severity.extreme,
     "orange": Severity.severe,
@@ -81,9 +83,11 @@ def to_incident(cfg: FeedConfig, ev: QuakeEvent) -> dict[str, Any]:
         "status": cfg.status.value,
         "severity": severity(cfg, ev).value,
         "headline": _text.headline(ev, language),
-        "description": _text.description(ev, language),
+        # The bulletin is the template's summary, rendered per account: no second copy here.
+        "description": "",
         "area": {"name": _text.clip(ev.place), "codes": _codes(cfg, ev)},
-        "occurred_at": ev.time.isoformat(),
+        # In the source's own zone: English texts state the time as the source does, with it.
+        "occurred_at": ev.time.astimezone(_ZONES.get(ev.source, UTC)).isoformat(),
         "language": language,
         "details": _details(ev),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +19,7 @@ from alertcast.render.context import RenderContext, RenderError
 from alertcast.render.fit import Body, Escape, FitError, Fitted, Parts, fit
 from alertcast.render.policies import Policy
 from alertcast.render.templates import Templates, escape_for, html_escape, md_escape, mode_of
+from alertcast.render.text import grapheme_bounds, shorten
 
 __all__ = ["Composer", "Job", "Tail"]
 
@@ -76,6 +77,27 @@ def _then(body: Body, suffix: str) -> Body:
 
 def _headline(parts: Parts) -> str:
     return parts.headline
+
+
+def _shorter_place(whole: str, place: str, policy: Policy, prefix: str) -> Fitted | None:
+    """``prefix + whole`` with the place in it cut until it fits (None when nothing fits)."""
+    length = policy.measure(prefix + whole)
+    if length.fits:
+        return Fitted(prefix + whole, length, ("details",))
+    if not place or place not in whole:
+        return None
+    bounds = grapheme_bounds(place)
+    for keep in range(len(bounds) - 2, 0, -1):
+        cut = shorten(place, keep, policy.ellipsis, bounds)
+        if not cut:
+            break
+        text = prefix + whole.replace(place, cut, 1)
+        length = policy.measure(text)
+        if length.fits:
+            return Fitted(text, length, ("details", "place"))
+    text = prefix + " ".join(whole.replace(place, "", 1).split())  # the body still names it
+    length = policy.measure(text)
+    return Fitted(text, length, ("details", "place")) if length.fits else None
 
 
 def _md(values: dict[str, Any]) -> dict[str, Any]:
@@ -155,8 +177,19 @@ class Composer:
         return (lambda parts: clean(body(parts))), (lambda value: clean(escape(value)))
 
     def line(self, job: Job, family: str, policy: Policy) -> Fitted:
-        """A one-line plain text (title, digest): the marker, then the family's text shortened."""
-        whole = " ".join(self.body(job, family)(job.parts()).split())
+        """A one-line plain text (title, digest): the marker, then the family's text shortened.
+
+        A title too long takes its compact wording (the kind's title without ``details``),
+        then gives up letters of its place (at worst the whole place, which the body names), so
+        the magnitude and the report marker (``自动测定``) survive; only then is its end cut."""
+        render = self.body(job, family)
+        whole = " ".join(render(job.parts()).split())
+        length = policy.measure(job.marker + whole)
+        if family == "title" and not length.fits:
+            compact = " ".join(render(replace(job.parts(), details=False)).split())
+            fitted = _shorter_place(compact, str(job.facts["place"]), policy, job.marker)
+            if fitted is not None:
+                return fitted
         return self.shortened(job, whole, policy, job.marker)
 
     def shortened(self, job: Job, value: str, policy: Policy, prefix: str) -> Fitted:

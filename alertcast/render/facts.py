@@ -1,8 +1,9 @@
 """Facts: an incident's values formatted once per language, the atoms every template uses.
 
 Numbers are rounded half-up from their decimal text (``6.85`` → ``6.9``), never through binary
-floating point. Chinese texts give Beijing time (UTC+8, as CENC does); English texts keep the
-offset the issuer used and say which it is.
+floating point; coordinates to CENC's two decimals. Feed headlines use the same functions, so
+one message never states one number two ways. Chinese texts give Beijing time (UTC+8, as CENC
+does); English texts keep the offset the issuer used (the source's local time) and say which.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from typing import Any
 
 from alertcast.models import IncidentBase, Status
 
-__all__ = ["BEIJING", "LANGUAGE_DATA", "build_facts", "is_chinese", "markers"]
+__all__ = [
+    "BEIJING",
+    "LANGUAGE_DATA",
+    "build_facts",
+    "decimal",
+    "is_chinese",
+    "markers",
+    "near",
+    "report_words",
+]
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -42,7 +52,14 @@ LANGUAGE_DATA: dict[str, dict[str, dict[str, str]]] = {
             "terror": "反恐预警",
             "fraud": "防诈骗提醒",
         },
-        "source": {"cenc": "中国地震台网", "usgs": "美国地质调查局", "emsc": "欧洲地中海地震中心"},
+        "source": {
+            "cenc": "中国地震台网",
+            "usgs": "美国地质调查局",
+            "fdsn": "美国地质调查局",
+            "emsc": "欧洲地中海地震中心",
+        },
+        "report": {"automatic": "自动测定", "official": "正式测定", "reviewed": "测定"},
+        "category": {"routine": "例行通知"},
         "marker": {
             "exercise": "【演习】",
             "test": "【测试】",
@@ -74,7 +91,9 @@ LANGUAGE_DATA: dict[str, dict[str, dict[str, str]]] = {
             "terror": "Terror threat",
             "fraud": "Fraud warning",
         },
-        "source": {"cenc": "CENC", "usgs": "USGS", "emsc": "EMSC"},
+        "source": {"cenc": "CENC", "usgs": "USGS", "fdsn": "USGS", "emsc": "EMSC"},
+        "report": {"automatic": "automatic", "official": "official", "reviewed": "reviewed"},
+        "category": {"routine": "routine notice"},
         "marker": {
             "exercise": "[EXERCISE] ",
             "test": "[TEST] ",
@@ -140,21 +159,67 @@ def _earthquake(d: Any, language: str) -> dict[str, Any]:
     zh = is_chinese(language)
     lat, lon = d.latitude, d.longitude
     magnitude = decimal(d.magnitude, 1)
-    source = d.source.strip()
-    return {
+    automatic = d.report == "automatic"
+    depth = decimal(d.depth_km, 0)
+    facts = {
         "place": d.place,
+        "place_near": near(d.place, language) if automatic else d.place,
         "magnitude": magnitude,
         "magnitude_type": d.magnitude_type,
         "magnitude_text": f"{magnitude}级" if zh else f"M{magnitude}",
-        "depth": decimal(d.depth_km, 0),
+        "depth": depth,
         "lat": decimal(abs(lat), 2),
         "lon": decimal(abs(lon), 2),
         "lat_hemi": ("北纬" if lat >= 0 else "南纬") if zh else ("N" if lat >= 0 else "S"),
         "lon_hemi": ("东经" if lon >= 0 else "西经") if zh else ("E" if lon >= 0 else "W"),
-        "automatic": d.report == "automatic",
-        "source_name": _table(language)["source"].get(source.lower(), source),
+        "automatic": automatic,
         "event_id": d.event_id,
     }
+    facts.update(report_words(d.source, automatic, language))
+    facts["magnitude_depth"] = _magnitude_depth(magnitude, depth, automatic, language)
+    return facts
+
+
+def near(place: str, language: str) -> str:
+    """``place`` said to be approximate, once: never ``附近附近``, never ``near 18 km SSW of``."""
+    if is_chinese(language):
+        return place if place.endswith("附近") else place + "附近"
+    bare = place.strip()
+    if bare[:1].isdigit() or bare.lower().startswith(("near ", "off ")) or bare.endswith("附近"):
+        return place
+    return "near " + place
+
+
+def report_words(source: str, automatic: bool, language: str) -> dict[str, Any]:
+    """Who measured and how: CENC's own words (自动测定 / 正式测定) for CENC, another agency's
+    findings named with the agency (美国地质调查局自动测定 / 美国地质调查局测定, never 正式测定)."""
+    words = _table(language)
+    key = source.strip().lower()
+    name = words["source"].get(key, source.strip())
+    cenc = key in ("", "cenc")
+    how = words["report"]["automatic" if automatic else ("official" if cenc else "reviewed")]
+    if is_chinese(language):
+        marker = how if cenc else name + how
+        by = name + how
+        kind = f"{words['kind']['earthquake']}·{marker}"
+    else:
+        marker = how
+        by = f"{how.capitalize()} {name} report" if name else f"{how.capitalize()} report"
+        kind = f"Quake, {how}"
+    return {
+        "source_name": name,
+        "cenc_wording": cenc,
+        "report_marker": marker,
+        "report_by": by,
+        "report_kind": kind,
+    }
+
+
+def _magnitude_depth(magnitude: str, depth: str, automatic: bool, language: str) -> str:
+    """The magnitude with its depth (an automatic report states no depth), for one keyword."""
+    if is_chinese(language):
+        return f"{magnitude}级左右" if automatic else f"{magnitude}级，震源深度{depth}千米"
+    return f"M{magnitude}" if automatic else f"M{magnitude}, depth {depth} km"
 
 
 def _fire(d: Any, language: str) -> dict[str, Any]:
@@ -188,7 +253,9 @@ def _weather(d: Any, language: str) -> dict[str, Any]:
 
 
 def _general(d: Any, language: str) -> dict[str, Any]:
-    return {"category": d.category}
+    category = d.category or ""
+    label = _table(language)["category"].get(category.strip().lower(), category)
+    return {"category": category, "category_label": label}
 
 
 _KIND_FACTS = {

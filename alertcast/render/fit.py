@@ -5,9 +5,9 @@ live in the prefix and in the kind's summary wording, which fitting never change
 change are the optional :class:`Parts`, always in this order, stopping as soon as the text fits:
 
 1. drop the hashtags;
-2. drop the instruction;
-3. shorten the description to the room left (``…``), or drop it if under :data:`MIN_KEEP`;
-4. the same for the headline;
+2. shorten the description to the room left (``…``), or drop it if under :data:`MIN_KEEP`;
+3. drop the instruction (what to do for safety goes only after the description);
+4. shorten the headline, as the description;
 5. the same for a cancellation's reason;
 6. drop secondary details (coordinates and depth, fire level, places to avoid, contacts).
 
@@ -29,6 +29,7 @@ __all__ = ["MIN_KEEP", "FitError", "Fitted", "Parts", "fit"]
 MIN_KEEP = 6
 SENTINEL = "\ue000\ue001"
 SHORTENED = ("description", "headline", "reason")
+ORDER = ("hashtags", "description", "instruction", "headline", "reason", "details")
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def fit(
     steps: list[str] = []
     text = job.text(parts)
     length = policy.measure(text)
-    for step in ("hashtags", "instruction", *SHORTENED, "details"):
+    for step in ORDER:
         if length.fits:
             return Fitted(text, length, tuple(steps))
         if not getattr(parts, step):

@@ -44,6 +44,9 @@ DEFAULT_TEMPLATE_FIELDS = {
     "keyword4": "headline",
     "remark": "instruction",
 }
+# Since 2023 a template message shows only its keywords (``first`` and ``remark`` are dropped):
+# an earthquake's keywords carry the report marker, the magnitude and the depth themselves.
+EARTHQUAKE_TEMPLATE_FIELDS = {"keyword1": "report_kind", "keyword4": "magnitude_depth"}
 TEXT_LIMIT = Chars(10000)  # plain text for the console and files: a sanity cap only
 TEMPLATE_VALUES = "template_data.*.value"
 
@@ -206,7 +209,7 @@ def _wechat_template(c: Composer, job: Job) -> Built:
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise job.fail("option template_fields must map template fields to fact names")
     if job.kind == "earthquake" and "template_fields" not in job.account.options:
-        mapping = {**mapping, "keyword4": "magnitude_text"}
+        mapping = {**mapping, **EARTHQUAKE_TEMPLATE_FIELDS}
     named = _named_facts(c, job)
     unknown = sorted(set(mapping.values()) - set(named))
     if unknown:

@@ -22,43 +22,44 @@ def body(p: Parts) -> str:
 
 ORDER = [
     ("fits as it is", 200, (), "#tag DETAILS"),
+    ("hashtags first", 120, ("hashtags",), "12.5 more words instruction DETAILS"),
     (
-        "hashtags first, then the instruction",
-        109,
-        ("hashtags", "instruction"),
-        "12.5 more words DETAILS",
-    ),
-    (
-        "then the description is shortened",
-        105,
-        ("hashtags", "instruction", "description"),
-        "12.5 more wo… DETAILS",
+        "then the description is shortened, the instruction kept",
+        116,
+        ("hashtags", "description"),
+        "12.5 more w… instruction DETAILS",
     ),
     (
         "a cut never splits a number",
-        97,
-        ("hashtags", "instruction", "description"),
-        "and 12.5… DETAILS",
+        105,
+        ("hashtags", "description"),
+        "and… instruction DETAILS",
     ),
     (
         "a cut never splits a url",
-        85,
-        ("hashtags", "instruction", "description"),
-        "with a link… DETAILS",
+        97,
+        ("hashtags", "description"),
+        "with a link… instruction DETAILS",
     ),
     (
-        "then the headline",
+        "a description too short to be useful is dropped before the instruction",
+        60,
+        ("hashtags", "description"),
+        "CORE headline words here instruction DETAILS",
+    ),
+    (
+        "then the instruction, then the headline",
         40,
-        ("hashtags", "instruction", "description", "headline"),
+        ("hashtags", "description", "instruction", "headline"),
         "CORE headline words… DETAILS",
     ),
     (
         "a part too short to be useful is dropped",
         30,
-        ("hashtags", "instruction", "description", "headline"),
+        ("hashtags", "description", "instruction", "headline"),
         "CORE DETAILS",
     ),
-    ("details last", 20, ("hashtags", "instruction", "description", "headline", "details"), "CORE"),
+    ("details last", 20, ("hashtags", "description", "instruction", "headline", "details"), "CORE"),
 ]
 
 
