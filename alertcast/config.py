@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alertcast.capconfig import CapConfig
-from alertcast.feedconfig import FeedConfig, SeverityBands
+from alertcast.feedconfig import FeedApproval, FeedConfig, SeverityBands
 from alertcast.lengths import WEIBO_LINK_HALF_UNITS
 from alertcast.models import Kind, Severity, Status
 from alertcast.schedules import ScheduleConfig
@@ -33,6 +33,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DispatchConfig",
+    "ExpiryConfig",
     "IssuerConfig",
     "LogConfig",
     "MaxDelays",
@@ -160,9 +161,28 @@ class ApprovalConfig(_Table):
 
     severities: list[Severity] = Field(default_factory=lambda: [Severity.extreme])
     feed_min_magnitude: float | None = Field(default=None, ge=0, le=10)
+    # Each feed's own ``approval`` ("default" | "always" | "never"), by feed name: copied here
+    # from the [[feeds]] entries (set it there), so the two-person rule reads one table.
+    feeds: dict[str, FeedApproval] = Field(default_factory=dict)
     # A cancellation of a chain that needed approval waits for a second approver, except an
     # approver's own (a correction must be fast); false makes every cancellation wait.
     approver_cancels_at_once: bool = True
+
+
+class ExpiryConfig(_Table):
+    """``[expiry]``: how long an incident stays in force when it states no ``expires_at``, per
+    kind (hours after ``occurred_at``; none: until cancelled). Past it the incident is no longer
+    active on the keyword reply, the public page or the API (docs/feeds.md)."""
+
+    earthquake_h: float | None = Field(default=24.0, gt=0, le=24 * 366)
+    fire_h: float | None = Field(default=None, gt=0, le=24 * 366)
+    police_h: float | None = Field(default=None, gt=0, le=24 * 366)
+    weather_h: float | None = Field(default=None, gt=0, le=24 * 366)
+    general_h: float | None = Field(default=None, gt=0, le=24 * 366)
+
+    def hours(self, kind: str) -> float | None:
+        value = getattr(self, f"{kind}_h", None)
+        return None if value is None else float(value)
 
 
 class SeverityConfig(_Table):
@@ -311,6 +331,7 @@ class Config(BaseSettings):
     render: RenderConfig = RenderConfig()
     regions: RegionsConfig = RegionsConfig()
     approval: ApprovalConfig = ApprovalConfig()
+    expiry: ExpiryConfig = ExpiryConfig()
     severity: SeverityConfig = SeverityConfig()
     issuers: list[IssuerConfig] = Field(default_factory=list)
     accounts: list[AccountConfig] = Field(default_factory=list)
@@ -330,6 +351,26 @@ class Config(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return env_settings, init_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _feed_approval(cls, data: Any) -> Any:
+        """Each feed's ``approval`` copied into ``[approval] feeds`` (one table for the rule)."""
+        if not isinstance(data, dict) or not isinstance(data.get("feeds"), list):
+            return data
+        modes = {
+            str(_key(f, "name")): _key(f, "approval") or "default"
+            for f in data["feeds"]
+            if _key(f, "name") is not None
+        }
+        approval = data.get("approval") or {}
+        if isinstance(approval, BaseModel):
+            approval = approval.model_dump()
+        if isinstance(approval, dict):
+            if approval.get("feeds", modes) != modes:
+                raise ValueError("approval.feeds: set approval on each [[feeds]] entry instead")
+            data = {**data, "approval": {**approval, "feeds": modes}}
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -369,6 +410,11 @@ class Config(BaseSettings):
 
     def account(self, account_id: str) -> AccountConfig | None:
         return next((a for a in self.accounts if a.id == account_id), None)
+
+
+def _key(entry: Any, name: str) -> Any:
+    """A key of a raw ``[[feeds]]`` entry, or of one already validated."""
+    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
 
 
 class ConfigError(Exception):

@@ -12,9 +12,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from alertcast.models import AreaCode, Circle, Latitude, Longitude, Severity, Status
 
-__all__ = ["FeedConfig", "FeedType", "Reach", "Region", "Report", "SeverityBands"]
+__all__ = [
+    "FeedApproval",
+    "FeedConfig",
+    "FeedType",
+    "Reach",
+    "Region",
+    "Report",
+    "SeverityBands",
+]
 
 Report = Literal["automatic", "official"]
+# Whether a feed's reports wait for a second person: "default" (automatic reports follow
+# [approval], official ones never wait), "always" (every report of the feed waits), "never".
+FeedApproval = Literal["default", "always", "never"]
 FeedType = Literal["usgs", "fdsn", "cenc"]
 
 
@@ -107,6 +118,7 @@ class FeedConfig(_Table):
     associate_window_s: float | None = Field(default=None, gt=0, le=3600)
     associate_distance_km: float | None = Field(default=None, gt=0, le=1000)
     priority: int = Field(default=0, ge=-1000, le=1000)
+    approval: FeedApproval = "default"
     reach: Reach = Reach()
 
     @model_validator(mode="after")

@@ -97,7 +97,17 @@ def operates(issuer: IssuerConfig, account: AccountConfig, regions: Hierarchy) -
 
 def needs_approval(rule: ApprovalConfig, incident: Incident, source: str) -> bool:
     """The two-person rule: incidents of an approval severity (extreme by default), and feed
-    quakes from ``feed_min_magnitude`` up, wait for a second issuer."""
+    quakes from ``feed_min_magnitude`` up, wait for a second issuer.
+
+    A feed is configured by the office and trusted (its ``approval``): by default its official
+    report never waits (the network's own review is the first person) and its automatic one
+    follows the rule; ``always`` holds every report of the feed, ``never`` none."""
+    if source.startswith("feed:"):
+        mode = rule.feeds.get(source.removeprefix("feed:"), "default")
+        if mode != "default":
+            return mode == "always"
+        if getattr(incident.details, "report", None) == "official":
+            return False
     if incident.severity in rule.severities:
         return True
     magnitude = getattr(incident.details, "magnitude", None)

@@ -495,8 +495,8 @@ async def test_a_push_cannot_cancel_an_approved_alert_alone(
 ) -> None:
     """A non-approver pushes the feed's own event, revised below the rule: the feed would
     cancel the approved alert at once. A person's push must not do what the person may not."""
-    approval = {"feed_min_magnitude": 6.0}
-    d = await _start(start_daemon, monkeypatch, feeds=FEEDS, approval=approval)
+    feeds = [{**FEEDS[0], "approval": "always"}]  # its official report waits too
+    d = await _start(start_daemon, monkeypatch, feeds=feeds)
     status, raised = await _push(d, "city", _afghanistan())
     assert status == 202, raised
     root = raised["decisions"][0]["incident_id"]

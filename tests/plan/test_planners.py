@@ -105,8 +105,8 @@ ALERTS = [
         [*HELD, D("sirens", hold=True)],
     ),
     AlertCase(
-        "a feed's quake from feed_min_magnitude up waits for approval (M6.8 is severe at least)",
-        quake(details={"magnitude": 6.8}),
+        "a feed's automatic quake from feed_min_magnitude up waits (M6.8 is severe at least)",
+        quake(details={"magnitude": 6.8, "report": "automatic"}),
         FEED,
         "feed:cenc: bound by its configuration",
         "awaiting_approval",
@@ -675,10 +675,10 @@ UPDATE_AUTHORITY = [
         "issuer city",
     ),
     UpdateCase(
-        "a feed's update that raises the magnitude past feed_min_magnitude is held",
+        "a feed's automatic update that raises the magnitude past feed_min_magnitude is held",
         FEED_QUAKE,
         FEED,
-        {"details": {"magnitude": 6.5}},
+        {"details": {"magnitude": 6.5, "report": "automatic"}},
         "awaiting_approval",
         "feed:cenc",
     ),
