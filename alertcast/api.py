@@ -102,7 +102,7 @@ async def incident_view(app: web.Application, row: IncidentRow) -> dict[str, Any
     if len(deliveries) == MAX_VIEW_DELIVERIES:  # very large fan-outs: counts over all rows
         counts = await store.counts(row.id)
     view = IncidentView(
-        **IncidentSummary.of(row).model_dump(),
+        **_summary(app, row).model_dump(),
         incident=dict(row.body),
         counts=counts,
         settled=all(DeliveryState(s).settled for s in counts),
@@ -164,7 +164,15 @@ async def list_incidents(request: web.Request) -> web.Response:
     rows = await _reader(request).incidents(
         _limit(q.get("limit")), kind=q.get("kind"), state=q.get("state"), status=q.get("status")
     )
-    return _json({"incidents": [IncidentSummary.of(r).model_dump(mode="json") for r in rows]})
+    summaries = [_summary(request.app, r) for r in rows]
+    if q.get("state") == IncidentState.active.value:  # in force: not past its validity
+        summaries = [s for s in summaries if s.state == IncidentState.active.value]
+    return _json({"incidents": [s.model_dump(mode="json") for s in summaries]})
+
+
+def _summary(app: web.Application, row: IncidentRow) -> IncidentSummary:
+    """The row's summary, ``expired`` once past its validity (alertcast.expiry)."""
+    return IncidentSummary.of(row, app[keys.CONFIG].expiry, time.time())
 
 
 def _limit(raw: str | None, default: int = 50) -> int:
@@ -282,7 +290,7 @@ async def public_page(request: web.Request) -> web.Response:
         if f.state != IncidentState.awaiting_approval.value
     ]
     return web.Response(
-        text=render_page(row, follow),
+        text=render_page(row, follow, request.app[keys.CONFIG].expiry, time.time()),
         content_type="text/html",
         headers={"Cache-Control": "public, max-age=30"},
     )

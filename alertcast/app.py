@@ -213,7 +213,7 @@ def create_app(
     api.setup_routes(app)
     feeds_api.setup_routes(app)
     console.setup(app)  # the web console at / (docs/console.md)
-    latest, noted = Latest(store, planner.regions), store.note_interaction
+    latest, noted = Latest(store, planner.regions, config.expiry), store.note_interaction
     WechatCallback(config.accounts, secrets, latest, interactions=noted).install(app)
     return app
 

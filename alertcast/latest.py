@@ -2,13 +2,18 @@
 
 The WeChat keyword reply (``地震``, ``最新`` …) reads it; drills never appear here. It is public
 like ``/p/{id}``: only released text — no incident awaiting approval, and the latest facts are
-those of the latest released update, never of one still awaiting its second person.
+those of the latest released update, never of one still awaiting its second person. An incident
+past its validity (:mod:`alertcast.expiry`) is no longer in force and is left out.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+from alertcast.config import ExpiryConfig
+from alertcast.expiry import expired
 from alertcast.models import IncidentState, MsgType
 from alertcast.regions import Hierarchy
 from alertcast.store.base import Store
@@ -19,9 +24,17 @@ SCAN = 200
 
 
 class Latest:
-    def __init__(self, store: Store, regions: Hierarchy) -> None:
+    def __init__(
+        self,
+        store: Store,
+        regions: Hierarchy,
+        expiry: ExpiryConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.regions = regions
+        self.expiry = expiry or ExpiryConfig()
+        self.clock = clock
 
     async def __call__(
         self, kind: str | None, regions: list[str], limit: int
@@ -43,6 +56,8 @@ class Latest:
                 if f.msg_type == MsgType.update.value and f.state == IncidentState.active.value
             ]
             body = dict(updates[-1].body) if updates else dict(row.body)
+            if expired(body, self.expiry, self.clock()):
+                continue
             out.append({"id": row.id, **body})
             if len(out) >= limit:
                 break

@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from alertcast.config import ExpiryConfig
+from alertcast.expiry import EXPIRED, expires_at
+from alertcast.models import IncidentState
 from alertcast.store.base import AttemptRow, AuditRow, DeliveryRow, IncidentRow
 
 __all__ = [
@@ -169,12 +172,19 @@ class IncidentSummary(BaseModel):
     created_at: str | None
     references: str | None
     reason: str | None
+    expires_at: str | None = None  # its own expires_at, else its kind's [expiry] default
 
     @classmethod
-    def of(cls, r: IncidentRow) -> IncidentSummary:
+    def of(
+        cls, r: IncidentRow, expiry: ExpiryConfig | None = None, now: float | None = None
+    ) -> IncidentSummary:
+        """The summary of ``r``; ``expired`` for an active incident past its validity."""
+        end = expires_at(r.body, expiry) if expiry is not None else None
+        lapsed = end is not None and now is not None and end.timestamp() <= now
         return cls(
             id=r.id,
-            state=r.state,
+            state=EXPIRED if lapsed and r.state == IncidentState.active.value else r.state,
+            expires_at=end.isoformat() if end is not None else None,
             msg_type=r.msg_type,
             kind=r.kind,
             status=r.status,

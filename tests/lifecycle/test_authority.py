@@ -34,6 +34,9 @@ TOKENS = {
 ONLY = {role: f"tok-only-{role}-55d0c3a1" for role in ("submit", "approve", "operate", "read")}
 
 
+NO_EXPIRY = {"earthquake_h": None}  # validity is tested in tests/feeds/test_daemon_feed_texts.py
+
+
 async def _start(start_daemon: Any, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> Any:
     for name, token in TOKENS.items():
         monkeypatch.setenv(f"T_{name.upper()}", token)
@@ -62,6 +65,7 @@ async def _start(start_daemon: Any, monkeypatch: pytest.MonkeyPatch, **kw: Any) 
             for role in ONLY
         ),
     ]
+    kw.setdefault("expiry", NO_EXPIRY)  # the quakes here are years old: still in force
     return await start_daemon(issuers=issuers, **kw)
 
 
@@ -428,7 +432,7 @@ async def test_the_wechat_keyword_reply_shows_only_released_text(
     """The keyword reply (地震, 最新) is public like /p/{id}: no held incident, and a held
     update's text is not shown in place of the released one."""
     d = await _start(start_daemon, monkeypatch)
-    latest = Latest(d.client.app[STORE], d.client.app[PLANNER].regions)
+    latest = Latest(d.client.app[STORE], d.client.app[PLANNER].regions, d.config.expiry)
     first = await _raise(d, "city", incident(severity="extreme"))
     assert await latest("earthquake", [], 5) == []
     assert (await _call(d, "duty", f"/v1/incidents/{first['id']}/approve"))[0] == 200

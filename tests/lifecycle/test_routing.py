@@ -140,7 +140,7 @@ async def test_two_person_rule(start_daemon: Any, monkeypatch: pytest.MonkeyPatc
         {"name": "fire", "token_env": "T_OTHER_TOKEN"},
         {"name": "duty", "token_env": "T_APPROVER", "can_approve": True},
     ]
-    d = await start_daemon(issuers=issuers)
+    d = await start_daemon(issuers=issuers, expiry={"earthquake_h": None})  # a 2022 quake
     answer = await (await d.post(incident(severity="extreme"))).json()
     assert answer["state"] == "awaiting_approval"
     await asyncio.sleep(0.5)
