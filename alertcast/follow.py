@@ -21,6 +21,7 @@ from rich.table import Table
 __all__ = ["delivery_line", "follow", "summary_table"]
 
 POLL_S = 0.3
+LOG_WIDTH = 160
 OK = {"delivered", "skipped"}  # the API's state names (no models import: a quick start)
 STYLES = {"delivered": "green", "failed": "red", "dead": "red", "retrying": "yellow"}
 
@@ -38,6 +39,8 @@ async def follow(
     skipped, 1 when one failed or died, 3 when ``timeout_s`` ran out first."""
     console = Console(highlight=False)
     live = console.is_terminal if live is None else live
+    if not console.is_terminal:
+        console.width = LOG_WIDTH  # a pipe or a log: no terminal to fit, keep rows whole
     deadline = asyncio.get_running_loop().time() + timeout_s
     seen: dict[str, tuple[str, int]] = {}
     with Live(console=console, auto_refresh=False, transient=True) if live else _Quiet() as board:
@@ -97,8 +100,9 @@ def summary_table(view: dict[str, Any]) -> Table:
 
 def _table(view: dict[str, Any], title: str) -> Table:
     table = Table(title=title, title_justify="left", expand=False)
-    for column in ("account", "channel", "path", "state", "try", "next try", "detail"):
-        table.add_column(column, overflow="fold")
+    for column in ("account", "channel", "path", "state", "try", "next try"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail", overflow="fold")
     for d in view["deliveries"]:
         style = STYLES.get(d["state"], "")
         table.add_row(

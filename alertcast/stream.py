@@ -3,7 +3,7 @@
 Each event has an ``id:`` (the event bus's, one more than the last) and the stream opens with a
 ``retry:`` hint; a client that reconnects with ``Last-Event-ID`` (the header browsers send, or
 ``?last_event_id=``) first gets every event it missed, or a ``gap`` event when the daemon no
-longer holds them all (docs/architecture.md, "The live stream"). The stream is scoped like every
+longer holds them all (README, "HTTP API"). The stream is scoped like every
 read: the asker the edge authenticated (``request[keys.ISSUER]``, however it was resolved) sees
 only the incidents within its kinds and regions. A client that goes away ends its stream with a
 debug line: it is no error.
