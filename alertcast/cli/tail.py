@@ -93,7 +93,7 @@ def _show(args: argparse.Namespace, kind: str, data: str) -> None:
     if kind == "gap":
         print(f"gap: {event.get('detail', 'events were missed')}", flush=True)
         return
-    who = event.get("account") or event.get("headline") or ""
+    who = event.get("account") or event.get("msg_type") or ""
     what = event.get("state") or ""
     tries = f"try {event['attempts']}" if "attempts" in event else ""
     extra = event.get("last_error") or event.get("reason") or ""
