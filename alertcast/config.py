@@ -293,6 +293,15 @@ class AccountConfig(BaseModel):
         return self
 
     @property
+    def automatic_waits_s(self) -> float:
+        """``official_wait_s``, or its default for the account's channel."""
+        if self.official_wait_s is not None:
+            return self.official_wait_s
+        options = self.options
+        once_a_day = options.get("account_type", "subscription") == "subscription"
+        return OFFICIAL_WAIT_S if self.channel == "wechat_oa" and once_a_day else 0.0
+
+    @property
     def takes(self) -> frozenset[Status]:
         """The statuses this account accepts; drills only ever if ``exercise = true``."""
         if self.statuses is not None:
@@ -303,15 +312,6 @@ class AccountConfig(BaseModel):
     def options(self) -> dict[str, Any]:
         """The keys this model does not know: the channel's and the renderer's."""
         return dict(self.model_extra or {})
-
-    @property
-    def automatic_waits_s(self) -> float:
-        """``official_wait_s``, or its default for the account's channel."""
-        if self.official_wait_s is not None:
-            return self.official_wait_s
-        options = self.options
-        once_a_day = options.get("account_type", "subscription") == "subscription"
-        return OFFICIAL_WAIT_S if self.channel == "wechat_oa" and once_a_day else 0.0
 
     @property
     def channel_options(self) -> dict[str, Any]:

@@ -104,9 +104,16 @@ async def test_cancellation_reaches_the_weibo_timeline_and_the_original(
     )
     cancel = await resp.json()
     done = await d.settled(cancel["id"])
-    assert done["counts"] == {"delivered": 1}, done["deliveries"]
-    comments = list(fakes["fakes"]["weibo"].comments.values())
+    assert done["counts"] == {"delivered": 2}, done["deliveries"]
+    paths = {x["path"]: x for x in done["deliveries"]}
+    assert set(paths) == {"timeline", "thread"}
+    weibo = fakes["fakes"]["weibo"]
+    comments = list(weibo.comments.values())
     assert [c["status"]["idstr"] for c in comments] == [original]
+    assert comments[0]["idstr"] == paths["thread"]["remote_id"]
+    post = weibo.statuses[paths["timeline"]["remote_id"]]
+    assert "误报" in post["text"] and "alerts.example.gov.cn" in post["text"]
+    assert original in weibo.statuses  # not deleted: on_cancel does not say so
 
 
 async def test_release_hall_reposts_on_weibo(start_daemon: Any, fakes: Any) -> None:
