@@ -36,14 +36,21 @@ HEADERS = {
 
 
 def _last_event_id(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
-    if raw is None or not raw.strip():
-        return None
-    raw = raw.strip()
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
-        why = "must be the id of an event this stream sent (a whole number)"
-        raise edge.BadRequest(f"Last-Event-ID {why}", [FieldError("Last-Event-ID", why)])
-    return int(raw)
+    """The id the client saw last: the header (what browsers send), else ``?last_event_id=``;
+    either one, when given, must be an id."""
+    given = [
+        (name, raw.strip())
+        for name, raw in (
+            ("Last-Event-ID", request.headers.get("Last-Event-ID")),
+            ("last_event_id", request.query.get("last_event_id")),
+        )
+        if raw is not None and raw.strip()
+    ]
+    for name, raw in given:
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
+            why = "must be the id of an event this stream sent (a whole number)"
+            raise edge.BadRequest(f"{name} {why}", [FieldError(name, why)])
+    return int(given[0][1]) if given else None
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
