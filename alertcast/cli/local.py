@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alertcast.cli._client import CliError, ExitCode, read_input
@@ -36,7 +37,7 @@ def run_serve(args: argparse.Namespace) -> int:
     config = _config(args.config, check_env=True)
     from alertcast.daemon import StartupError, serve
     from alertcast.logs import configure
-    from alertcast.secrets import Secrets
+    from alertcast.secrets import MissingSecret, Secrets
 
     secrets = Secrets()
     configure(secrets, level=config.logging.level, fmt=config.logging.format)
@@ -45,7 +46,21 @@ def run_serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"alertcast serve: not started: {exc}", file=sys.stderr)
         return 1
+    except MissingSecret as exc:  # e.g. a NAME_FILE that cannot be read
+        raise CliError(ExitCode.USAGE, f"not started: {_missing(exc.variable)}") from None
     return 0
+
+
+def _missing(variable: str) -> str:
+    """Why a secret has no value: the variable unset, or the file its ``_FILE`` names."""
+    path = os.environ.get(f"{variable}_FILE")
+    if not path:
+        return f"environment variable {variable} is not set (nor {variable}_FILE)"
+    try:
+        empty = not Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        return f"{variable}_FILE names {path}: {exc.strerror or type(exc).__name__}"
+    return f"{variable}_FILE names {path}, which is empty" if empty else f"{variable}: no value"
 
 
 def check_config(args: argparse.Namespace) -> int:

@@ -296,6 +296,14 @@ def test_missing_secret_file(daemon: DaemonProcess, tmp_path: Path) -> None:
     assert good.returncode == 0, good.stderr
 
 
+def test_serve_with_a_missing_secret_file(tmp_path: Path) -> None:
+    """serve whose issuer token's _FILE does not exist: one line naming the file, exit 2."""
+    config = write_config(tmp_path / "c.toml", tmp_path / "p.db", 0, [])
+    gone = tmp_path / "token"
+    done = cli("serve", "--config", str(config), T_TOKEN="", T_TOKEN_FILE=str(gone))
+    one_line(done, ExitCode.USAGE, "T_TOKEN_FILE", str(gone))
+
+
 def test_bad_token(daemon: DaemonProcess) -> None:
     """A token the daemon does not know: one line, exit 5."""
     done = cli("incidents", daemon=daemon, ALERTCAST_TOKEN="not-a-token-at-all")
