@@ -387,4 +387,5 @@ def delivery_event(d: DeliveryRow, state: DeliveryState) -> dict[str, Any]:
         "last_error": d.last_error,
         "remote_id": d.remote_id,
         "reason": d.reason,
+        "path": d.path,
     }

@@ -9,11 +9,12 @@ multiples of one sink round trip, and the cancellation as a ratio to its own ori
     .venv/bin/python bench/cancel_fanout.py [--accounts 100] [--runs 5] [--platforms]
 
 With ``--platforms`` the fan-out also reaches a Weibo account and a WeChat account paired with a
-template service account, on the local fakes (alertcast.testing.fakes), so the cancellation
-takes the new correction paths (docs/corrections.md): on Weibo a timeline post and a comment, on
-WeChat the article withdrawn, the paired account's template messages and the account's own mass
-send, which the pair makes unneeded (it ends ``skipped``). The cancellation is timed to its last
-delivery settled (delivered or skipped), against the original's last delivered.
+template service account, on the local fakes (alertcast.testing.fakes, served by a child process
+of their own, as the sink is), so the cancellation takes the new correction paths
+(docs/corrections.md): on Weibo a timeline post and a comment, on WeChat the article withdrawn,
+the paired account's template messages and the account's own mass send, which the pair makes
+unneeded (it ends ``skipped``). The cancellation is timed to its last delivery settled
+(delivered or skipped), against the original's last delivered.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import aiohttp
@@ -37,17 +40,33 @@ SAFE = "https://alerts.example.gov.cn/"
 SETTLED = ("delivered", "skipped")
 
 
-@asynccontextmanager
-async def platforms() -> AsyncIterator[list[dict[str, Any]]]:
-    """A Weibo account, and a WeChat account whose corrections its paired template service
-    account carries, on the local fakes (which answer at once). The WeChat account is a service
-    account (100 mass sends a day) so every run's original can spend one."""
-    os.environ.update(BENCH_WEIBO="weibo-token", BENCH_WX="wx-secret", BENCH_SVC="svc-secret")
+async def _serve_fakes() -> None:
+    """Serve the Weibo and WeChat fakes until stdin closes; print their URLs first."""
     weibo = FakeWeibo({"weibo-token": 1001})
     wechat = FakeWechat({"wx-app": "wx-secret", "wx-svc": "svc-secret"}, mass_per_day=100)
     async with AsyncExitStack() as stack:
         wb = await stack.enter_async_context(serve(weibo))
         wx = await stack.enter_async_context(serve(wechat))
+        print(wb, wx, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+@contextmanager
+def platforms() -> Iterator[list[dict[str, Any]]]:
+    """A Weibo account, and a WeChat account whose corrections its paired template service
+    account carries, on the local fakes, served by a child process of their own (as the sink
+    is) so their work never shares the daemon's event loop. The WeChat account is a service
+    account (100 mass sends a day) so every run's original can spend one."""
+    os.environ.update(BENCH_WEIBO="weibo-token", BENCH_WX="wx-secret", BENCH_SVC="svc-secret")
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "fakes"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        wb, wx = proc.stdout.readline().split()
         yield [
             {
                 "id": "weibo",
@@ -82,6 +101,9 @@ async def platforms() -> AsyncIterator[list[dict[str, Any]]]:
                 "kinds": ["police"],
             },
         ]
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
 
 
 async def cancel(
@@ -100,15 +122,29 @@ async def cancel(
             stream.changed.clear()
             done = sorted(t for state in SETTLED for t in stream.times(answer["id"], state, t0))
             if len(done) >= expected:
+                LAST.append(_last(stream, answer["id"]))
                 return done[-1]
             await stream.changed.wait()
+
+
+LAST: list[str] = []  # per run, the cancellation's last delivery to settle: account, path
+
+
+def _last(stream: Stream, incident_id: str) -> str:
+    settled = [
+        e
+        for _, e in stream.events
+        if e.get("incident_id") == incident_id and e.get("state") in SETTLED
+    ]
+    e = settled[-1]
+    return f"{e.get('account')} {e.get('path') or e.get('channel')} {e.get('state')}"
 
 
 async def runs(args: argparse.Namespace, sink: SinkProcess) -> list[tuple[float, float]]:
     hooks = [sink.hook(i) for i in range(args.accounts)]
     out = []
     async with AsyncExitStack() as stack:
-        extra = await stack.enter_async_context(platforms()) if args.platforms else []
+        extra = stack.enter_context(platforms()) if args.platforms else []
         originals = args.accounts + len(extra) - (1 if extra else 0)  # the pair gets none
         with scratch_dir() as workdir:
             out = await _measure(args, workdir, hooks, extra, originals)
@@ -180,7 +216,10 @@ def main() -> None:
         f"-> {'PASS' if rtts <= 1.5 else 'FAIL'}"
     )
     print(f"median cancellation / its original = {versus:.2f} (1.0 = as fast as the mistake)")
+    print("last to settle, per run: " + "; ".join(LAST[1:]))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1:2] == ["fakes"]:
+    asyncio.run(_serve_fakes())
+elif __name__ == "__main__":
     main()
