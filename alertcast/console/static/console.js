@@ -177,7 +177,7 @@
       note.textContent = W.js_reconnecting;
       if (!poll) poll = setInterval(refresh, 3000);
     };
-    ["delivery", "incident", "overflow"].forEach((t) => stream.addEventListener(t, refresh));
+    ["delivery", "incident", "gap"].forEach((t) => stream.addEventListener(t, refresh));
     section.refresh = refresh;
   }
 
