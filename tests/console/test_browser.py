@@ -8,22 +8,19 @@ else in the test's ``tmp_path/screenshots``; the path is printed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from alertcast.app import create_app
 from tests.conftest import make_config
 from tests.console.conftest import TOKENS, console_config
+from tests.serving import serving
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'"
@@ -31,36 +28,6 @@ sync_api = pytest.importorskip(
 CHROMIUM = os.environ.get("ALERTCAST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 20_000
-
-
-@contextlib.contextmanager
-def serving(app: web.Application) -> Iterator[str]:
-    """``app`` on 127.0.0.1 in its own thread and event loop; yields its base URL."""
-    loop, runner, ready = asyncio.new_event_loop(), web.AppRunner(app), threading.Event()
-    bound: list[int] = []
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        bound.append(runner.addresses[0][1])
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(start())
-        finally:
-            ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=run, name="console-app", daemon=True)
-    thread.start()
-    assert ready.wait(60) and bound, "the app did not start"
-    try:
-        yield f"http://127.0.0.1:{bound[0]}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(60)
 
 
 @pytest.fixture

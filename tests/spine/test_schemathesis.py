@@ -12,8 +12,6 @@ whole run under the test's timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from alertcast.app import create_app
 from tests.conftest import TOKEN, make_config
+from tests.serving import serving
 from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 
 schemathesis = pytest.importorskip(
@@ -59,36 +57,6 @@ SETTINGS = settings(
     suppress_health_check=list(HealthCheck),
     phases=[Phase.explicit, Phase.generate],
 )
-
-
-@contextlib.contextmanager
-def serving(app: web.Application) -> Iterator[str]:
-    """``app`` on 127.0.0.1 in its own thread and event loop; yields its base URL."""
-    loop, runner, ready = asyncio.new_event_loop(), web.AppRunner(app), threading.Event()
-    bound: list[int] = []
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        bound.append(runner.addresses[0][1])
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(start())
-        finally:
-            ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=run, name="live-app", daemon=True)
-    thread.start()
-    assert ready.wait(60) and bound, "the app did not start"
-    try:
-        yield f"http://127.0.0.1:{bound[0]}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(60)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
