@@ -133,6 +133,7 @@ _SETTLED = frozenset(
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+LanguageTag = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
 _GBT2260 = re.compile(r"[1-9][0-9]{5}")
 
 
@@ -232,6 +233,9 @@ class EarthquakeDetails(_Strict):
     latitude: Latitude
     longitude: Longitude
     place: Text
+    # The place in each language it has a name in (a feed names it in Chinese and English):
+    # an account reads its own language's name; ``place`` (the incident's language) otherwise.
+    places: dict[LanguageTag, Text] | None = Field(default=None, max_length=8)
     report: Literal["automatic", "official"] = "official"
     source: ShortText = ""
     event_id: ShortText = ""

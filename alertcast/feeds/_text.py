@@ -10,7 +10,7 @@ states the bulletin twice. The headline uses the renderer's rounding and report 
 from __future__ import annotations
 
 from alertcast.feeds.events import QuakeEvent
-from alertcast.render.facts import decimal, is_chinese, near, report_words
+from alertcast.render.facts import quake_headline
 
 __all__ = ["clip", "headline"]
 
@@ -23,12 +23,8 @@ def clip(text: str, limit: int = MAX_TEXT) -> str:
 
 
 def headline(ev: QuakeEvent, language: str) -> str:
-    """One line: place, magnitude and the report marker (``自动测定``, ``正式测定``, …)."""
-    automatic = ev.report == "automatic"
-    place = clip(near(ev.place, language) if automatic else ev.place, MAX_TEXT - 40)
-    magnitude = decimal(ev.magnitude, 1)
-    marker = report_words(ev.source, automatic, language)["report_marker"]
-    if is_chinese(language):
-        about = "左右" if automatic else ""
-        return f"{place}发生{magnitude}级{about}地震（{marker}）"
-    return f"M {magnitude} - {place} ({marker})"
+    """One line: place, magnitude and the report marker (``自动测定``, ``正式测定``, …), as the
+    renderer words it (:func:`alertcast.render.facts.quake_headline`), so an account in
+    another language gets the same line with its own place."""
+    place = clip(ev.place, MAX_TEXT - 45)
+    return quake_headline(place, ev.magnitude, ev.source, ev.report, language)

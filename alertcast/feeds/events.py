@@ -70,6 +70,7 @@ class QuakeEvent:
     url: str | None = None
     area_codes: tuple[str, ...] = ()
     status: str | None = None
+    places: tuple[tuple[str, str], ...] = ()  # (language, place): the place in every language
 
 
 @dataclass(frozen=True)

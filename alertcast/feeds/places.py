@@ -1,8 +1,9 @@
-"""An event's place and area codes as its incident states them, in the incident's language.
+"""An event's place, in Chinese and in English, and the area codes its incident states.
 
-:func:`localise` names the epicentre from its coordinates (:func:`alertcast.geoplace.where`):
-Chinese incidents get CENC's style (a CENC report keeps CENC's own words), English ones
-USGS's style, with the source's own string as the fallback only in English. The codes are the
+:func:`localise` names the epicentre from its coordinates (:func:`alertcast.geoplace.where`)
+in both languages, so every account reads its own (``details.places``): Chinese in CENC's style
+(a CENC report keeps CENC's own words), English in USGS's style, with the source's own string
+as the fallback only in English. ``place`` is the incident language's name. The codes are the
 epicentre's county and every county within the feed's reach (``[[feeds]] reach``), so city and
 county accounts take the quakes that concern them; a source's own codes and the feed's
 ``area_codes`` stay. The data loads once, off the event loop (:func:`ready`).
@@ -47,14 +48,17 @@ def language_of(cfg: FeedConfig, ev: QuakeEvent) -> str:
 
 
 def localise(cfg: FeedConfig, ev: QuakeEvent) -> QuakeEvent:
-    """``ev`` with the place its incident states and the codes it reaches."""
+    """``ev`` with its place in Chinese and English, the one its incident states, and the
+    codes it reaches."""
     spot = where(ev.latitude, ev.longitude)
-    if language_of(cfg, ev).lower().startswith("zh"):
-        own = ev.source == "cenc" and ev.place and not _LATIN.search(ev.place)
-        place = ev.place if own else spot.zh
-    else:
-        place = spot.en or ev.place
-    return replace(ev, place=place, area_codes=reach_codes(cfg, ev, spot.code))
+    own = ev.source == "cenc" and ev.place and not _LATIN.search(ev.place)
+    zh = ev.place if own else spot.zh
+    # The source's own words are English only when they are Latin (never CENC's Chinese).
+    en = spot.en or (ev.place if _LATIN.search(ev.place) else None)
+    places = (("zh-CN", zh), *((("en", en),) if en else ()))
+    place = zh if language_of(cfg, ev).lower().startswith("zh") else en or ev.place
+    codes = reach_codes(cfg, ev, spot.code)
+    return replace(ev, place=place, places=places, area_codes=codes)
 
 
 def reach_codes(cfg: FeedConfig, ev: QuakeEvent, epicentre: str | None) -> tuple[str, ...]:

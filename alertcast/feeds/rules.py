@@ -106,6 +106,7 @@ def _details(ev: QuakeEvent) -> dict[str, Any]:
         "latitude": ev.latitude,
         "longitude": ev.longitude,
         "place": _text.clip(ev.place),
+        **({"places": {k: _text.clip(v) for k, v in ev.places}} if ev.places else {}),
         "report": ev.report,
         "source": ev.source,
         "event_id": ev.event_id[:200],

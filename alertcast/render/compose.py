@@ -50,7 +50,7 @@ class Job:
         incident = self.incident
         tag = "#" + str(self.facts["kind_label"]).replace(" ", "")
         return Parts(
-            headline=incident.headline,
+            headline=str(self.facts["headline"]),  # a feed's in the account's language
             description=incident.description,
             instruction=incident.instruction,
             hashtags=tag if hashtags else "",

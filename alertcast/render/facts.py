@@ -22,6 +22,8 @@ __all__ = [
     "is_chinese",
     "markers",
     "near",
+    "place_in",
+    "quake_headline",
     "report_words",
 ]
 
@@ -161,9 +163,10 @@ def _earthquake(d: Any, language: str) -> dict[str, Any]:
     magnitude = decimal(d.magnitude, 1)
     automatic = d.report == "automatic"
     depth = decimal(d.depth_km, 0)
+    place = place_in(d, language)
     facts = {
-        "place": d.place,
-        "place_near": near(d.place, language) if automatic else d.place,
+        "place": place,
+        "place_near": near(place, language) if automatic else place,
         "magnitude": magnitude,
         "magnitude_type": d.magnitude_type,
         "magnitude_text": f"{magnitude}级" if zh else f"M{magnitude}",
@@ -178,6 +181,41 @@ def _earthquake(d: Any, language: str) -> dict[str, Any]:
     facts.update(report_words(d.source, automatic, language))
     facts["magnitude_depth"] = _magnitude_depth(magnitude, depth, automatic, language)
     return facts
+
+
+def place_in(d: Any, language: str) -> str:
+    """The quake's place in ``language`` (``details.places``, by tag, then by its primary
+    subtag), else ``place`` as the incident states it."""
+    places: dict[str, str] = d.places or {}
+    primary = language.split("-")[0].lower()
+    same = (v for k, v in places.items() if k.split("-")[0].lower() == primary)
+    return places.get(language) or next(same, d.place)
+
+
+def quake_headline(place: str, magnitude: float, source: str, report: str, language: str) -> str:
+    """A feed quake's headline: place, magnitude and the report marker (``自动测定``, …)."""
+    automatic = report == "automatic"
+    stated = near(place, language) if automatic else place
+    value = decimal(magnitude, 1)
+    marker = report_words(source, automatic, language)["report_marker"]
+    if is_chinese(language):
+        return f"{stated}发生{value}级{'左右' if automatic else ''}地震（{marker}）"
+    return f"M {value} - {stated} ({marker})"
+
+
+def _feed_words(incident: Any, place: str, language: str) -> dict[str, Any]:
+    """A feed quake's headline and area name in the account's language, where the feed made
+    them from its place (an office's own words stay as written)."""
+    d = incident.details
+    if not d.places:
+        return {}
+    words: dict[str, Any] = {}
+    made = quake_headline(d.place, d.magnitude, d.source, d.report, incident.language)
+    if incident.headline == made:
+        words["headline"] = quake_headline(place, d.magnitude, d.source, d.report, language)
+    if incident.area.name == d.place:
+        words["area"] = place
+    return words
 
 
 def near(place: str, language: str) -> str:
@@ -273,4 +311,6 @@ def build_facts(incident: IncidentBase, language: str) -> dict[str, Any]:
     details = getattr(incident, "details", None)
     if details is not None:
         facts.update(_KIND_FACTS[facts["kind"]](details, language))
+    if facts["kind"] == "earthquake":
+        facts.update(_feed_words(incident, str(facts["place"]), language))
     return facts

@@ -168,3 +168,46 @@ def test_routine_category_is_translated(
     ctx = RenderContext("inc_routine", MsgType.alert, LINK)
     text = renderer.render(incident, account("text", language), ctx)["text"]
     assert label in text and "routine" not in text.replace("routine notice", "")
+
+
+PLACES = {"zh-CN": "阿富汗", "en": "36 km NNW of Herāt, Afghanistan"}
+
+
+@pytest.mark.parametrize(
+    ("headline", "language", "shown"),
+    [
+        (
+            "M 5.9 - 36 km NNW of Herāt, Afghanistan (automatic)",
+            "zh-CN",
+            "阿富汗附近发生5.9级左右地",
+        ),
+        ("M 5.9 - 36 km NNW of Herāt, Afghanistan (automatic)", "en", "M 5.9 - 36 km NNW o…"),
+        ("Quake near Herat", "zh-CN", "Quake near Herat"),  # an office's words stay
+    ],
+)
+def test_a_feed_place_and_headline_in_the_accounts_language(
+    renderer: Renderer, account: Account, headline: str, language: str, shown: str
+) -> None:
+    """``details.places`` names the place in the account's language; a headline the feed made
+    from its place follows it, an office's own headline is kept as written."""
+    place = PLACES["en"]
+    incident = quake("usgs", "automatic", place, magnitude=5.9, places=PLACES)
+    incident = incident.model_copy(update={"headline": headline, "language": "en"})
+    mapping = {"keyword1": "place", "keyword2": "area", "keyword3": "headline"}
+    ctx = RenderContext("inc_feed", MsgType.alert, LINK)
+    payload = renderer.render(
+        incident, account("wechat_template", language, template_fields=mapping), ctx
+    )
+    values = {k: v["value"] for k, v in payload["template_data"].items()}
+    ours = PLACES["zh-CN" if language == "zh-CN" else "en"]
+    assert values["keyword1"].rstrip("…") in ours and values["keyword2"] == values["keyword1"]
+    assert values["keyword3"].startswith(shown.rstrip("…"))
+
+
+def test_an_office_place_without_places_stays_as_written() -> None:
+    """An API incident names one place: every language reads it as the office wrote it."""
+    for language in ("zh-CN", "en"):
+        assert (
+            build_facts(quake("cenc", "official", "雅安市芦山县"), language)["place"]
+            == "雅安市芦山县"
+        )
