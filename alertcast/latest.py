@@ -12,10 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from alertcast.config import ExpiryConfig
 from alertcast.expiry import expired
-from alertcast.models import IncidentState, MsgType
+from alertcast.models import IncidentState, MsgType, parse_incident
 from alertcast.regions import Hierarchy
+from alertcast.render.facts import spoken
 from alertcast.store.base import Store
 
 __all__ = ["Latest"]
@@ -37,9 +40,10 @@ class Latest:
         self.clock = clock
 
     async def __call__(
-        self, kind: str | None, regions: list[str], limit: int
+        self, kind: str | None, regions: list[str], limit: int, language: str | None = None
     ) -> list[dict[str, Any]]:
-        """Newest first, at most ``limit``, in any of ``regions`` (all when empty)."""
+        """Newest first, at most ``limit``, in any of ``regions`` (all when empty); a feed
+        quake's headline and area said in ``language`` when given (the reader's account's)."""
         rows = await self.store.list_incidents(
             limit=SCAN, kind=kind, state="active", status="actual"
         )
@@ -58,7 +62,22 @@ class Latest:
             body = dict(updates[-1].body) if updates else dict(row.body)
             if expired(body, self.expiry, self.clock()):
                 continue
-            out.append({"id": row.id, **body})
+            out.append({"id": row.id, **_said(body, language)})
             if len(out) >= limit:
                 break
         return out
+
+
+def _said(body: dict[str, Any], language: str | None) -> dict[str, Any]:
+    """``body`` with a feed quake's headline and area name in ``language``."""
+    if language is None:
+        return body
+    try:
+        words = spoken(parse_incident(body), language)
+    except ValidationError:
+        return body
+    if "headline" in words:
+        body = {**body, "headline": words["headline"]}
+    if "area" in words:
+        body = {**body, "area": {**body.get("area", {}), "name": words["area"]}}
+    return body

@@ -69,8 +69,9 @@ __all__ = [
     "wechat_routes",
 ]
 
-Latest = Callable[[str | None, list[str], int], Awaitable[list[dict[str, Any]]]]
-"""``latest(kind or None, regions, limit)``: recent active incidents as public JSON dicts."""
+Latest = Callable[[str | None, list[str], int, str | None], Awaitable[list[dict[str, Any]]]]
+"""``latest(kind or None, regions, limit, language)``: recent active incidents as public JSON
+dicts, a feed quake's headline and area in ``language`` (the account's)."""
 Interactions = Callable[[str, str, str, float], Awaitable[None]]
 """``note(account, openid, kind, at)``: a follower's interaction (``Store.note_interaction``)."""
 
@@ -295,7 +296,10 @@ class _Responder:
     async def _incidents_text(self, word: str) -> str:
         kind = self.options.keywords[word]
         incidents = await self.latest(
-            None if kind == "latest" else kind, list(self.account.regions), self.options.reply_limit
+            None if kind == "latest" else kind,
+            list(self.account.regions),
+            self.options.reply_limit,
+            self.account.language,
         )
         return self.template.render(incidents=incidents, word=word, kind=kind).strip()
 

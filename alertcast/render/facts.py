@@ -203,6 +203,15 @@ def quake_headline(place: str, magnitude: float, source: str, report: str, langu
     return f"M {value} - {stated} ({marker})"
 
 
+def spoken(incident: Any, language: str) -> dict[str, Any]:
+    """A feed quake's ``headline`` and ``area`` name in ``language`` where the feed made them
+    from its place (empty for anything else: an office's own words stay as written)."""
+    d = getattr(incident, "details", None)
+    if d is None or not getattr(d, "places", None):
+        return {}
+    return _feed_words(incident, place_in(d, language), language)
+
+
 def _feed_words(incident: Any, place: str, language: str) -> dict[str, Any]:
     """A feed quake's headline and area name in the account's language, where the feed made
     them from its place (an office's own words stay as written)."""

@@ -44,7 +44,7 @@ class Lookups:
         self.delay_s = delay_s
 
     async def __call__(
-        self, kind: str | None, regions: list[str], limit: int
+        self, kind: str | None, regions: list[str], limit: int, language: str | None = None
     ) -> list[dict[str, Any]]:
         self.calls.append((kind, regions, limit))
         await asyncio.sleep(self.delay_s)

@@ -51,7 +51,9 @@ class Lookups:
         self.calls = 0
         self.delay_s = delay_s
 
-    async def __call__(self, kind: str | None, regions: list[str], limit: int) -> list[Any]:
+    async def __call__(
+        self, kind: str | None, regions: list[str], limit: int, language: str | None = None
+    ) -> list[Any]:
         self.calls += 1
         await asyncio.sleep(self.delay_s)
         return []
