@@ -18,6 +18,7 @@ ROUTE_ROLES: Mapping[tuple[str, str], Role] = {
     ("POST", "/v1/incidents/{id}/update"): "submit",
     ("POST", "/v1/incidents/{id}/cancel"): "submit",
     ("POST", "/v1/incidents/{id}/approve"): "approve",
+    ("POST", "/v1/incidents/{id}/reject"): "approve",
     ("POST", "/v1/render"): "submit",
     ("POST", "/v1/feeds/{name}/events"): "submit",
     ("POST", "/v1/deliveries/{id}/retry"): "operate",

@@ -20,7 +20,7 @@ from alertcast.models import DeliveryState, Incident, IncidentState, parse_incid
 from alertcast.page import render_page
 from alertcast.plan import Asker
 from alertcast.preview import preview
-from alertcast.reads import Reader, released
+from alertcast.reads import Reader, published, released
 from alertcast.store.base import AuditRow, IncidentRow
 from alertcast.stream import stream_events
 from alertcast.views import AuditView, CancelBody, DeliveryView, IncidentSummary, IncidentView
@@ -158,6 +158,17 @@ async def approve_incident(request: web.Request) -> web.Response:
     return _json(answer)
 
 
+@routes.post("/v1/incidents/{id}/reject")
+async def reject_incident(request: web.Request) -> web.Response:
+    try:
+        body = CancelBody.model_validate(await _json_object(request))
+    except ValidationError as exc:
+        raise invalid(exc, "rejection") from None
+    asker = _asker(request, await request.read())
+    answer = await request.app[keys.DOOR].reject(request.match_info["id"], body.reason, asker)
+    return _json(answer)
+
+
 @routes.get("/v1/incidents")
 async def list_incidents(request: web.Request) -> web.Response:
     q = request.query
@@ -284,11 +295,7 @@ async def public_page(request: web.Request) -> web.Response:
         raise web.HTTPFound(f"/p/{row.references}")
     if not await released(request.app[keys.STORE], row):  # held, or withdrawn while held
         raise web.HTTPNotFound(text=f"no incident {row.id}")
-    follow = [
-        f
-        for f in await request.app[keys.STORE].follow_ups(row.id)
-        if f.state != IncidentState.awaiting_approval.value
-    ]
+    follow = [f for f in await request.app[keys.STORE].follow_ups(row.id) if published(row, f)]
     return web.Response(
         text=render_page(row, follow, request.app[keys.CONFIG].expiry, time.time()),
         content_type="text/html",

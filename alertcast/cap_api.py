@@ -29,7 +29,7 @@ from alertcast.errors import Conflict, FieldError, Invalid
 from alertcast.models import Incident, IncidentState, parse_incident
 from alertcast.plan import Asker
 from alertcast.preview import public_link
-from alertcast.reads import Reader, released
+from alertcast.reads import Reader, published, released
 from alertcast.store.base import FeedEventRow, IncidentRow, Store
 
 __all__ = ["CAP_FEED", "CAP_MEDIA", "incident_cap", "post_cap", "read_incident", "setup_routes"]
@@ -149,7 +149,7 @@ async def _compose(app: web.Application, row: IncidentRow, public: bool) -> Mess
     follow = [f for f in await store.follow_ups(root_id) if f.created_at < row.created_at]
     root = row if root_id == row.id else await store.get_incident(root_id)
     earlier = ([root] if root is not None and root is not row else []) + [
-        f for f in follow if f.state != HELD or not public
+        f for f in follow if not public or (root is not None and published(root, f))
     ]
     link = public_link(app[keys.CONFIG], parse_incident(dict(row.body)), root_id)
     return Message(row, earlier, root_id, await _record(store, row.id), link)
@@ -201,7 +201,7 @@ def _base(request: web.Request) -> str:
 
 async def _latest(store: Store, root: IncidentRow) -> IncidentRow:
     updates = [
-        f for f in await store.follow_ups(root.id) if f.msg_type == "update" and f.state != HELD
+        f for f in await store.follow_ups(root.id) if f.msg_type == "update" and published(root, f)
     ]
     return max(updates, key=lambda f: f.created_at, default=root)
 

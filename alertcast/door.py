@@ -91,6 +91,15 @@ class Door:
         )
         return {**plan.answer, "released": applied.released}
 
+    async def reject(self, incident_id: str, reason: str, asker: Asker) -> Mapping[str, Any]:
+        """A second person withdraws a held message with ``reason``; nothing of it goes out."""
+        plan, _ = await self._change(
+            lambda: self.chains.of(incident_id, asker),
+            lambda chain, now: self.planner.reject(chain, reason, asker, now),
+            asker,
+        )
+        return plan.answer
+
     async def retry(self, delivery_id: str, asker: Asker) -> DeliveryRow:
         """Re-drive a settled delivery; the row as it is now ``pending``."""
         _, applied = await self._change(

@@ -39,6 +39,7 @@ from alertcast.views import (
     IncidentView,
     PreviewView,
     Problem,
+    RejectedView,
 )
 
 __all__ = ["OPERATIONS", "Op", "document"]
@@ -77,6 +78,7 @@ MODELS: list[type[BaseModel]] = [
     IncidentView,
     PreviewView,
     Problem,
+    RejectedView,
 ]
 
 

@@ -86,6 +86,7 @@ RAISED_LINKS = {
     "UpdateIncident": link("updateIncident", id=ID),
     "CancelIncident": link("cancelIncident", id=ID),
     "ApproveIncident": link("approveIncident", id=ID),
+    "RejectIncident": link("rejectIncident", id=ID),
     "PublicPage": link("publicPage", id=ID),
     "IncidentDeliveries": link("listDeliveries", incident_id=ID),
     "GetDelivery": link("getDelivery", id="$response.body#/deliveries/0/id"),
@@ -94,6 +95,7 @@ RAISED_LINKS = {
 FOLLOW_UP_LINKS = {
     "GetMessage": link("getIncident", id=ID),
     "ApproveMessage": link("approveIncident", id=ID),
+    "RejectMessage": link("rejectIncident", id=ID),
 }
 
 
@@ -122,6 +124,9 @@ UPDATE_BODY = {
 }
 CANCEL_BODY = {
     "application/json": {**ref("CancelBody"), "example": {"reason": "误报：已核实无震情"}}
+}
+REJECT_BODY = {
+    "application/json": {**ref("CancelBody"), "example": {"reason": "震级有误，请按正式测定改写"}}
 }
 SSE_EVENT = {  # one event of the stream (comments such as ": keep-alive" are not events)
     "type": "object",
@@ -247,6 +252,13 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("POST", "/v1/incidents/{id}/approve"): _door(
         "approveIncident", "Second-person approval of a message awaiting it", 200, "ApprovedView"
+    ),
+    ("POST", "/v1/incidents/{id}/reject"): _door(
+        "rejectIncident",
+        "Second-person rejection of a held message, with a reason: none of it goes out",
+        200,
+        "RejectedView",
+        REJECT_BODY,
     ),
     ("GET", "/v1/incidents/{id}"): Op(
         "getIncident",

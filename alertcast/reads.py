@@ -17,10 +17,21 @@ from alertcast.plan.authority import covers, operates, sees
 from alertcast.regions import Hierarchy
 from alertcast.store.base import DeliveryRow, IncidentRow, Store
 
-__all__ = ["Reader", "released"]
+__all__ = ["Reader", "published", "released"]
 
 PAGES = 10  # a scoped list reads at most this many pages of the newest rows
 HELD = IncidentState.awaiting_approval.value
+
+
+def published(root: IncidentRow, row: IncidentRow) -> bool:
+    """Whether a follow-up of ``root`` was released: not held, and not rejected by a second
+    person (a rejected update is stored ``cancelled``, as is a rejected cancellation while
+    the incident stands)."""
+    if row.state == HELD:
+        return False
+    if row.state != IncidentState.cancelled.value:
+        return True
+    return row.msg_type == "cancel" and root.state == IncidentState.cancelled.value
 
 
 async def released(store: Store, row: IncidentRow) -> bool:

@@ -247,6 +247,18 @@ class ApprovedView(BaseModel):
     released: int
 
 
+class RejectedView(BaseModel):
+    """``200`` to a rejection: the message withdrawn (``cancelled``), by whom and why, the
+    deliveries it stopped, and the cancellation row of a held incident rejected whole."""
+
+    id: str
+    state: str
+    rejected_by: str
+    reason: str
+    withdrawn: list[str]
+    cancellation: str | None = None
+
+
 class IncidentList(BaseModel):
     incidents: list[IncidentSummary]
 

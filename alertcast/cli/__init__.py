@@ -3,7 +3,7 @@
 The daemon: ``serve``, ``demo``; offline: ``check-config``, ``render``; over the API (a token in
 ``$ALERTCAST_TOKEN`` or the file ``$ALERTCAST_TOKEN_FILE`` names, the daemon at ``--url`` or
 ``$ALERTCAST_URL``): ``send``, ``incidents``, ``show``, ``update``, ``cancel``, ``approve``,
-``retry``, ``pause``, ``resume``, ``accounts``, ``feeds``, ``tail``.
+``reject``, ``retry``, ``pause``, ``resume``, ``accounts``, ``feeds``, ``tail``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ DESCRIPTION = """Run the alertcast daemon, and operate a running one over its HT
 
 The daemon: serve, demo. Offline: check-config, render. Over the API (the daemon at --url or
 $ALERTCAST_URL, default http://127.0.0.1:8080; an issuer token in $ALERTCAST_TOKEN, or in the
-file $ALERTCAST_TOKEN_FILE names): send, incidents, show, update, cancel, approve, retry, pause,
-resume, accounts, feeds, tail. `alertcast COMMAND --help` says more."""
+file $ALERTCAST_TOKEN_FILE names): send, incidents, show, update, cancel, approve, reject, retry,
+pause, resume, accounts, feeds, tail. `alertcast COMMAND --help` says more."""
 SEVERITIES = ("extreme", "severe", "moderate", "minor", "unknown")
 
 
@@ -129,6 +129,9 @@ def _lifecycle_parsers(sub: Sub[argparse.ArgumentParser]) -> None:
     p = _remote(sub, "approve", COMMANDS["approve"], "approve a message held for a second person")
     p.add_argument("id", help="the held incident, update or cancellation")
     _follow_options(p)
+    p = _remote(sub, "reject", COMMANDS["reject"], "reject a held message: none of it goes out")
+    p.add_argument("id", help="the held incident, update or cancellation")
+    p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
 
 
 def _operate_parsers(sub: Sub[argparse.ArgumentParser]) -> None:

@@ -96,6 +96,14 @@ async def cancel(args: argparse.Namespace) -> int:
         return await _followed(c, args, answer)
 
 
+async def reject(args: argparse.Namespace) -> int:
+    async with Client(args) as c:
+        path = f"/v1/incidents/{_id(args.id)}/reject"
+        answer = await c.call("POST", path, json={"reason": args.reason})
+        print(f"rejected {answer['id']} by {answer['rejected_by']}: {answer['reason']}")
+        return 0
+
+
 async def approve(args: argparse.Namespace) -> int:
     async with Client(args) as c:
         answer = await c.call("POST", f"/v1/incidents/{_id(args.id)}/approve")
@@ -173,6 +181,7 @@ COMMANDS = {
     "update": update,
     "cancel": cancel,
     "approve": approve,
+    "reject": reject,
     "retry": retry,
     "pause": pause,
     "resume": resume,

@@ -18,6 +18,7 @@ from alertcast.plan.drafts import Drafter
 from alertcast.plan.followups import merge, plan_update, updated
 from alertcast.plan.model import DAEMON, Asker, Authority, Chain, Moment, Plan
 from alertcast.plan.operate import plan_approve, plan_fallback, plan_retry
+from alertcast.plan.reject import plan_reject
 from alertcast.plan.sending import Send, Skip, plan_send
 from alertcast.regions import Hierarchy
 from alertcast.render import Renderer
@@ -61,6 +62,9 @@ class Planner:
 
     def approve(self, chain: Chain, asker: Asker, moment: Moment) -> Plan:
         return plan_approve(self.drafter, chain, asker, moment)
+
+    def reject(self, chain: Chain, reason: str, asker: Asker, moment: Moment) -> Plan:
+        return plan_reject(self.drafter, chain, reason, asker, moment)
 
     def retry(self, chain: Chain, delivery_id: str, asker: Asker, moment: Moment) -> Plan:
         budget = self.config.dispatch.max_attempts

@@ -25,7 +25,7 @@ from alertcast.store.base import (
     Write,
 )
 
-__all__ = ["RETRYABLE", "plan_approve", "plan_fallback", "plan_retry"]
+__all__ = ["RETRYABLE", "approver", "plan_approve", "plan_fallback", "plan_retry"]
 
 RETRYABLE = (DeliveryState.failed, DeliveryState.dead, DeliveryState.skipped)
 NOT_RETRIED = ("withdrawn", "superseded")  # a correction decided these must not go out
@@ -53,7 +53,7 @@ def plan_approve(drafter: Drafter, chain: Chain, asker: Asker, moment: Moment) -
             f"incident {root.id} awaits approval itself: approve {root.id}, which releases "
             f"its held updates with it"
         )
-    authority = _approver(drafter, chain, asker, held, root)
+    authority = approver(drafter, chain, asker, held, root)
     if not authority.allowed:
         return Plan(authority)
     if held.state != IncidentState.awaiting_approval.value:
@@ -78,7 +78,7 @@ def _release(chain: Chain, held: IncidentRow, root: IncidentRow) -> Release:
     return Release((root.id, *updates), whole=root.id)
 
 
-def _approver(
+def approver(
     drafter: Drafter, chain: Chain, asker: Asker, held: IncidentRow, root: IncidentRow
 ) -> Authority:
     """In scope of the chain as it stands (every message of it, and what the approval

@@ -554,3 +554,59 @@ async def test_feed_health_is_read_by_earthquake_readers_only(
     assert [f["name"] for f in shown["feeds"]] == ["pushed"]
     _, hidden = await d.get("/v1/feeds", TOKENS["fire"])
     assert hidden["feeds"] == []
+
+
+async def test_a_second_person_rejects_a_held_alert_with_a_reason(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rejected, a held alert is cancelled with the reason and audited; nothing of it goes out;
+    its author cannot reject it, an empty reason is a 422 naming the field."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await _raise(d, "city", incident(severity="extreme"))
+    path = f"/v1/incidents/{first['id']}/reject"
+    status, refused = await _call(d, "city", path, {"reason": "误报"})
+    assert status == 403 and "two-person rule" in refused["detail"]
+    status, problem = await _call(d, "duty", path, {"reason": " "})
+    assert status == 422 and "reason" in json.dumps(problem)
+    status, answer = await _call(d, "duty", path, {"reason": "震级有误"})
+    assert status == 200, answer
+    assert (answer["state"], answer["rejected_by"], answer["reason"]) == (
+        "cancelled",
+        "duty",
+        "震级有误",
+    )
+    assert (await _call(d, "duty", path, {"reason": "again"}))[0] == 409
+    assert (await _call(d, "duty", "/v1/incidents/inc_none/reject", {"reason": "x"}))[0] == 404
+    await asyncio.sleep(0.3)
+    assert d.sink.received == []
+    _, view = await d.get(f"/v1/incidents/{first['id']}")
+    assert view["state"] == "cancelled"
+    assert {"action": "incident.reject", "actor": "duty"}.items() <= next(
+        a for a in view["audit"] if a["action"] == "incident.reject"
+    ).items()
+    assert all(dv["state"] == "skipped" for dv in view["deliveries"])
+    assert (await d.client.get(f"/p/{first['id']}")).status == 404
+
+
+async def test_a_rejected_held_cancellation_leaves_the_alert_standing(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-approver's held cancellation, rejected, is withdrawn alone: the alert stays active
+    and its public page never says it was cancelled."""
+    d = await _start(start_daemon, monkeypatch)
+    first = await _raise(d, "city", incident(severity="extreme"))
+    assert (await _call(d, "duty", f"/v1/incidents/{first['id']}/approve"))[0] == 200
+    await d.settled(first["id"])
+    cancel = {"reason": "谣言说是误报"}
+    status, held = await _call(d, "clerk", f"/v1/incidents/{first['id']}/cancel", cancel)
+    assert status == 202 and held["state"] == "awaiting_approval"
+    status, answer = await _call(
+        d, "duty", f"/v1/incidents/{held['id']}/reject", {"reason": "真实"}
+    )
+    assert status == 200 and answer["id"] == held["id"], answer
+    _, root = await d.get(f"/v1/incidents/{first['id']}")
+    assert root["state"] == "active"
+    assert (await _call(d, "duty", f"/v1/incidents/{held['id']}/approve"))[0] == 409
+    page = await d.client.get(f"/p/{first['id']}")
+    assert page.status == 200 and "谣言说是误报" not in await page.text()
+    assert sorted(r.body["msg_type"] for r in d.sink.received) == ["alert"]

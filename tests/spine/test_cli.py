@@ -175,6 +175,17 @@ def test_approve_by_a_second_person(daemon: DaemonProcess) -> None:
     assert json.loads(cli("show", incident_id, "--json", daemon=daemon).stdout)["state"] == "active"
 
 
+def test_reject_by_a_second_person(daemon: DaemonProcess) -> None:
+    """The second issuer's reject --reason withdraws a held incident: it ends cancelled."""
+    incident_id = send_quick(daemon, "--severity", "extreme")
+    done = cli(
+        "reject", incident_id, "--reason", "震级有误", daemon=daemon, ALERTCAST_TOKEN=OTHER_TOKEN
+    )
+    assert done.returncode == 0 and "rejected" in done.stdout, done.stderr
+    shown = json.loads(cli("show", incident_id, "--json", daemon=daemon).stdout)
+    assert shown["state"] == "cancelled"
+
+
 def test_retry_a_dead_delivery(daemon: DaemonProcess) -> None:
     """retry re-drives the delivery the dead webhook ended."""
     incident_id = send_quick(daemon)
