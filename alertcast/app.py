@@ -28,6 +28,7 @@ from alertcast.door import Door
 from alertcast.errors import Busy, Conflict, DomainError, Forbidden, Invalid, NotFound, invalid
 from alertcast.events import EventBus
 from alertcast.feeds import api as feeds_api
+from alertcast.geo import known_codes
 from alertcast.inbox import Inbox
 from alertcast.keys import (
     ACCOUNTS,
@@ -202,7 +203,7 @@ def create_app(
         ],
     )
     inbox = Inbox()
-    planner = Planner(config, Renderer(config.render))
+    planner = Planner(config, Renderer(config.render), known_codes())
     store = open_store(config.store.url, on_due=inbox.wake)
     app[CONFIG], app[SECRETS], app[EVENTS] = config, secrets, EventBus()
     app[TOKENS], app[STORE], app[PLANNER] = _tokens(config, secrets), store, planner

@@ -43,9 +43,11 @@ __all__ = [
 class Planner:
     """The planners bound to one configuration and renderer."""
 
-    def __init__(self, config: Config, renderer: Renderer) -> None:
+    def __init__(
+        self, config: Config, renderer: Renderer, known: frozenset[str] | None = None
+    ) -> None:
         self.config = config
-        self.drafter = Drafter(config, renderer)
+        self.drafter = Drafter(config, renderer, known)
 
     @property
     def regions(self) -> Hierarchy:

@@ -25,6 +25,7 @@ def plan_alert(
 ) -> Plan:
     """A new incident and one delivery per chosen account, held when it needs approval; its
     severity no lower than its facts allow."""
+    drafter.check_codes(incident)
     incident, raised = floor(incident, drafter.config.severity.earthquake)
     authority = scope(asker, incident, drafter.regions)
     if not authority.allowed:

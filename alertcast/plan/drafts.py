@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from alertcast.config import AccountConfig, Config
+from alertcast.errors import FieldError, Invalid
 from alertcast.models import DeliveryState, Incident, IncidentState
 from alertcast.plan.model import Moment
 from alertcast.preview import Memo, public_link, render_for, render_key
@@ -42,10 +43,32 @@ class Draft:
 
 
 class Drafter:
-    def __init__(self, config: Config, renderer: Renderer) -> None:
+    def __init__(
+        self, config: Config, renderer: Renderer, known: frozenset[str] | None = None
+    ) -> None:
         self.config = config
         self.renderer = renderer
         self.regions = Hierarchy(config.regions.parents)
+        # The GB/T 2260 divisions an area code may name (the bundled data, [regions] known and
+        # parents); None: any well-formed code (the model checks the form).
+        extra = {*config.regions.known, *config.regions.parents, *config.regions.parents.values()}
+        self.known = None if known is None else frozenset({*known, *extra})
+
+    def check_codes(self, incident: Incident) -> None:
+        """Refuse an area code that names no division (``area.codes.i``), by path."""
+        if self.known is None:
+            return
+        wrong = [
+            FieldError(
+                f"area.codes.{i}",
+                f"{code!r} is no GB/T 2260 division the bundled data knows "
+                "(an office may list a newer one under [regions] known)",
+            )
+            for i, code in enumerate(incident.area.codes)
+            if code[:1].isdigit() and code not in self.known
+        ]
+        if wrong:
+            raise Invalid("area.codes: " + wrong[0].message, wrong)
 
     def decisions(self, incident: Incident) -> list[Decision]:
         return route(incident, self.config.accounts, self.regions, self.config.routes)

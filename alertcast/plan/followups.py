@@ -163,6 +163,8 @@ def plan_update(
     nothing (one person cannot stop an approved alert): its approval supersedes."""
     root = root_of(chain)
     incident, raised = _floored(chain, patch, drafter.config.severity.earthquake)
+    if "area" in patch:
+        drafter.check_codes(incident)  # the original's codes were checked when it was raised
     authority = before_and_after(drafter, asker, chain, incident)
     if not authority.allowed:
         return Plan(authority)

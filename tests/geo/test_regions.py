@@ -12,7 +12,7 @@ from alertcast.config import AccountConfig, ConfigError
 from alertcast.models import parse_incident
 from alertcast.regions import Hierarchy
 from alertcast.routing import route
-from tests.conftest import DaemonFactory
+from tests.conftest import TOKEN, DaemonFactory
 
 CONFIG = """
 [[accounts]]
@@ -112,3 +112,39 @@ async def test_the_api_refuses_a_malformed_code_naming_the_field(
     status, listed = await d.get("/v1/incidents")
     assert status == 200
     assert listed["incidents"] == []
+
+
+async def test_the_api_refuses_a_code_the_data_does_not_know(start_daemon: DaemonFactory) -> None:
+    """A well-formed code no division has (``519999``) is refused by the raise and by an
+    update that moves the area there, naming the field; ``[regions] known`` admits it."""
+    d = await start_daemon()
+    body = {
+        "kind": "general",
+        "headline": "通知",
+        "area": {"name": "雅安市", "codes": ["511800", "519999"]},
+        "occurred_at": "2022-09-05T12:52:18+08:00",
+    }
+    response = await d.post(body)
+    assert response.status == 422
+    problem = await response.json()
+    assert [e["field"] for e in problem["errors"]] == ["area.codes.1"]
+    assert "[regions] known" in problem["errors"][0]["message"]
+    first = await (await d.post({**body, "area": {"name": "雅安市", "codes": ["511800"]}})).json()
+    moved = await d.client.post(
+        f"/v1/incidents/{first['id']}/update",
+        json={"area": {"name": "别处", "codes": ["519999"]}},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert moved.status == 422, await moved.text()
+    assert [e["field"] for e in (await moved.json())["errors"]] == ["area.codes.0"]
+
+
+async def test_regions_known_admits_a_newer_code(start_daemon: DaemonFactory) -> None:
+    d = await start_daemon(regions={"known": ["519999"]})
+    body = {
+        "kind": "general",
+        "headline": "通知",
+        "area": {"name": "新区", "codes": ["519999"]},
+        "occurred_at": "2022-09-05T12:52:18+08:00",
+    }
+    assert (await d.post(body)).status == 202
