@@ -153,10 +153,8 @@ _PAIRS: dict[str, tuple[str, str]] = {
         "你参与编写了这条消息（{authors}），按双人规则须由另一位审批人批准。",
         "You wrote this ({authors}): under the two-person rule another approver must release it.",
     ),
-    "no_reject": (
-        "暂无“驳回”接口：不批准的消息可由发布方撤销。",
-        "There is no reject route yet: a message not approved is withdrawn by cancelling it.",
-    ),
+    "reject": ("驳回", "Reject"),
+    "reject_reason": ("驳回原因", "Reason for rejecting"),
     "nothing_held": ("没有待审批的消息。", "Nothing awaits approval."),
     "cancel_title": ("撤销", "Cancel"),
     "cancel_button": ("撤销此事件", "Cancel this incident"),

@@ -8,9 +8,11 @@ else in the test's ``tmp_path/screenshots``; the path is printed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 
 from alertcast.app import create_app
-from tests.conftest import make_config
+from tests.conftest import incident, make_config
 from tests.console.conftest import TOKENS, console_config
 from tests.serving import serving
 
@@ -146,3 +148,38 @@ def test_the_duty_officers_journey(live: str, chromium: Any, shots: Path) -> Non
     sync_api.expect(author.locator(".cancelled-banner")).to_contain_text("爆破作业")
     author.screenshot(path=str(shots / "6-cancelled.png"), full_page=True)
     phone.screenshot(path=str(shots / "7-cancelled-phone.png"), full_page=True)
+
+
+def _api(base: str, who: str, method: str, path: str, body: Any = None) -> Any:
+    """The JSON API with ``who``'s bearer token (the setup and the check, not the journey)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {TOKENS[who]}")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
+
+
+def test_a_second_person_rejects_a_held_incident_by_the_keyboard(
+    live: str, chromium: Any, shots: Path
+) -> None:
+    """On the approvals page a held incident's Reject is reached by its label; an empty reason
+    is named at its field; with one, Enter rejects it: it leaves the page, ends cancelled."""
+    held = _api(live, "author", "POST", "/v1/incidents", incident(severity="extreme"))
+    assert held["state"] == "awaiting_approval", held
+    page = chromium.new_context(locale="zh-CN").new_page()
+    sign_in(page, live, "approver", keyboard=True)
+    page.goto(f"{live}/console/approvals")
+    section = page.locator(f'[data-held="{held["id"]}"]')
+    reason = section.get_by_label("驳回原因")
+    reason.focus()
+    page.keyboard.press("Enter")  # an empty reason: the API's 422, shown at the field
+    sync_api.expect(reason).to_have_attribute("aria-invalid", "true", timeout=WAIT_MS)
+    sync_api.expect(section.locator(f"#e-reject-{held['id']}")).not_to_be_empty()
+    page.keyboard.type("震级有误，待正式测定")
+    page.screenshot(path=str(shots / "8-reject.png"), full_page=True)
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator(f'[data-held="{held["id"]}"]')).to_have_count(0)
+    view = _api(live, "approver", "GET", f"/v1/incidents/{held['id']}")
+    assert view["state"] == "cancelled"
+    assert all(d["state"] == "skipped" for d in view["deliveries"]), view["deliveries"]

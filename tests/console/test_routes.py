@@ -3,9 +3,11 @@ no server error on hostile input."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -168,6 +170,48 @@ async def test_an_author_sees_that_they_cannot_approve_their_own(daemon: Daemon)
     async with browser(daemon) as other:
         await sign_in(other, "author")  # no approve role: no approvals page at all
         assert (await other.get("/console/approvals")).status == 403
+
+
+async def test_a_second_approver_rejects_a_held_incident_from_the_approvals_page(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """Reject, with its labelled reason, is offered to an approver on another's held incident
+    and not on their own; the API call needs the session's CSRF token (without it: 403, nothing
+    changes); with it the incident ends cancelled with the reason and nothing is delivered."""
+    csrf = await sign_in(daemon.client, "approver")
+    held = json.dumps(incident(severity="extreme"))
+    own = await daemon.client.post(
+        "/v1/incidents", data=held, headers={**JSON, "X-CSRF-Token": csrf}
+    )
+    own_id = (await own.json())["id"]
+    async with browser(daemon) as other:
+        token = await sign_in(other, "author")
+        raised = await other.post(
+            "/v1/incidents", data=held, headers={**JSON, "X-CSRF-Token": token}
+        )
+        body = await raised.json()
+    assert raised.status == 202 and body["state"] == "awaiting_approval", body
+    iid = body["id"]
+    page = await (await daemon.client.get("/console/approvals")).text()
+    assert f'data-reject="{iid}"' in page and f'<label for="reject-{iid}">驳回原因</label>' in page
+    assert f'data-reject="{own_id}"' not in page and f'data-held="{own_id}"' in page
+    before, path = daemon.table_counts(), f"/v1/incidents/{iid}/reject"
+    reason = json.dumps({"reason": "震级有误"})
+    for headers in [JSON, {**JSON, "X-CSRF-Token": "forged"}]:
+        refused = await daemon.client.post(path, data=reason, headers=headers)
+        assert refused.status == 403 and "X-CSRF-Token" in (await refused.json())["detail"]
+    assert daemon.table_counts() == before
+    done = await daemon.client.post(path, data=reason, headers={**JSON, "X-CSRF-Token": csrf})
+    assert done.status == 200 and (await done.json())["state"] == "cancelled", await done.text()
+    await asyncio.sleep(0.3)
+    view = await (await daemon.client.get(f"/v1/incidents/{iid}")).json()
+    assert view["state"] == "cancelled" and view["deliveries"]
+    assert all(dv["state"] == "skipped" for dv in view["deliveries"]), view["deliveries"]
+    for name in ("board", "robot", "drills"):
+        sent = tmp_path / f"{name}.jsonl"
+        assert not sent.exists() or sent.read_text() == "", name
+    after = await (await daemon.client.get("/console/approvals")).text()
+    assert f'data-held="{iid}"' not in after
 
 
 async def test_the_incident_page_shows_the_grid_and_a_cancellation_preview(

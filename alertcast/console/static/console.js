@@ -219,6 +219,21 @@
     });
   }
 
+  // ---- approvals: reject a held message with a reason ---------------------------------------
+  function setupReject(form) {
+    const id = form.dataset.reject, reason = $("input[name=reason]", form);
+    const box = $(`[data-result="${CSS.escape(id)}"]`);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const r = await api("POST", `/v1/incidents/${encodeURIComponent(id)}/reject`,
+        { reason: reason.value.trim() });
+      if (r.ok) { location.reload(); return; }
+      const first = showProblem(form, { ...r.data, errors: (r.data.errors || []).map(
+        (e) => ({ ...e, field: e.field.replace(/^rejection\./, "") })) }, box);
+      (first || reason).focus();
+    });
+  }
+
   // ---- buttons: approve, retry, resume -----------------------------------------------------
   function setupButtons() {
     document.addEventListener("click", async (ev) => {
@@ -244,6 +259,7 @@
     if (live) setupLive(live);
     if (cancel) setupCancel(cancel);
     if (update) setupUpdate(update);
+    $$("form[data-reject]").forEach(setupReject);
     setupButtons();
   });
 })();
