@@ -317,11 +317,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             {
                 "name": "Last-Event-ID",
                 "in": "header",
-                "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
-                "description": "the id of the last event seen: the stream replays what followed",
+                "schema": {"type": "string", "pattern": "^ *[0-9]{0,20} *$"},
+                "description": "the id of the last event seen: the stream replays what followed "
+                "(empty: none, as a browser that has seen no id yet)",
             },
             query(
-                "last_event_id", {"type": "string", "pattern": "^[0-9]{1,20}$"}, "as Last-Event-ID"
+                "last_event_id",
+                {"type": "string", "pattern": "^ *[0-9]{0,20} *$"},
+                "as Last-Event-ID",
             ),
         ),
     ),

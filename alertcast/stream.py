@@ -39,12 +39,12 @@ def _last_event_id(request: web.Request) -> int | None:
     """The id the client saw last: the header (what browsers send), else ``?last_event_id=``;
     either one, when given, must be an id."""
     given = [
-        (name, raw.strip())
+        (name, raw.strip(" "))
         for name, raw in (
             ("Last-Event-ID", request.headers.get("Last-Event-ID")),
             ("last_event_id", request.query.get("last_event_id")),
         )
-        if raw is not None and raw.strip()
+        if raw is not None and raw.strip(" ")  # empty: no id seen yet (as a browser sends none)
     ]
     for name, raw in given:
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
