@@ -117,6 +117,16 @@ class AccountRuntime:
         self.health.paused_credentials = None
         self.health.correction_failed = None
 
+    def quota_left(self) -> dict[str, int]:
+        """The platform's daily budgets left, and each per-action budget's room in its window
+        now (what a correction may still spend: Weibo's posts, comments, calls this hour)."""
+        left = dict(self.channel.quota_left())
+        for name, budget in sorted(type(self.channel).budgets.items()):
+            room = self.limiter.room(CORRECTION, budget.actions)
+            if room is not None:
+                left[f"{name}_this_hour"] = room
+        return left
+
     def describe(self, now: float) -> dict[str, Any]:
         h = self.health
         return {
@@ -139,6 +149,7 @@ class AccountRuntime:
             "delivered": h.delivered,
             "failed": h.failed,
             "correction_failed": h.correction_failed,
+            "quota_left": self.quota_left(),
             "limits": {
                 "concurrency": self.limits.concurrency,
                 "per_minute": self.limits.per_minute,

@@ -294,6 +294,9 @@ class AccountView(BaseModel):
     # A correction that ended failed or dead on this account (delivery, incident, why): the
     # account is unhealthy until it is re-driven and delivered, or the account is resumed.
     correction_failed: str | None = None
+    # What is left: a daily quota (WeChat's mass sends today) and each per-action budget's
+    # room in its window now (Weibo: post_this_hour, comment_this_hour).
+    quota_left: dict[str, int] = Field(default_factory=dict)
     limits: AccountLimits
 
 

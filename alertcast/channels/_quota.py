@@ -38,6 +38,11 @@ class DailyQuota:
                 until=next_midnight(self._now(), self.tz),
             )
 
+    @property
+    def left(self) -> int:
+        """Sends left today, as counted here (the platform's 45028 zeroes it)."""
+        return max(0, self.per_day - self._today_used())
+
     def used(self) -> None:
         self._used = self._today_used() + 1
 

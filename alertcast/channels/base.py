@@ -254,6 +254,11 @@ class Channel(ABC):
         """The time one :meth:`send` of ``msg`` may take; longer for a send to many people."""
         return self.timeout_s
 
+    def quota_left(self) -> dict[str, int]:
+        """What is left of the platform's daily budgets, by name, as counted here (none by
+        default; rate windows are the account's, see :meth:`AccountRuntime.describe`)."""
+        return {}
+
     def spends_quota(self, action: str) -> bool:
         """Whether ``action`` spends the budget whose exhaustion pauses the account (by
         default every action does: a spent account sends nothing until it returns)."""

@@ -182,6 +182,12 @@ class WechatChannel(Channel):
     async def start(self) -> None:
         self._app()
 
+    def quota_left(self) -> dict[str, int]:
+        """Mass sends left today (template messages have no daily count here)."""
+        if self._opts.mode == "template":
+            return {}
+        return {"mass_sends_today": self._app().quota.left}
+
     def spends_quota(self, action: str) -> bool:
         """Only a mass send (or a template send) spends the day's quota: a withdrawal
         (``mass/delete``) and customer-service messages go while it is spent."""

@@ -309,3 +309,13 @@ async def test_the_session_opens_the_event_stream(daemon: Daemon) -> None:
     resp = await daemon.client.get("/v1/stream")
     assert resp.status == 200 and resp.content_type == "text/event-stream"
     resp.close()
+
+
+async def test_the_accounts_page_shows_each_accounts_quota_left(daemon: Daemon) -> None:
+    """Health with what is left (a file account has no quota: a dash), in the reader's
+    language."""
+    await sign_in(daemon.client, "reader")
+    page = await (await daemon.client.get("/console/accounts?lang=zh")).text()
+    assert "剩余额度" in page
+    page = await (await daemon.client.get("/console/accounts?lang=en")).text()
+    assert "Quota left" in page and "<td>—</td>" in page

@@ -84,6 +84,9 @@ async def test_one_earthquake_reaches_every_platform(start_daemon: Any, fakes: A
     assert receipts["weibo-city"] in weibo.statuses
     post = weibo.statuses[receipts["weibo-city"]]
     assert "6.8" in post["text"] and "alerts.example.gov.cn" in post["text"]
+    _, channels = await d.get("/v1/channels")
+    left = {a["id"]: a["quota_left"] for a in channels["accounts"]}
+    assert left["weibo-city"] == {"comment_this_hour": 60, "post_this_hour": 29}
     assert int(receipts["wechat-city"]) in wechat.mass_sent
     wecom_sent = [m for msgs in fakes["fakes"]["wecom"].received.values() for m in msgs]
     assert len(wecom_sent) == 1 and "6.8" in str(wecom_sent[0])

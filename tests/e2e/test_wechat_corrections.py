@@ -81,6 +81,9 @@ async def test_a_cancellation_reaches_followers_whose_mass_send_is_spent(
     assert view["counts"] == {"delivered": 1}, view["deliveries"]
     (msg_id,) = fake.mass_sent
     assert fake.mass_sent[msg_id]["msgtype"] == "mpnews"  # an article: it can be withdrawn
+    _, channels = await d.get("/v1/channels")
+    left = {a["id"]: a["quota_left"] for a in channels["accounts"]}
+    assert left == {"wechat-sub": {"mass_sends_today": 0}, "wechat-svc": {}}
 
     cancel = await _cancel(d, first["id"])
     done = await d.settled(cancel["id"])
