@@ -221,8 +221,13 @@ class Accounts:
         return {a.id: a.free(now) for a in self._by_id.values()}
 
     def corrections_free(self, now: float) -> dict[str, dict[str, int]]:
-        """Per account and action, how many corrections may be claimed now."""
-        return {a.id: a.corrections_free(now) for a in self._by_id.values()}
+        """Per account and action, how many corrections may be claimed now; an account with no
+        rate window is left out (its corrections have the room its alerts have: ``free``)."""
+        return {
+            a.id: a.corrections_free(now)
+            for a in self._by_id.values()
+            if a.limiter.room() is not None
+        }
 
     async def start(self) -> None:
         for runtime in self._by_id.values():
