@@ -83,7 +83,7 @@ _WECHAT_MASS = Step(
     "waits for the quota to return when no other path reached the followers",
 )
 
-_MASTODON_REPLY = Step(
+_FEDIVERSE_REPLY = Step(
     "reply",
     "timeline",
     fact="§5 statuses with in_reply_to_id: threaded to the original, and a public reply of "
@@ -112,7 +112,7 @@ PLATFORMS: Mapping[str, Plan] = {
     "wecom_robot": _ROBOT,  # §3 a group robot cannot thread or delete: a new message in the group
     "dingtalk_robot": _ROBOT,  # §4.1 likewise
     "feishu_robot": _ROBOT,  # §4.2 likewise
-    "mastodon": Plan((_MASTODON_REPLY,), (_MASTODON_REPLY,)),
+    "mastodon": Plan((_FEDIVERSE_REPLY,), (_FEDIVERSE_REPLY,)),
     "telegram": Plan((_TELEGRAM_REPLY,), (_TELEGRAM_REPLY,)),
     "email": Plan((_EMAIL_REPLY,), (_EMAIL_REPLY,)),
     "sms": Plan((_SMS_POST,), (_SMS_POST,)),
