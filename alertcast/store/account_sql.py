@@ -13,11 +13,12 @@ reason, instead of sitting unclaimed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from alertcast.store.base import SETTLED, AccountState
-from alertcast.store.sql import SELECT_CLAIMED
+from alertcast.store.base import SETTLED
+from alertcast.store.records import ACCOUNT_STATE
+from alertcast.store.sql import CLAIM, SELECT_CLAIMED
 
 _SETTLED_SQL = ", ".join(f"'{s}'" for s in SETTLED)
 
@@ -27,21 +28,19 @@ __all__ = [
     "claim_spent",
     "claimed",
     "spent_alerts",
-    "state_from",
-    "state_params",
 ]
 
 SELECT_STATES = "SELECT * FROM account_state ORDER BY account"
 
-PUT_STATE = """
-INSERT INTO account_state (account, paused_for, paused_reason, paused_until, paused_credentials,
-                           updated_at)
-VALUES (?, ?, ?, ?, ?, ?)
+PUT_STATE = (
+    ACCOUNT_STATE.insert
+    + """
 ON CONFLICT (account) DO UPDATE SET
     paused_for = excluded.paused_for, paused_reason = excluded.paused_reason,
     paused_until = excluded.paused_until, paused_credentials = excluded.paused_credentials,
     updated_at = excluded.updated_at
 WHERE account_state.updated_at <= excluded.updated_at"""
+)
 
 _SPENT_ALERTS = f"""
 SELECT d.id FROM deliveries d JOIN incidents i ON i.id = d.incident_id
@@ -56,10 +55,7 @@ WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?
 ORDER BY d.priority DESC, d.next_attempt_at
 LIMIT ?"""
 
-_CLAIM = """
-UPDATE deliveries SET state = 'sending', attempts = attempts + 1, claimed_by = ?, lease_until = ?,
-       updated_at = ?
-WHERE id IN ({ids}) AND state IN ('pending', 'retrying')"""
+_CLAIM = CLAIM + " AND state IN ('pending', 'retrying')"
 
 
 def spent_alerts(
@@ -89,26 +85,3 @@ def claim_spent(
 def claimed(ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
     """The claims ``ids`` as the dispatcher takes them (see ``SELECT_CLAIMED``)."""
     return SELECT_CLAIMED.format(ids=", ".join("?" * len(ids))), tuple(ids)
-
-
-def state_params(s: AccountState) -> tuple[Any, ...]:
-    return (
-        s.account,
-        s.paused_for,
-        s.paused_reason,
-        s.paused_until,
-        s.paused_credentials,
-        s.updated_at,
-    )
-
-
-def state_from(r: Mapping[str, Any]) -> AccountState:
-    until = r["paused_until"]
-    return AccountState(
-        account=r["account"],
-        paused_for=r["paused_for"],
-        paused_reason=r["paused_reason"],
-        paused_until=None if until is None else float(until),
-        paused_credentials=r["paused_credentials"],
-        updated_at=float(r["updated_at"]),
-    )

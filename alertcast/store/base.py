@@ -3,9 +3,10 @@
 Every engine (``sqlite``, ``postgres``) implements :class:`Store`; one contract test suite runs
 against each. Times are Unix seconds (``float``) inside the store; the API formats them.
 
-The dispatcher only ever calls :meth:`Store.claim_due` and :meth:`Store.finish_attempt`: an engine
-claims however it can (SQLite: one serialised writer; PostgreSQL: ``FOR UPDATE SKIP LOCKED``)
-without the dispatcher knowing.
+The dispatcher only ever calls :meth:`Store.claim_due` and :meth:`Store.finish_attempt` (or
+:meth:`Store.finish_attempts`, several in one transaction): an engine claims however it can
+(SQLite: one serialised writer; PostgreSQL: ``FOR UPDATE SKIP LOCKED``) without the
+dispatcher knowing.
 """
 
 from __future__ import annotations
@@ -331,6 +332,12 @@ class Store(Protocol):
     ) -> DeliveryRow:
         """Record the attempt and the new state in one transaction, if ``worker`` still holds
         the claim (a claim taken over after its lease ran out is not overwritten)."""
+
+    async def finish_attempts(
+        self, items: Sequence[tuple[DeliveryRow, AttemptRow, Outcome]], *, worker: str
+    ) -> list[DeliveryRow]:
+        """:meth:`finish_attempt` of each ``(claim, attempt, outcome)`` in ONE transaction
+        (one group commit on SQLite): the rows in order, each as that call would return it."""
 
     async def save_progress(
         self, delivery_id: str, progress: Mapping[str, Any], *, worker: str, lease_s: float

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from alertcast.store.base import FeedEventRow
-from alertcast.store.sql import dumps
+from alertcast.store.records import dumps
 
 __all__ = [
     "GET_EVENT",
@@ -29,7 +29,6 @@ __all__ = [
     "Lost",
     "candidate_params",
     "candidates",
-    "event_from",
     "id_changes",
     "insert_params",
     "mapped_ids",
@@ -142,19 +141,3 @@ def id_changes(
         elif holder != row.event_id and ident not in had:
             raise Lost(f"id {ident} belongs to event {holder}")
     return inserts, moves
-
-
-def event_from(r: Mapping[str, Any]) -> FeedEventRow:
-    pending = r["pending"]
-    return FeedEventRow(
-        feed=r["feed"],
-        event_id=r["event_id"],
-        known=json.loads(r["known"]),
-        ids=tuple(json.loads(r["ids"])),
-        event_time=float(r["event_time"]),
-        incident_id=r["incident_id"],
-        live=bool(r["live"]),
-        pending=None if pending is None else json.loads(pending),
-        version=int(r["version"]),
-        updated_at=float(r["updated_at"]),
-    )

@@ -6,7 +6,6 @@ for PostgreSQL. Keeping one copy of each statement keeps the engines honest with
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -17,11 +16,8 @@ from alertcast.models import DeliveryState
 from alertcast.store.base import (
     SETTLED,
     ActiveClaim,
-    AttemptRow,
-    AuditRow,
     DeliveryRow,
     Effects,
-    IdempotencyRecord,
     IncidentRow,
     NewDelivery,
     Outcome,
@@ -31,29 +27,33 @@ from alertcast.store.base import (
     Taken,
     Write,
 )
+from alertcast.store.records import ATTEMPT, DELIVERY, to_json
 
 _SETTLED_SQL = ", ".join(f"'{s}'" for s in SETTLED)
 
-INSERT_INCIDENT = """
-INSERT INTO incidents (id, kind, status, severity, msg_type, state, issuer, source, body,
-                       created_at, expires_at, refs, reason)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-
-INSERT_DELIVERY = """
-INSERT INTO deliveries (id, incident_id, account, channel, state, reason, payload, idempotency_key,
-                        action, target_delivery_id, wait_for, priority, attempts, max_attempts,
-                        next_attempt_at, expires_at, created_at, updated_at, claimed_by,
-                        lease_until, path)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-
 IF_NEW = " ON CONFLICT (id) DO NOTHING"  # SQLite 3.24+ and PostgreSQL alike
+NOTHING = " ON CONFLICT DO NOTHING"
 
-INSERT_IDEMPOTENCY = """
-INSERT INTO idempotency_keys (issuer, key, body_sha256, response, created_at)
-VALUES (?, ?, ?, ?, ?)"""
+INSERT_DELIVERY = DELIVERY.insert
+INSERT_ATTEMPT = ATTEMPT.insert + NOTHING  # a retried record of the same attempt is one row
+SELECT_DELIVERY = "SELECT * FROM deliveries WHERE id = ?"
+SELECT_IDEMPOTENCY = "SELECT * FROM idempotency_keys WHERE issuer = ? AND key = ?"
 
-INSERT_AUDIT = """
-INSERT INTO audit (at, actor, action, incident_id, delivery_id, detail) VALUES (?, ?, ?, ?, ?, ?)"""
+CLAIM = """
+UPDATE deliveries SET state = 'sending', attempts = attempts + 1, claimed_by = ?, lease_until = ?,
+       updated_at = ?
+WHERE id IN ({ids})"""
+
+# Where another process may claim too (PostgreSQL), lock only what we take: rows another
+# replica holds, or just took, are skipped.
+LOCK_CLAIMABLE = """
+SELECT id FROM deliveries WHERE id IN ({ids}) AND state IN ('pending', 'retrying')
+FOR UPDATE SKIP LOCKED"""
+
+# The claims of a batch of finished attempts ``worker`` still holds (locked until the batch
+# commits where another process could take them over).
+HELD = """
+SELECT id FROM deliveries WHERE id IN ({ids}) AND state = 'sending' AND claimed_by = ?"""
 
 # An alert's own post not sent by its ``expires_at`` (the incident's expiry, or its kind's
 # ``max_delay_s`` after it was queued, whichever was first) ends dead, saying which limit passed.
@@ -125,11 +125,6 @@ SAVE_PROGRESS = """
 UPDATE deliveries SET progress = ?, lease_until = ?, updated_at = ?
 WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
 
-INSERT_ATTEMPT = """
-INSERT INTO attempts (delivery_id, number, started_at, duration_ms, outcome, http_status,
-                      error_code, error, next_attempt_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-
 NEXT_DUE = "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'retrying')"
 
 RECOVER_DEAD = """
@@ -171,6 +166,11 @@ def select_due(now: float, limit: int, waits: Mapping[str, float] | None) -> tup
     return SELECT_DUE.format(waited=" OR ".join(waited) or "1 = 0"), [now, *params, limit]
 
 
+def marks(n: int) -> str:
+    """``?, ?, …`` for ``n`` values."""
+    return ", ".join("?" * n)
+
+
 def numbered(sql: str) -> str:
     """Rewrite ``?`` placeholders as ``$1 … $n`` (PostgreSQL)."""
     counter = iter(range(1, 10_000))
@@ -186,123 +186,6 @@ def migrations() -> list[tuple[int, str]]:
         if match:
             found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
     return sorted(found)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-
-
-def incident_params(row: IncidentRow) -> tuple[Any, ...]:
-    return (
-        row.id,
-        row.kind,
-        row.status,
-        row.severity,
-        row.msg_type,
-        row.state,
-        row.issuer,
-        row.source,
-        dumps(row.body),
-        row.created_at,
-        row.expires_at,
-        row.references,
-        row.reason,
-    )
-
-
-def delivery_params(
-    incident_id: str,
-    d: NewDelivery,
-    now: float,
-    taken: Taken | None = None,
-    dumped: dict[int, str] | None = None,
-) -> tuple[Any, ...]:
-    """The INSERT_DELIVERY row; ``dumped`` serialises a payload shared by many deliveries once
-    (keyed by the object's id, valid for one call site's lifetime of the payloads)."""
-    next_at = now if d.state is DeliveryState.pending and not d.hold else None
-    if next_at is not None and d.not_before is not None:
-        next_at = max(next_at, d.not_before)
-    if dumped is None:
-        payload = dumps(d.payload)
-    else:
-        known = dumped.get(id(d.payload))
-        payload = known if known is not None else dumped.setdefault(id(d.payload), dumps(d.payload))
-    claimed = taken is not None and d.id in taken.ids
-    return (
-        d.id,
-        incident_id,
-        d.account,
-        d.channel,
-        DeliveryState.sending.value if claimed else d.state.value,
-        d.reason,
-        payload,
-        d.idempotency_key,
-        d.action,
-        d.target_delivery_id,
-        d.wait_for,
-        d.priority,
-        1 if claimed else 0,
-        d.max_attempts,
-        next_at,
-        d.expires_at,
-        now,
-        now,
-        taken.worker if claimed and taken is not None else None,
-        taken.lease_until if claimed and taken is not None else None,
-        d.path,
-    )
-
-
-def deliveries_params(
-    incident_id: str, deliveries: Sequence[NewDelivery], now: float, taken: Taken | None = None
-) -> list[tuple[Any, ...]]:
-    dumped: dict[int, str] = {}
-    return [delivery_params(incident_id, d, now, taken, dumped) for d in deliveries]
-
-
-def taken_claims(
-    incident: IncidentRow, deliveries: Sequence[NewDelivery], taken: Taken | None
-) -> list[ActiveClaim]:
-    """The deliveries claimed at creation, as stored (see ``delivery_params``), with what the
-    adapter needs of the originals they thread to (``taken.targets``: remote id by delivery)."""
-    if taken is None:
-        return []
-    return [
-        ActiveClaim(
-            _taken_row(incident.id, d, incident.created_at),
-            target_remote_id=taken.targets.get(d.target_delivery_id)
-            if d.target_delivery_id
-            else None,
-            msg_type=incident.msg_type,
-            target_delivered=d.target_delivery_id is not None,
-        )
-        for d in deliveries
-        if d.id in taken.ids
-    ]
-
-
-def _taken_row(incident_id: str, d: NewDelivery, now: float) -> DeliveryRow:
-    return DeliveryRow(
-        id=d.id,
-        incident_id=incident_id,
-        account=d.account,
-        channel=d.channel,
-        state=DeliveryState.sending,
-        payload=d.payload,
-        idempotency_key=d.idempotency_key,
-        attempts=1,
-        max_attempts=d.max_attempts,
-        next_attempt_at=now,
-        created_at=now,
-        updated_at=now,
-        reason=d.reason,
-        action=d.action,
-        target_delivery_id=d.target_delivery_id,
-        wait_for=d.wait_for,
-        priority=d.priority,
-        expires_at=d.expires_at,
-        path=d.path,
-    )
 
 
 def release_statements(r: Release, now: float) -> list[tuple[str, tuple[Any, ...]]]:
@@ -341,106 +224,90 @@ def write_time(write: Write) -> float:
     return write.audit[0].at if write.audit else 0.0
 
 
-def attempt_params(a: AttemptRow) -> tuple[Any, ...]:
-    return (
-        a.delivery_id,
-        a.number,
-        a.started_at,
-        a.duration_ms,
-        a.outcome,
-        a.http_status,
-        a.error_code,
-        a.error,
-        a.next_attempt_at,
+def stored_delivery(
+    incident_id: str, d: NewDelivery, now: float, taken: Taken | None
+) -> tuple[DeliveryRow, tuple[str | None, float | None]]:
+    """A new delivery as INSERT_DELIVERY stores it, and its claim ``(claimed_by, lease_until)``:
+    claimed at creation (``sending``, first attempt) when ``taken`` names it; due now unless
+    held (``hold``), not before ``not_before``, or settled already (``skipped``)."""
+    next_at = now if d.state is DeliveryState.pending and not d.hold else None
+    if next_at is not None and d.not_before is not None:
+        next_at = max(next_at, d.not_before)
+    claimed = taken is not None and d.id in taken.ids
+    row = DeliveryRow(
+        id=d.id,
+        incident_id=incident_id,
+        account=d.account,
+        channel=d.channel,
+        state=DeliveryState.sending if claimed else d.state,
+        payload=d.payload,
+        idempotency_key=d.idempotency_key,
+        attempts=1 if claimed else 0,
+        max_attempts=d.max_attempts,
+        next_attempt_at=next_at,
+        created_at=now,
+        updated_at=now,
+        reason=d.reason,
+        action=d.action,
+        target_delivery_id=d.target_delivery_id,
+        wait_for=d.wait_for,
+        priority=d.priority,
+        expires_at=d.expires_at,
+        path=d.path,
     )
+    if taken is None or not claimed:
+        return row, (None, None)
+    return row, (taken.worker, taken.lease_until)
 
 
-def audit_params(a: AuditRow) -> tuple[Any, ...]:
-    return (a.at, a.actor, a.action, a.incident_id, a.delivery_id, dumps(dict(a.detail)))
+def deliveries_params(
+    stored: Sequence[tuple[DeliveryRow, tuple[str | None, float | None]]],
+) -> list[tuple[Any, ...]]:
+    """INSERT_DELIVERY's rows; a payload shared by many deliveries is serialised once."""
+    shared: dict[tuple[int, int], Any] = {}
+    return [DELIVERY.params(row, *claim, shared=shared) for row, claim in stored]
 
 
-def idempotency_params(r: IdempotencyRecord) -> tuple[Any, ...]:
-    return (r.issuer, r.key, r.body_sha256, dumps(dict(r.response)), r.created_at)
+def taken_claims(
+    incident: IncidentRow,
+    stored: Sequence[tuple[DeliveryRow, tuple[str | None, float | None]]],
+    taken: Taken | None,
+) -> list[ActiveClaim]:
+    """The deliveries claimed at creation, as stored, with what the adapter needs of the
+    originals they thread to (``taken.targets``: remote id by delivery)."""
+    if taken is None:
+        return []
+    return [
+        ActiveClaim(
+            row,
+            target_remote_id=taken.targets.get(row.target_delivery_id)
+            if row.target_delivery_id
+            else None,
+            msg_type=incident.msg_type,
+            target_delivered=row.target_delivery_id is not None,
+        )
+        for row, (worker, _) in stored
+        if worker is not None
+    ]
 
 
-def incident_from(r: Mapping[str, Any]) -> IncidentRow:
-    return IncidentRow(
-        id=r["id"],
-        kind=r["kind"],
-        status=r["status"],
-        severity=r["severity"],
-        msg_type=r["msg_type"],
-        state=r["state"],
-        issuer=r["issuer"],
-        source=r["source"],
-        body=json.loads(r["body"]),
-        created_at=r["created_at"],
-        expires_at=r["expires_at"],
-        references=r["refs"],
-        reason=r["reason"],
-    )
-
-
-def delivery_from(r: Mapping[str, Any]) -> DeliveryRow:
-    return DeliveryRow(
-        id=r["id"],
-        incident_id=r["incident_id"],
-        account=r["account"],
-        channel=r["channel"],
-        state=DeliveryState(r["state"]),
-        payload=json.loads(r["payload"]),
-        idempotency_key=r["idempotency_key"],
-        attempts=r["attempts"],
-        max_attempts=r["max_attempts"],
-        next_attempt_at=r["next_attempt_at"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        reason=r["reason"],
-        action=r["action"],
-        target_delivery_id=r["target_delivery_id"],
-        wait_for=r["wait_for"],
-        last_error=r["last_error"],
-        remote_id=r["remote_id"],
-        delivered_at=r["delivered_at"],
-        priority=r["priority"],
-        expires_at=r["expires_at"],
-        progress=json.loads(r["progress"]) if r["progress"] else None,
-        path=r["path"],
-    )
-
-
-def attempt_from(r: Mapping[str, Any]) -> AttemptRow:
-    return AttemptRow(
-        delivery_id=r["delivery_id"],
-        number=r["number"],
-        started_at=r["started_at"],
-        duration_ms=r["duration_ms"],
-        outcome=r["outcome"],
-        http_status=r["http_status"],
-        error_code=r["error_code"],
-        error=r["error"],
-        next_attempt_at=r["next_attempt_at"],
-    )
-
-
-def audit_from(r: Mapping[str, Any]) -> AuditRow:
-    return AuditRow(
-        at=r["at"],
-        actor=r["actor"],
-        action=r["action"],
-        incident_id=r["incident_id"],
-        delivery_id=r["delivery_id"],
-        detail=json.loads(r["detail"]),
-    )
-
-
-def idempotency_from(r: Mapping[str, Any]) -> IdempotencyRecord:
-    return IdempotencyRecord(
-        issuer=r["issuer"],
-        key=r["key"],
-        body_sha256=r["body_sha256"],
-        response=json.loads(r["response"]),
-        created_at=r["created_at"],
+def finish_params(
+    claim: DeliveryRow, outcome: Outcome, now: float, worker: str
+) -> tuple[float | None, tuple[Any, ...]]:
+    """``(delivered_at, FINISH_DELIVERY's params)`` of one attempt's outcome."""
+    delivered_at = now if outcome.state is DeliveryState.delivered else claim.delivered_at
+    progress = None if outcome.progress is None else to_json(outcome.progress)
+    return delivered_at, (
+        outcome.state.value,
+        outcome.next_attempt_at,
+        outcome.last_error,
+        outcome.remote_id,
+        delivered_at,
+        outcome.reason,
+        progress,
+        now,
+        claim.id,
+        worker,
     )
 
 
@@ -461,10 +328,11 @@ def finished(
     )
 
 
-def claim_from(r: Mapping[str, Any]) -> ActiveClaim:
+def claim_from(r: Any) -> ActiveClaim:
+    """A SELECT_CLAIMED row: the delivery and where what it threads to, or waits for, stands."""
     delivered = r["target_state"] == DeliveryState.delivered.value
     return ActiveClaim(
-        delivery_from(r),
+        DELIVERY.from_row(r),
         target_remote_id=r["target_remote_id"] if delivered else None,
         msg_type=r["msg_type"],
         target_delivered=delivered,

@@ -1,0 +1,419 @@
+"""The one SQL store: every :class:`~alertcast.store.base.Store` method, written once.
+
+Each method is an operation over :class:`~alertcast.store.driver.Conn` run by the engine's
+driver (:mod:`alertcast.store.driver` says how and why); the SQL text is in :mod:`sql`,
+:mod:`account_sql`, :mod:`feed_sql` and :mod:`interaction_sql`, the rows' columns and
+conversions in :mod:`records`. :class:`~alertcast.store.sqlite.SQLiteStore` and
+:class:`~alertcast.store.postgres.PostgresStore` are this store over their driver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from alertcast.store import account_sql, feed_sql, interaction_sql, sql
+from alertcast.store.base import (
+    AccountState,
+    ActiveClaim,
+    Applied,
+    AttemptRow,
+    AuditRow,
+    DeliveryRow,
+    FeedEventRow,
+    IdempotencyConflict,
+    IdempotencyRecord,
+    IncidentRow,
+    InWindow,
+    Outcome,
+    Release,
+    Requeue,
+    StateConflict,
+    Write,
+)
+from alertcast.store.driver import Conn, Driver
+from alertcast.store.records import (
+    ACCOUNT_STATE,
+    ATTEMPT,
+    AUDIT,
+    DELIVERY,
+    FEED_EVENT,
+    IDEMPOTENCY,
+    INCIDENT,
+    to_json,
+)
+
+__all__ = ["SQLStore"]
+
+DUE_SCAN = 2000
+Finish = tuple[DeliveryRow, AttemptRow, Outcome]
+
+
+class SQLStore:
+    """The store over one engine's :class:`~alertcast.store.driver.Driver`."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._db = driver
+        self.single_process = driver.single_process
+
+    def describe(self) -> str:
+        return self._db.describe()
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- incidents --------------------------------------------------------------------------
+    async def apply(self, write: Write) -> Applied:
+        notify = bool(write.deliveries or write.release or write.requeue)
+        return await self._db.write(lambda c: _apply(c, write), notify=notify)
+
+    async def get_idempotency(self, issuer: str, key: str) -> IdempotencyRecord | None:
+        row = await self._one(sql.SELECT_IDEMPOTENCY, (issuer, key))
+        return None if row is None else IDEMPOTENCY.from_row(row)
+
+    async def get_incident(self, incident_id: str) -> IncidentRow | None:
+        row = await self._one("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+        return None if row is None else INCIDENT.from_row(row)
+
+    async def list_incidents(
+        self,
+        *,
+        limit: int = 50,
+        kind: str | None = None,
+        state: str | None = None,
+        status: str | None = None,
+        before: float | None = None,
+    ) -> list[IncidentRow]:
+        query, params = sql.incidents_query(kind, state, status, before, limit)
+        return [INCIDENT.from_row(r) for r in await self._all(query, params)]
+
+    async def follow_ups(self, incident_id: str) -> list[IncidentRow]:
+        query = "SELECT * FROM incidents WHERE refs = ? ORDER BY created_at"
+        return [INCIDENT.from_row(r) for r in await self._all(query, (incident_id,))]
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryRow | None:
+        row = await self._one(sql.SELECT_DELIVERY, (delivery_id,))
+        return None if row is None else DELIVERY.from_row(row)
+
+    async def list_deliveries(
+        self,
+        *,
+        incident_id: str | None = None,
+        state: str | None = None,
+        account: str | None = None,
+        limit: int = 500,
+    ) -> list[DeliveryRow]:
+        query, params = sql.deliveries_query(incident_id, state, account, limit)
+        return [DELIVERY.from_row(r) for r in await self._all(query, params)]
+
+    async def counts(self, incident_id: str) -> dict[str, int]:
+        query = "SELECT state, COUNT(*) FROM deliveries WHERE incident_id = ? GROUP BY state"
+        return {r[0]: int(r[1]) for r in await self._all(query, (incident_id,))}
+
+    async def attempts(self, delivery_id: str) -> list[AttemptRow]:
+        query = "SELECT * FROM attempts WHERE delivery_id = ? ORDER BY number"
+        return [ATTEMPT.from_row(r) for r in await self._all(query, (delivery_id,))]
+
+    # -- sending ----------------------------------------------------------------------------
+    async def claim_due(
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        free: Mapping[str, int],
+        waits: Mapping[str, float] | None = None,
+        corrections: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> list[ActiveClaim]:
+        async def op(c: Conn) -> list[ActiveClaim]:
+            await c.execute(sql.EXPIRE_DUE, (now, now))
+            due = await c.fetchall(*sql.select_due(now, max(limit, DUE_SCAN), waits))
+            ids = sql.pick_within_capacity(
+                [(r[0], r[1], r[2], r[3]) for r in due], free, limit, corrections
+            )
+            if ids and c.locks:
+                query = sql.LOCK_CLAIMABLE.format(ids=sql.marks(len(ids)))
+                ids = [r[0] for r in await c.fetchall(query, ids)]
+            return await _claim(c, ids, worker, now + lease_s, now)
+
+        return await self._db.write(op)
+
+    async def finish_attempt(
+        self, claim: DeliveryRow, attempt: AttemptRow, outcome: Outcome, *, worker: str = ""
+    ) -> DeliveryRow:
+        now = time.time()
+        delivered_at, params = sql.finish_params(claim, outcome, now, worker)
+
+        async def op(c: Conn) -> DeliveryRow:
+            await c.execute(sql.INSERT_ATTEMPT, ATTEMPT.params(attempt))
+            if await c.execute(sql.FINISH_DELIVERY, params) == 1:
+                return sql.finished(claim, outcome, now, delivered_at)
+            return DELIVERY.from_row(await c.fetchone(sql.SELECT_DELIVERY, (claim.id,)))
+
+        return await self._db.write(op)
+
+    async def finish_attempts(self, items: Sequence[Finish], *, worker: str) -> list[DeliveryRow]:
+        if not items:
+            return []
+        now = time.time()
+        return await self._db.write(lambda c: _finish_all(c, items, worker, now))
+
+    async def save_progress(
+        self, delivery_id: str, progress: Mapping[str, Any], *, worker: str, lease_s: float
+    ) -> bool:
+        now = time.time()
+        params = (to_json(progress), now + lease_s, now, delivery_id, worker)
+        return await self._db.write(lambda c: _touched(c, sql.SAVE_PROGRESS, params), single=True)
+
+    async def next_due_at(self) -> float | None:
+        row = await self._one(sql.NEXT_DUE, ())
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def recover(self, *, now: float, everything: bool) -> int:
+        cond, extra = ("1 = 1", ()) if everything else ("lease_until < ?", (now,))
+
+        async def op(c: Conn) -> int:
+            dead = await c.execute(sql.RECOVER_DEAD.format(cond=cond), (now, *extra))
+            return dead + await c.execute(sql.RECOVER_RETRY.format(cond=cond), (now, now, *extra))
+
+        return await self._db.write(op)
+
+    async def add_audit(self, row: AuditRow) -> None:
+        await self._db.write(lambda c: c.execute(AUDIT.insert, AUDIT.params(row)), single=True)
+
+    async def audit_trail(self, incident_id: str) -> list[AuditRow]:
+        query = "SELECT * FROM audit WHERE incident_id = ? ORDER BY at"
+        return [AUDIT.from_row(r) for r in await self._all(query, (incident_id,))]
+
+    # -- account state (issue 15) -----------------------------------------------------------
+    async def account_states(self) -> dict[str, AccountState]:
+        rows = await self._all(account_sql.SELECT_STATES, ())
+        return {r["account"]: ACCOUNT_STATE.from_row(r) for r in rows}
+
+    async def put_account_state(self, state: AccountState) -> None:
+        params = ACCOUNT_STATE.params(state)
+        await self._db.write(lambda c: c.execute(account_sql.PUT_STATE, params), single=True)
+
+    async def claim_spent(
+        self,
+        *,
+        accounts: Sequence[str],
+        now: float,
+        limit: int,
+        lease_s: float,
+        worker: str,
+        corrections: Sequence[str] = (),
+    ) -> list[ActiveClaim]:
+        if not (accounts or corrections) or limit <= 0:
+            return []
+
+        async def op(c: Conn) -> list[ActiveClaim]:
+            lock = " FOR UPDATE OF d SKIP LOCKED" if c.locks else ""
+            query = account_sql.spent_alerts(accounts, now, limit, lock, corrections)
+            ids = [r[0] for r in await c.fetchall(*query)]
+            if not ids:
+                return []
+            await c.execute(*account_sql.claim_spent(ids, worker, lease_s, now))
+            return [sql.claim_from(r) for r in await c.fetchall(*account_sql.claimed(ids))]
+
+        return await self._db.write(op)
+
+    # -- feed events (issue 5) --------------------------------------------------------------
+    async def get_feed_event(self, feed: str, event_id: str) -> FeedEventRow | None:
+        row = await self._one(feed_sql.GET_EVENT, (feed, event_id))
+        return None if row is None else FEED_EVENT.from_row(row)
+
+    async def feed_events(
+        self,
+        feed: str,
+        *,
+        ids: Sequence[str],
+        between: tuple[float, float] | None = None,
+    ) -> list[FeedEventRow]:
+        query = feed_sql.candidates(len(ids), between is not None)
+        params = feed_sql.candidate_params(feed, ids, between)
+        return [FEED_EVENT.from_row(r) for r in await self._all(query, params)]
+
+    async def live_feed_events(self, feed: str, *, since: float) -> list[FeedEventRow]:
+        rows = await self._all(feed_sql.SELECT_LIVE, (feed, since))
+        return [FEED_EVENT.from_row(r) for r in rows]
+
+    async def put_feed_event(
+        self, row: FeedEventRow, *, takeover: Sequence[str] = (), now: float
+    ) -> bool:
+        try:
+            await self._db.write(lambda c: _put_feed_event(c, row, takeover, now))
+        except feed_sql.Lost:
+            return False
+        return True
+
+    async def prune_feed_events(self, feed: str, *, before: float, idle_since: float) -> int:
+        params = (feed, before, idle_since)
+
+        async def op(c: Conn) -> int:
+            await c.execute(feed_sql.PRUNE_IDS, (feed, *params))
+            return await c.execute(feed_sql.PRUNE_EVENTS, params)
+
+        return await self._db.write(op)
+
+    # -- interaction windows (issue 11) -----------------------------------------------------
+    async def note_interaction(self, account: str, openid: str, kind: str, at: float) -> None:
+        statement, params = interaction_sql.note_statement(account, openid, kind, at)
+
+        async def op(c: Conn) -> None:
+            await c.execute(statement, params)
+            await c.execute(interaction_sql.PRUNE, interaction_sql.prune_params(account, at))
+
+        await self._db.write(op)
+
+    async def window(
+        self, account: str, *, now: float, limit: int, after: str = ""
+    ) -> list[InWindow]:
+        params = interaction_sql.window_params(account, now, limit, after)
+        rows = await self._all(interaction_sql.WINDOW, params)
+        return [interaction_sql.in_window(r, now) for r in rows]
+
+    async def note_custom_sent(self, account: str, openids: Sequence[str], *, at: float) -> None:
+        rows = interaction_sql.sent_params(account, openids, at)
+        if rows:
+            await self._db.write(lambda c: c.executemany(interaction_sql.NOTE_SENT, rows))
+
+    # -- plumbing ---------------------------------------------------------------------------
+    async def _one(self, query: str, params: Sequence[Any]) -> Any:
+        return await self._db.read(lambda c: c.fetchone(query, params))
+
+    async def _all(self, query: str, params: Sequence[Any]) -> list[Any]:
+        return await self._db.read(lambda c: c.fetchall(query, params))
+
+
+async def _touched(c: Conn, query: str, params: Sequence[Any]) -> bool:
+    return await c.execute(query, params) == 1
+
+
+async def _claim(
+    c: Conn, ids: Sequence[str], worker: str, lease_until: float, now: float
+) -> list[ActiveClaim]:
+    """Mark ``ids`` ``sending`` for ``worker`` (one more attempt) and read them as claims."""
+    if not ids:
+        return []
+    marks = sql.marks(len(ids))
+    await c.execute(sql.CLAIM.format(ids=marks), (worker, lease_until, now, *ids))
+    rows = await c.fetchall(sql.SELECT_CLAIMED.format(ids=marks), ids)
+    return [sql.claim_from(r) for r in rows]
+
+
+async def _finish_all(
+    c: Conn, items: Sequence[Finish], worker: str, now: float
+) -> list[DeliveryRow]:
+    """Every attempt recorded, and each delivery ``worker`` still holds finished, as
+    :meth:`SQLStore.finish_attempt` would one by one; the others are read as stored."""
+    await c.executemany(sql.INSERT_ATTEMPT, [ATTEMPT.params(a) for _, a, _ in items])
+    ids = sorted({claim.id for claim, _, _ in items})
+    held_sql = sql.HELD.format(ids=sql.marks(len(ids)))
+    held_sql += " ORDER BY id FOR UPDATE" if c.locks else ""
+    held = {r[0] for r in await c.fetchall(held_sql, (*ids, worker))}
+    done: list[DeliveryRow | None] = []
+    updates: list[tuple[Any, ...]] = []
+    for claim, _, outcome in items:
+        if claim.id not in held:  # lost, or finished earlier in this batch
+            done.append(None)
+            continue
+        held.discard(claim.id)
+        delivered_at, params = sql.finish_params(claim, outcome, now, worker)
+        updates.append(params)
+        done.append(sql.finished(claim, outcome, now, delivered_at))
+    if updates:
+        await c.executemany(sql.FINISH_DELIVERY, updates)
+    return await _fill_lost(c, [claim for claim, _, _ in items], done)
+
+
+async def _fill_lost(
+    c: Conn, claims: Sequence[DeliveryRow], done: Sequence[DeliveryRow | None]
+) -> list[DeliveryRow]:
+    """``done``, each gap filled with the delivery as stored."""
+    lost = sorted({claim.id for claim, row in zip(claims, done, strict=True) if row is None})
+    stored: dict[str, DeliveryRow] = {}
+    if lost:
+        query = f"SELECT * FROM deliveries WHERE id IN ({sql.marks(len(lost))})"
+        stored = {r["id"]: DELIVERY.from_row(r) for r in await c.fetchall(query, lost)}
+    return [
+        stored[claim.id] if row is None else row for claim, row in zip(claims, done, strict=True)
+    ]
+
+
+async def _apply(c: Conn, w: Write) -> Applied:
+    now = sql.write_time(w)
+    if w.idempotency is not None:
+        await _claim_key(c, w.idempotency)
+    if w.incident is not None:
+        await c.execute(INCIDENT.insert, INCIDENT.params(w.incident))
+    owner = w.incident.id if w.incident is not None else w.attach_to
+    stored = [sql.stored_delivery(owner, d, now, w.taken) for d in w.deliveries] if owner else []
+    if stored:
+        insert = sql.INSERT_DELIVERY + (sql.IF_NEW if w.incident is None else "")
+        await c.executemany(insert, sql.deliveries_params(stored))
+    for effect in sql.effect_statements(w.effects, now):
+        effect.check(await c.execute(effect.statement, effect.params))
+    released = await _release(c, w.release, now) if w.release is not None else 0
+    requeued = await _requeue(c, w.requeue, now) if w.requeue is not None else None
+    if w.audit:
+        await c.executemany(AUDIT.insert, [AUDIT.params(a) for a in w.audit])
+    claims = sql.taken_claims(w.incident, stored, w.taken) if w.incident else []
+    return Applied(released, requeued, claims)
+
+
+async def _claim_key(c: Conn, record: IdempotencyRecord) -> None:
+    if await c.execute(IDEMPOTENCY.insert + sql.NOTHING, IDEMPOTENCY.params(record)) == 0:
+        first = await c.fetchone(sql.SELECT_IDEMPOTENCY, (record.issuer, record.key))
+        raise IdempotencyConflict(IDEMPOTENCY.from_row(first))
+
+
+async def _release(c: Conn, r: Release, now: float) -> int:
+    if (unseen := sql.unseen_statement(r)) is not None:
+        count = await c.fetchone(*unseen)  # COUNT(*): always one row
+        sql.unseen_conflict(r, int(count[0]) if count is not None else 0)
+    (approve, approve_params), (due, due_params) = sql.release_statements(r, now)
+    sql.release_conflict(r, await c.execute(approve, approve_params))
+    return await c.execute(due, due_params)
+
+
+async def _requeue(c: Conn, r: Requeue, now: float) -> DeliveryRow:
+    if await c.execute(sql.REQUEUE, (now, r.budget, now, r.delivery_id)) == 0:
+        raise StateConflict(f"delivery {r.delivery_id} cannot be retried")
+    return DELIVERY.from_row(await c.fetchone(sql.SELECT_DELIVERY, (r.delivery_id,)))
+
+
+# -- feed events (issue 5) ---------------------------------------------------------------------
+async def _put_feed_event(c: Conn, row: FeedEventRow, takeover: Sequence[str], now: float) -> None:
+    """Store the event and point its ids at it; :class:`feed_sql.Lost` when another writer
+    changed the event or took one of its ids first (a write that touched no row)."""
+    had = await _put_event_row(c, row, now)
+    held = await c.fetchall(feed_sql.mapped_ids(len(row.ids)), (row.feed, *row.ids))
+    inserts, moves = feed_sql.id_changes(row, {r[0]: r[1] for r in held}, takeover, had)
+    for params in inserts:  # a concurrent writer's id makes the insert a no-op
+        _must_touch(await c.execute(feed_sql.INSERT_ID + sql.NOTHING, params), "id taken")
+    for move in moves:
+        _must_touch(await c.execute(feed_sql.MOVE_ID, move), "id moved")
+
+
+async def _put_event_row(c: Conn, row: FeedEventRow, now: float) -> tuple[str, ...]:
+    """Insert or update the event row; the ids its stored version held."""
+    if row.version == 0:
+        query = feed_sql.INSERT_EVENT + sql.NOTHING
+        _must_touch(await c.execute(query, feed_sql.insert_params(row, now)), "event exists")
+        return ()
+    key = (row.feed, row.event_id, row.version)
+    had = feed_sql.stored_ids(await c.fetchone(feed_sql.STORED_IDS, key))
+    status = await c.execute(feed_sql.UPDATE_EVENT, feed_sql.update_params(row, now))
+    _must_touch(status, f"event {row.event_id} changed concurrently")
+    return had
+
+
+def _must_touch(touched: int, why: str) -> None:
+    if touched == 0:
+        raise feed_sql.Lost(why)
