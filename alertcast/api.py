@@ -305,11 +305,11 @@ async def public_page(request: web.Request) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    try:
-        await request.app[keys.STORE].next_due_at()
-    except Exception as exc:
-        return _json({"status": "degraded", "store": f"unreachable: {type(exc).__name__}"}, 503)
-    return _json({"status": "ok", "store": "ok", "inflight": request.app[keys.DISPATCHER].inflight})
+    dispatcher = request.app[keys.DISPATCHER]
+    up = await dispatcher.outage.probe()  # an outage also ends, or starts, here
+    body = {"status": "ok" if up else "degraded", **dispatcher.outage.view()}
+    body |= {"inflight": dispatcher.inflight, "unrecorded": len(dispatcher.outage.waiting)}
+    return _json(body, 200 if up else 503)
 
 
 @routes.get("/metrics")

@@ -125,6 +125,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         return problem(exc.status, exc.text or exc.reason, headers=_keep_headers(exc))
     except Exception:
+        outage = request.app[DISPATCHER].outage if DISPATCHER in request.app else None
+        if outage is not None and not await outage.probe():  # the store is away, not a bug
+            return problem(503, outage.detail(), headers={"Retry-After": "2"})
         log.exception("http.unhandled", path=request.path)
         return problem(500, "internal error; the request may not have been processed")
 

@@ -8,6 +8,7 @@ restarted daemon resumes exactly where this one stopped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from alertcast.events import EventBus
 from alertcast.fate import RetryPolicy, Skipped, decide
 from alertcast.inbox import Inbox
 from alertcast.models import DeliveryState
+from alertcast.outage import Outage
 from alertcast.pauses import Pauses, note_attempt
 from alertcast.plan import Skip, plan_send
 from alertcast.plan.sending import Lead, lead_waits
@@ -82,6 +84,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
         self._loop_task: asyncio.Task[None] | None = None
+        self.outage = Outage(store, secrets.redact)  # since when the store is away, and why
 
     # -- life -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -126,15 +129,21 @@ class Dispatcher:
         while not self._stopping:
             try:
                 await self._run_loop()
-            except Exception:
-                log.exception("dispatch.loop_crashed")
-                await asyncio.sleep(1.0)
+            except Exception as exc:
+                if await self.outage.probe():  # the store answers: our own bug
+                    log.error("dispatch.loop_crashed", exc_info=exc)
+                    await asyncio.sleep(1.0)
+                else:  # no claim, no sweep until the store answers again
+                    await self.outage.outlast(self.inbox.wait, lambda: self._stopping)
 
     async def _run_loop(self) -> None:
         next_sweep = 0.0
         while not self._stopping:
             self._spawn_handed()
             self.inbox.due()
+            if self.outage.waiting:  # outcomes sent but not yet recorded come before any claim
+                await self.inbox.wait(self.config.poll_interval_s)
+                continue
             await self.pauses.save(time.time())  # an operator's resume, a replaced secret
             if time.monotonic() >= next_sweep:
                 await self._sweep_leases()
@@ -148,8 +157,7 @@ class Dispatcher:
 
     async def _sweep_leases(self) -> None:
         """Deliveries whose claim outlived its lease (a crashed replica) go back to the queue."""
-        recovered = await self.store.recover(now=time.time(), everything=False)
-        if recovered:
+        if recovered := await self.store.recover(now=time.time(), everything=False):
             log.warning("dispatch.leases_recovered", deliveries=recovered)
 
     def _spawn_handed(self) -> None:
@@ -158,8 +166,7 @@ class Dispatcher:
             self._spawn(claim, ticket)
 
     async def _claim(self) -> list[tuple[ActiveClaim, Ticket]]:
-        room = self.capacity.room
-        if room <= 0:
+        if (room := self.capacity.room) <= 0:
             return []
         now = time.time()
         with self.capacity.claiming():
@@ -188,14 +195,11 @@ class Dispatcher:
 
     async def _sleep(self) -> None:
         """Until woken, the next retry is due, or the poll interval, whichever is first;
-        deliveries handed over meanwhile are sent without waking the claim loop.
-
-        Rows already due but not claimable (a paused or saturated account, a follow-up waiting
-        for its original) wait for a wake-up or the poll, never a busy loop.
-        """
+        deliveries handed over meanwhile are sent without waking the claim loop. Rows due but
+        not claimable (a paused or saturated account, a follow-up waiting for its original)
+        wait for a wake-up or the poll, never a busy loop."""
         timeout = self.config.poll_interval_s
-        due = await self.store.next_due_at()
-        if due is not None and due > time.time():
+        if (due := await self.store.next_due_at()) is not None and due > time.time():
             timeout = min(timeout, max(0.005, due - time.time()))
         deadline = time.monotonic() + timeout
         self.sleeping = True
@@ -229,7 +233,7 @@ class Dispatcher:
         ):
             try:
                 await self._deliver(claim, runtime, ticket)
-            except Exception:  # recording failed: the lease brings it back, never lost
+            except Exception:  # failed before its outcome was known: the lease brings it back
                 log.exception("dispatch.record_failed")
             finally:
                 ticket.release()
@@ -332,7 +336,7 @@ class Dispatcher:
             # The fallback's deliveries are stored before this one is settled, so the incident
             # never looks settled (to the status API, the stream, `send --follow`) in between.
             await self.fallbacks.fallback(replace(d, state=outcome.state, reason=outcome.reason))
-        row = await self.store.finish_attempt(d, attempt, outcome, worker=self.worker)
+        row = await self._record(d, attempt, outcome)
         metrics.DELIVERIES.labels(d.channel, outcome.state.value).inc()
         self._publish(row, row.state)
         log.info(
@@ -341,6 +345,11 @@ class Dispatcher:
             next_attempt_at=outcome.next_attempt_at,
             remote_id=row.remote_id,
         )
+
+    async def _record(self, d: DeliveryRow, attempt: AttemptRow, outcome: Outcome) -> DeliveryRow:
+        """``store.finish_attempt``, retried until the store takes it (``Outage.record``)."""
+        call = functools.partial(self.store.finish_attempt, d, attempt, outcome, worker=self.worker)
+        return await self.outage.record(d.id, call)
 
     def _decide(
         self,

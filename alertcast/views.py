@@ -349,3 +349,6 @@ class HealthView(BaseModel):
     status: str
     store: str
     inflight: int | None = None
+    unrecorded: int | None = None  # sent, outcome not yet taken by the store
+    store_unreachable_since: str | None = None  # ISO 8601, while the store is away
+    store_error: str | None = None  # its last error, redacted

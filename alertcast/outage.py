@@ -1,0 +1,147 @@
+"""Whether the store answers: since when it has not, why, and one warning each way.
+
+The dispatcher, ``/healthz`` and the API's error edge share one :class:`Outage`. Any exception
+from a store call counts as the store being unreachable (a cut connection surfaces as
+``OSError``, the driver's own errors or a timeout, depending on where it broke); a probe that
+answers ends the outage. The error kept for operators is redacted: a DSN may carry a password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+
+from alertcast.store.base import Store
+
+__all__ = ["Outage", "backoff"]
+
+log = structlog.get_logger("alertcast.store")
+
+T = TypeVar("T")
+
+FIRST_S, MAX_S = 0.1, 2.0
+PROBE_TIMEOUT_S = 5.0
+_DSN_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def backoff(first_s: float = FIRST_S, max_s: float = MAX_S) -> Iterator[float]:
+    """Delays between tries: ``first_s`` doubling up to ``max_s``, forever."""
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(2 * delay, max_s)
+
+
+class Outage:
+    """The store's reachability as this process last saw it."""
+
+    def __init__(self, store: Store, redact: Callable[[str], str]) -> None:
+        self.store = store
+        self._redact = redact
+        self.since: float | None = None  # when the store stopped answering (None: it answers)
+        self.error: str | None = None  # the last failure, redacted
+        self.waiting: set[str] = set()  # deliveries sent whose outcome the store has not taken
+        self._back = asyncio.Event()
+        self._back.set()
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        """A store call failed: the outage starts (one warning) or goes on (its last error)."""
+        self.error = _DSN_PASSWORD.sub(r"\1***@", self._redact(_describe(exc)))
+        if self.since is None:
+            self.since = time.time()
+            self._back.clear()
+            log.warning("store.unreachable", error=self.error)
+
+    def answered(self) -> None:
+        """A store call succeeded: the outage, if any, ends (one warning, with its length)."""
+        if self.since is None:
+            return
+        down_s = time.time() - self.since
+        self.since, self.error = None, None
+        self._back.set()
+        log.warning("store.reachable", down_s=round(down_s, 3))
+
+    async def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+        """Whether the store answers a cheap query within ``timeout_s`` (and note it)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.store.next_due_at()
+        except Exception as exc:  # any failure, of any driver: unreachable
+            self.failed(exc)
+            return False
+        self.answered()
+        return True
+
+    async def record(self, delivery_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` (an idempotent write of a delivery's outcome), retried with backoff until
+        the store takes it; the delivery is ``waiting`` meanwhile. Cancelled (the process
+        stops) before the store took it, it is logged at error: it was sent, not recorded."""
+        try:
+            for delay in backoff():
+                try:
+                    result = await call()
+                except Exception as exc:  # any failure of the store: unreachable, try again
+                    self.failed(exc)
+                    self.waiting.add(delivery_id)
+                    await self.rest(delay)
+                    continue
+                self.waiting.discard(delivery_id)
+                self.answered()
+                return result
+        except asyncio.CancelledError:
+            if delivery_id in self.waiting:
+                log.error("store.outcome_unrecorded", delivery_id=delivery_id, error=self.error)
+            raise
+        raise AssertionError("backoff() is endless")
+
+    async def outlast(
+        self, pause: Callable[[float], Awaitable[object]], stopping: Callable[[], bool]
+    ) -> None:
+        """Until a probe answers (or ``stopping()``), with ``pause(delay)`` between probes."""
+        for delay in backoff():
+            await pause(delay)
+            if stopping() or await self.probe():
+                return
+
+    async def rest(self, delay_s: float) -> None:
+        """``delay_s``, or less if someone sees the store answer again meanwhile."""
+        try:
+            async with asyncio.timeout(delay_s):
+                await self._back.wait()
+        except TimeoutError:
+            pass
+
+    def view(self) -> dict[str, Any]:
+        """What ``/healthz`` says of the store: ``ok``, or unreachable since when and why."""
+        if self.since is None:
+            return {"store": "ok"}
+        return {
+            "store": f"unreachable: {self.error}",
+            "store_unreachable_since": datetime.fromtimestamp(self.since, UTC).isoformat(),
+            "store_error": self.error,
+        }
+
+    def detail(self) -> str:
+        """A refusal's reason while the store is away (for a ``503``)."""
+        since = self.view().get("store_unreachable_since", "just now")
+        return (
+            f"the store is unreachable (since {since}): the request was not carried out; "
+            "send it again later (with the same Idempotency-Key, if it had one)"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, TimeoutError) and not text:
+        text = f"no answer within {PROBE_TIMEOUT_S:g} s"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,152 @@
+"""A replica that loses its database (issue 15 item 6): PostgreSQL reached through a TCP proxy
+that the test cuts and restores, a real app, a real webhook sink."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from structlog.testing import capture_logs
+
+from alertcast.testing.tcpproxy import TcpProxy
+from tests.conftest import TOKEN, Daemon, incident, until
+from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
+
+pytestmark = pytest.mark.postgres
+
+HOOKS, INCIDENTS, SINK_LATENCY_S = 4, 10, 0.3
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    if (why := await _pg_reachable()) is not None:
+        pytest.skip(why)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    await _drop_schema(name)
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[TcpProxy]:
+    parts = PG_URL.rsplit("@", 1)[1].split("/", 1)[0].split(":")
+    p = TcpProxy(parts[0], int(parts[1]) if len(parts) > 1 else 5432)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def daemon(schema: str, proxy: TcpProxy, start_daemon: Any) -> Daemon:
+    """The app on PostgreSQL through the proxy, with ``HOOKS`` webhook accounts."""
+    head, tail = PG_URL.rsplit("@", 1)
+    db = tail.split("/", 1)[1]
+    url = f"{head}@127.0.0.1:{proxy.port}/{db}?schema={schema}"
+    return await start_daemon(hooks=HOOKS, store={"url": url})  # type: ignore[no-any-return]
+
+
+async def _health(d: Daemon) -> tuple[int, dict[str, Any]]:
+    resp = await d.client.get("/healthz")
+    return resp.status, await resp.json()
+
+
+async def _raise(d: Daemon, n: int) -> list[str]:
+    resp = await d.post(incident(headline=f"第{n}号余震"))
+    answer = await resp.json()
+    assert resp.status == 202, answer
+    return [x["id"] for x in answer["deliveries"]]
+
+
+async def _direct(schema: str, query: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()
+
+
+async def test_a_cut_mid_fanout_loses_nothing_and_sends_nothing_twice(
+    daemon: Daemon, proxy: TcpProxy, schema: str
+) -> None:
+    """Cut while sends are in flight: no claims and 503 while cut, then every delivery
+    delivered once (each key seen once at the sink, one attempt each), and 200 again."""
+    daemon.sink.latency_s = SINK_LATENCY_S
+    ids = [i for n in range(INCIDENTS) for i in await _raise(daemon, n)]
+    with capture_logs() as logs:
+        await until(lambda: len(daemon.sink.received) >= HOOKS, 10, "sends in flight")
+        await proxy.cut()
+        cut_at = time.time()
+        await asyncio.sleep(SINK_LATENCY_S + 0.2)  # the sends in flight get their answers
+        status, health = await _health(daemon)
+        assert status == 503, health
+        assert health["status"] == "degraded" and health["store"].startswith("unreachable")
+        assert health["store_unreachable_since"] and health["store_error"]
+        assert health["unrecorded"] > 0  # answered by the sink, not yet recorded
+        health_cut = health
+        sent, refused = len(daemon.sink.received), proxy.refused
+        await asyncio.sleep(1.5)
+        assert len(daemon.sink.received) == sent  # nothing claimed, nothing sent while cut
+        assert proxy.refused - refused < 60  # backoff, not a tight loop
+        resp = await daemon.client.get("/v1/incidents?limit=5", headers=_auth())
+        assert resp.status == 503, await resp.text()
+        proxy.restore()
+        restored_at = time.time()
+        await until(lambda: _all_delivered(daemon, ids), 15, "every delivery delivered")
+        settled_at = time.time()
+    status, health = await _health(daemon)
+    assert status == 200 and health["store"] == "ok" and health["unrecorded"] == 0, health
+    assert daemon.sink.keys() == {i: 1 for i in ids}  # 0 lost, 0 sent twice
+    events = [e["event"] for e in logs]
+    assert events.count("store.unreachable") == 1 and events.count("store.reachable") == 1
+    rows = await _direct(schema, "SELECT id, state, attempts, updated_at FROM deliveries")
+    assert {(r["id"], r["state"], r["attempts"]) for r in rows} == {
+        (i, "delivered", 1) for i in ids
+    }
+    # What was sent before the cut was recorded before anything new was sent after it.
+    before = {r.key for r in daemon.sink.received if r.at < cut_at}
+    after = [r.at for r in daemon.sink.received if r.at >= restored_at]
+    recorded = max(r["updated_at"] for r in rows if r["id"] in before)
+    assert after and min(after) >= recorded
+    print(
+        f"\nsent before the cut {len(before)}, unrecorded {health_cut['unrecorded']}, after the"
+        f" restore {len(after)}; {proxy.refused} connects refused in {restored_at - cut_at:.2f} s;"
+        f" settled {settled_at - restored_at:.2f} s after the restore"
+    )
+
+
+async def test_intake_while_cut_is_refused_with_503_and_stores_nothing(
+    daemon: Daemon, proxy: TcpProxy, schema: str
+) -> None:
+    """POST /v1/incidents while the store is away: 503 naming the store, nothing stored."""
+    await proxy.cut()
+    resp = await daemon.post(incident(headline="断线时的警报"), **{"Idempotency-Key": "cut-1"})
+    body = await resp.json(content_type=None)
+    assert resp.status == 503, body
+    assert resp.content_type == "application/problem+json"
+    assert "store is unreachable" in body["detail"] and resp.headers["Retry-After"]
+    proxy.restore()
+    await until(lambda: _health_is(daemon, 200), 10, "store back")
+    assert await _direct(schema, "SELECT id FROM incidents") == []
+    assert await _direct(schema, "SELECT id FROM deliveries") == []
+    assert await _direct(schema, "SELECT key FROM idempotency_keys") == []
+    resp = await daemon.post(incident(headline="断线时的警报"), **{"Idempotency-Key": "cut-1"})
+    assert resp.status == 202, await resp.text()  # the same key, sent again, is a new alert
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def _health_is(d: Daemon, status: int) -> bool:
+    return (await _health(d))[0] == status
+
+
+async def _all_delivered(d: Daemon, ids: list[str]) -> bool:
+    resp = await d.client.get("/v1/deliveries?state=delivered&limit=500", headers=_auth())
+    if resp.status != 200:
+        return False
+    return {x["id"] for x in (await resp.json())["deliveries"]} >= set(ids)
