@@ -142,7 +142,7 @@ class Dispatcher:
             self._spawn_handed()
             self.inbox.due()
             if self.outage.waiting:  # outcomes sent but not yet recorded come before any claim
-                await self.inbox.wait(self.config.poll_interval_s)
+                await self.outage.outlast(self.inbox.wait, lambda: self._stopping)
                 continue
             await self.pauses.save(time.time())  # an operator's resume, a replaced secret
             if time.monotonic() >= next_sweep:

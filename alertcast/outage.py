@@ -83,17 +83,19 @@ class Outage:
         return True
 
     async def record(self, delivery_id: str, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()`` (an idempotent write of a delivery's outcome), retried with backoff until
-        the store takes it; the delivery is ``waiting`` meanwhile. Cancelled (the process
-        stops) before the store took it, it is logged at error: it was sent, not recorded."""
+        """``call()`` (an idempotent write of a delivery's outcome), retried until the store
+        takes it; the delivery is ``waiting`` meanwhile. A failed write is tried again when a
+        probe (the dispatcher's, with backoff, or ``/healthz``) sees the store back, or after
+        ``MAX_S``: many waiting writes do not each hammer a store that is away. Cancelled (the
+        process stops) before the store took it, it is logged at error: sent, not recorded."""
         try:
-            for delay in backoff():
+            while True:
                 try:
                     result = await call()
                 except Exception as exc:  # any failure of the store: unreachable, try again
                     self.failed(exc)
                     self.waiting.add(delivery_id)
-                    await self.rest(delay)
+                    await self.rest(MAX_S)
                     continue
                 self.waiting.discard(delivery_id)
                 self.answered()
@@ -102,7 +104,6 @@ class Outage:
             if delivery_id in self.waiting:
                 log.error("store.outcome_unrecorded", delivery_id=delivery_id, error=self.error)
             raise
-        raise AssertionError("backoff() is endless")
 
     async def outlast(
         self, pause: Callable[[float], Awaitable[object]], stopping: Callable[[], bool]

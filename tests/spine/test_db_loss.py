@@ -43,10 +43,7 @@ async def proxy() -> AsyncIterator[TcpProxy]:
 @pytest.fixture
 async def daemon(schema: str, proxy: TcpProxy, start_daemon: Any) -> Daemon:
     """The app on PostgreSQL through the proxy, with ``HOOKS`` webhook accounts."""
-    head, tail = PG_URL.rsplit("@", 1)
-    db = tail.split("/", 1)[1]
-    url = f"{head}@127.0.0.1:{proxy.port}/{db}?schema={schema}"
-    return await start_daemon(hooks=HOOKS, store={"url": url})  # type: ignore[no-any-return]
+    return await start_daemon(hooks=HOOKS, store={"url": _url(proxy, schema)})  # type: ignore[no-any-return]
 
 
 async def _health(d: Daemon) -> tuple[int, dict[str, Any]]:
@@ -135,6 +132,39 @@ async def test_intake_while_cut_is_refused_with_503_and_stores_nothing(
     assert await _direct(schema, "SELECT key FROM idempotency_keys") == []
     resp = await daemon.post(incident(headline="断线时的警报"), **{"Idempotency-Key": "cut-1"})
     assert resp.status == 202, await resp.text()  # the same key, sent again, is a new alert
+
+
+async def test_stopping_with_outcomes_unrecorded_names_them(
+    start_daemon: Any, proxy: TcpProxy, schema: str
+) -> None:
+    """Stopped while the store is away, the dispatcher logs at error every delivery it sent
+    whose outcome the store never took (they stay claimed: the lease sends them again)."""
+    d = await start_daemon(hooks=HOOKS, store={"url": _url(proxy, schema)}, server=GRACE)
+    d.sink.latency_s = SINK_LATENCY_S
+    ids = await _raise(d, 0)
+    await until(lambda: len(d.sink.received) == HOOKS, 10, "sends in flight")
+    await proxy.cut()
+    await until(lambda: _unrecorded(d, HOOKS), 10, "outcomes waiting")
+    with capture_logs() as logs:
+        await asyncio.wait_for(d.client.close(), 10)
+    named = {e["delivery_id"] for e in logs if e["event"] == "store.outcome_unrecorded"}
+    assert named == set(ids)
+    assert {e["log_level"] for e in logs if e["event"] == "store.outcome_unrecorded"} == {"error"}
+    proxy.restore()
+    rows = await _direct(schema, "SELECT state FROM deliveries")
+    assert [r["state"] for r in rows] == ["sending"] * HOOKS
+
+
+GRACE = {"shutdown_grace_s": 0.5}
+
+
+def _url(proxy: TcpProxy, schema: str) -> str:
+    head, tail = PG_URL.rsplit("@", 1)
+    return f"{head}@127.0.0.1:{proxy.port}/{tail.split('/', 1)[1]}?schema={schema}"
+
+
+async def _unrecorded(d: Daemon, n: int) -> bool:
+    return (await _health(d))[1].get("unrecorded") == n
 
 
 def _auth() -> dict[str, str]:
