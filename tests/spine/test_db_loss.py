@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from alertcast.keys import DISPATCHER
 from alertcast.testing.tcpproxy import TcpProxy
 from tests.conftest import TOKEN, Daemon, incident, until
 from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
@@ -74,7 +75,7 @@ async def test_a_cut_mid_fanout_loses_nothing_and_sends_nothing_twice(
     daemon.sink.latency_s = SINK_LATENCY_S
     ids = [i for n in range(INCIDENTS) for i in await _raise(daemon, n)]
     with capture_logs() as logs:
-        await until(lambda: len(daemon.sink.received) >= HOOKS, 10, "sends in flight")
+        await until(lambda: _just_arrived(daemon, HOOKS), 10, "sends in flight")
         await proxy.cut()
         cut_at = time.time()
         await asyncio.sleep(SINK_LATENCY_S + 0.2)  # the sends in flight get their answers
@@ -135,7 +136,7 @@ async def test_intake_while_cut_is_refused_with_503_and_stores_nothing(
 
 
 async def test_stopping_with_outcomes_unrecorded_names_them(
-    start_daemon: Any, proxy: TcpProxy, schema: str
+    schema: str, proxy: TcpProxy, start_daemon: Any
 ) -> None:
     """Stopped while the store is away, the dispatcher logs at error every delivery it sent
     whose outcome the store never took (they stay claimed: the lease sends them again)."""
@@ -155,12 +156,32 @@ async def test_stopping_with_outcomes_unrecorded_names_them(
     assert [r["state"] for r in rows] == ["sending"] * HOOKS
 
 
+async def test_the_error_kept_masks_the_dsn_password_and_secrets(
+    schema: str, proxy: TcpProxy, start_daemon: Any
+) -> None:
+    """The last error that /healthz shows masks a DSN's password and every secret in use."""
+    d = await start_daemon(store={"url": _url(proxy, schema)})
+    outage = d.client.app[DISPATCHER].outage
+    dsn = "postgresql://alertcast:pg-pass-93b1@db.internal:5432/alerts"
+    outage.failed(OSError(f"cannot reach {dsn} (as Bearer {TOKEN}, token {TOKEN})"))
+    error = outage.view()["store_error"]
+    assert "pg-pass-93b1" not in error and TOKEN not in error
+    assert "postgresql://alertcast:***@db.internal:5432/alerts" in error, error
+    assert outage.down and (await _health(d))[0] == 200 and not outage.down  # a probe ends it
+
+
 GRACE = {"shutdown_grace_s": 0.5}
 
 
 def _url(proxy: TcpProxy, schema: str) -> str:
     head, tail = PG_URL.rsplit("@", 1)
     return f"{head}@127.0.0.1:{proxy.port}/{tail.split('/', 1)[1]}?schema={schema}"
+
+
+def _just_arrived(d: Daemon, at_least: int) -> bool:
+    """At least ``at_least`` sends reached the sink, the last well within its answer's delay."""
+    got = d.sink.received
+    return len(got) >= at_least and time.time() - got[-1].at < SINK_LATENCY_S / 3
 
 
 async def _unrecorded(d: Daemon, n: int) -> bool:
