@@ -14,6 +14,9 @@ overtakes a better-ranked one on a window both need. Alerts may not spend a wind
 the last :func:`reserve_of` sends of it, kept for corrections: a cancellation never waits for a
 window that a burst of alerts emptied. The queue is looked at again when a send ends or when
 the first window a waiter needs reopens (one timer), never by polling.
+
+This process's memory holds the windows here; :class:`alertcast.shared_limiter.SharedLimiter`
+counts the same windows in the store, so replicas share them and a restart keeps them.
 """
 
 from __future__ import annotations
@@ -53,14 +56,17 @@ class SlidingWindow:
         clock: Clock = time.monotonic,
         *,
         reserve: int | None = None,
+        name: str = "",
     ) -> None:
         if limit < 1 or window_s <= 0:
             raise ValueError("a window needs limit >= 1 and window_s > 0")
+        self.name = name or f"{limit}/{window_s:g}s"  # the budget a shared store counts it as
         self.limit = limit
         self.window_s = window_s
         self.reserve = reserve_of(limit) if reserve is None else min(reserve, limit - 1)
         self._clock = clock
         self._sends: list[list[float]] = []  # [finished_at]; math.inf while in flight
+        self._ids: dict[str, list[float]] = {}  # a shared store's slots, by id
 
     def cap(self, priority: int = 0) -> int:
         """Sends of the window a send of ``priority`` may find taken and still go."""
@@ -93,6 +99,16 @@ class SlidingWindow:
     def drop(self, entry: list[float]) -> None:
         """Forget a held send that never went out."""
         self._sends = [s for s in self._sends if s is not entry]
+
+    def adopt(self, ends: Iterable[tuple[str, float]]) -> None:
+        """Count exactly the shared store's slots ``(id, ends_at)`` (its last answer)."""
+        self._ids = {slot_id: [end] for slot_id, end in ends}
+        self._sends = list(self._ids.values())
+
+    def ended(self, slot_id: str, now: float) -> None:
+        """A shared slot of this process finished ``now``."""
+        if (entry := self._ids.get(slot_id)) is not None:
+            entry[0] = now
 
 
 @dataclass(eq=False)
@@ -144,14 +160,16 @@ class Limiter:
         actions: a total every action spends)."""
         windows = []
         if per_minute and per_minute >= 1:
-            windows.append(SlidingWindow(int(per_minute), 60.0, clock))
+            windows.append(SlidingWindow(int(per_minute), 60.0, clock, name="minute"))
         elif per_minute:  # e.g. 30 an hour = 0.5 a minute
-            windows.append(SlidingWindow(max(1, round(per_minute * 60)), 3600.0, clock))
+            limit = max(1, round(per_minute * 60))
+            windows.append(SlidingWindow(limit, 3600.0, clock, name="minute"))
         if per_second:
-            windows.append(SlidingWindow(max(1, int(per_second)), 1.0, clock))
+            windows.append(SlidingWindow(max(1, int(per_second)), 1.0, clock, name="second"))
         by_action: dict[str, list[SlidingWindow]] = {}
         for per_hour, actions in budgets:
-            window = SlidingWindow(max(1, round(per_hour)), 3600.0, clock)
+            name = "hour:" + (",".join(sorted(actions)) or "*")
+            window = SlidingWindow(max(1, round(per_hour)), 3600.0, clock, name=name)
             if not actions:
                 windows.append(window)
             for action in actions:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from alertcast.models import DeliveryState
+from alertcast.slots import Answer, Need, SlotRow  # limit slots
 
 __all__ = [
     "AccountState",
@@ -418,6 +419,22 @@ class Store(Protocol):
 
     async def note_custom_sent(self, account: str, openids: Sequence[str], *, at: float) -> None:
         """One custom message was sent at ``at`` to each of ``openids``."""
+
+    # limit slots (issue 15): rate windows and quotas shared by replicas, see alertcast.slots
+    async def take_slot(
+        self, key: str, slot_id: str, needs: Sequence[Need], *, now: float, lease_s: float
+    ) -> Answer:
+        """Insert ``slot_id`` under ``key`` in every budget of ``needs`` if each has room,
+        atomically across replicas (a slot taken before: taken); the slots counted."""
+
+    async def finish_slot(self, key: str, slot_id: str, *, now: float) -> None:
+        """The send ended: its slots count from ``now``."""
+
+    async def drop_slot(self, key: str, slot_id: str) -> None:
+        """The send never went out: its slots are forgotten."""
+
+    async def held_slots(self, key: str, needs: Sequence[Need]) -> tuple[SlotRow, ...]:
+        """The slots ``needs`` count now."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from alertcast.store import account_sql, feed_sql, interaction_sql, sql
+from alertcast.slots import Answer, Need, SlotRow  # limit slots
+from alertcast.store import account_sql, feed_sql, interaction_sql, limit_sql, sql
 from alertcast.store.base import (
     AccountState,
     ActiveClaim,
@@ -282,6 +283,23 @@ class SQLStore:
         rows = interaction_sql.sent_params(account, openids, at)
         if rows:
             await self._db.write(lambda c: c.executemany(interaction_sql.NOTE_SENT, rows))
+
+    # -- limit slots: rate windows and quotas shared by replicas (issue 15) ---------------------
+    async def take_slot(
+        self, key: str, slot_id: str, needs: Sequence[Need], *, now: float, lease_s: float
+    ) -> Answer:
+        return await self._db.write(lambda c: limit_sql.take(c, key, slot_id, needs, now, lease_s))
+
+    async def finish_slot(self, key: str, slot_id: str, *, now: float) -> None:
+        params = (now, key, slot_id)
+        await self._db.write(lambda c: c.execute(limit_sql.FINISH_SLOT, params), single=True)
+
+    async def drop_slot(self, key: str, slot_id: str) -> None:
+        params = (key, slot_id)
+        await self._db.write(lambda c: c.execute(limit_sql.DROP_SLOT, params), single=True)
+
+    async def held_slots(self, key: str, needs: Sequence[Need]) -> tuple[SlotRow, ...]:
+        return await self._db.read(lambda c: limit_sql.held(c, key, needs))
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _one(self, query: str, params: Sequence[Any]) -> Any:
