@@ -22,6 +22,8 @@ from alertcast.channels.base import Channel, Limits
 from alertcast.config import AccountConfig, Config, ConfigError
 from alertcast.ratelimit import CORRECTION, Limiter
 from alertcast.secrets import Secrets
+from alertcast.shared_limiter import SharedLimiter
+from alertcast.slots import Slots
 
 __all__ = ["AccountRuntime", "Accounts", "budget_problems"]
 
@@ -175,28 +177,52 @@ def budget_problems(cls: type[Channel], account: AccountConfig) -> Iterator[tupl
         yield f".budgets.{name}", f"channel {cls.name} has no budget {name!r} (its budgets: {have})"
 
 
-def _limiter(cls: type[Channel], account: AccountConfig, limits: Limits) -> Limiter:
-    """The account's windows: its rates, and the channel's budgets as the account sets them."""
+Shared = tuple[Slots, float]  # the store's slots, and the claims' lease (a send's longest wait)
+
+
+def _limiter(
+    cls: type[Channel], account: AccountConfig, limits: Limits, shared: Shared | None
+) -> Limiter:
+    """The account's windows: its rates, and the channel's budgets as the account sets them;
+    counted in the store's slots when ``shared`` (an account without windows asks nothing)."""
     budgets = [
         (account.budgets.get(name, budget.per_hour), budget.actions)
         for name, budget in sorted(cls.budgets.items())
     ]
-    return Limiter.per(per_minute=limits.per_minute, per_second=limits.per_second, budgets=budgets)
+    clock = time.time if shared is not None else time.monotonic  # a store's times are wall-clock
+    rates = Limiter.per(
+        per_minute=limits.per_minute, per_second=limits.per_second, budgets=budgets, clock=clock
+    )
+    if shared is None or not (rates.windows or rates.by_action):
+        return rates
+    slots, lease_s = shared
+    return SharedLimiter(
+        rates.windows, rates.by_action, key=account.id, slots=slots, lease_s=lease_s
+    )
 
 
 class Accounts:
     """Every configured account, built once at start-up around one shared HTTP session."""
 
-    def __init__(self, config: Config, session: aiohttp.ClientSession, secrets: Secrets) -> None:
+    def __init__(
+        self,
+        config: Config,
+        session: aiohttp.ClientSession,
+        secrets: Secrets,
+        *,
+        slots: Slots | None = None,
+    ) -> None:
+        """``slots``: where rate windows and quotas are counted (the store, shared by every
+        replica and kept across restarts); this process's memory when None."""
         self._by_id: dict[str, AccountRuntime] = {}
+        shared = None if slots is None else (slots, config.dispatch.lease_s)
         for i, account in enumerate(config.accounts):
             cls = channel_class(account.channel)
             if problems := [(f"accounts[{i}]{k}", m) for k, m in budget_problems(cls, account)]:
                 raise ConfigError(problems)
             limits = _limits(cls, account)
-            channel = cls(
-                account, cls.Options.model_validate(account.channel_options), session, secrets
-            )
+            options = cls.Options.model_validate(account.channel_options)
+            channel = cls(account, options, session, secrets, slots=slots)
             variables = [
                 v
                 for k, v in sorted(account.channel_options.items())
@@ -206,7 +232,7 @@ class Accounts:
                 account,
                 channel,
                 limits,
-                _limiter(cls, account, limits),
+                _limiter(cls, account, limits, shared),
                 credentials=partial(secrets.fingerprint, variables),
             )
 
@@ -232,6 +258,8 @@ class Accounts:
     async def start(self) -> None:
         for runtime in self._by_id.values():
             await runtime.channel.start()
+            if isinstance(runtime.limiter, SharedLimiter):
+                await runtime.limiter.refresh()  # the sends before a restart still count
 
     async def close(self) -> None:
         for runtime in self._by_id.values():

@@ -237,7 +237,7 @@ def _resources(
             timeout=aiohttp.ClientTimeout(total=30, connect=10),
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
         )
-        accounts = Accounts(config, session, app[SECRETS])
+        accounts = Accounts(config, session, app[SECRETS], slots=store)  # windows, quotas
         await accounts.start()
         dispatcher = _wire(app, store, inbox, accounts)
         if dispatch:

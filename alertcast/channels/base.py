@@ -27,6 +27,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 
 from alertcast.lengths import UNIT_NAMES, Limit
+from alertcast.slots import MemorySlots, Slots
 
 if TYPE_CHECKING:
     from alertcast.config import AccountConfig
@@ -201,11 +202,14 @@ class Channel(ABC):
         options: BaseModel,
         session: aiohttp.ClientSession,
         secrets: Secrets,
+        *,
+        slots: Slots | None = None,
     ) -> None:
         self.account = account
         self.options = options
         self.session = session
         self.secrets = secrets
+        self.slots: Slots = MemorySlots() if slots is None else slots  # quotas' shared counts
         self.log = structlog.get_logger(f"alertcast.channels.{self.name}")
 
     @abstractmethod

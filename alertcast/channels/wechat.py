@@ -16,9 +16,10 @@ errors come as HTTP 200 with ``{"errcode", "errmsg"}`` and are classified by ``e
   45047 (its messages spent) are refusals about one person.
 
 Mass sends carry ``clientmsgid`` from the delivery's idempotency key: a retry after a crash gets
-45065 with the first send's id and is reported delivered. The daily mass quota (subscription 1,
-service ``mass_per_day``) is tracked per app; once spent, sends raise :class:`QuotaExhausted`
-until the next midnight in Asia/Shanghai without calling the platform.
+45065 with the first send's id and is reported delivered. The mass quota (subscription 1 a
+day; service ``mass_per_day`` a day and 4 a month) is counted per app in the store's slots
+(:mod:`alertcast.channels._quota`), shared by replicas and kept across restarts; once spent,
+sends raise :class:`QuotaExhausted` until it returns, without calling the platform.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from alertcast.channels._vendor import (
 from alertcast.channels.base import (
     Action,
     Channel,
+    ChannelError,
     FieldLimits,
     Limits,
     Outgoing,
@@ -105,6 +107,11 @@ class WechatOptions(CallbackOptions):
         if self.account_type == "subscription":
             return 1
         return self.mass_per_day or 100
+
+    @property
+    def monthly_mass_quota(self) -> int | None:
+        """Mass sends a month each follower receives: 4 on service accounts (facts §2.3)."""
+        return 4 if self.account_type == "service" else None
 
 
 @dataclass
@@ -180,7 +187,7 @@ class WechatChannel(Channel):
     }
 
     async def start(self) -> None:
-        self._app()
+        await self._app().quota.refresh()  # what was sent before a restart still counts
 
     def quota_left(self) -> dict[str, int]:
         """Mass sends left today (template messages have no daily count here)."""
@@ -217,26 +224,38 @@ class WechatChannel(Channel):
             (str(opts.base_url), opts.app_id),
             lambda: _App(
                 TokenCache(self._fetch_token, remember=self.secrets.remember),
-                DailyQuota(opts.daily_mass_quota, what="mass-send"),
+                DailyQuota(
+                    opts.daily_mass_quota,
+                    per_month=opts.monthly_mass_quota,
+                    what="mass-send",
+                    slots=self.slots,
+                    key=f"{self.name}:{opts.app_id}",
+                ),
             ),
         )
 
     # -- broadcasts -------------------------------------------------------------------------
 
     async def _mass(self, msg: Outgoing, content: dict[str, Any]) -> Receipt:
-        quota = self._app().quota
-        if msg.attempt <= 1:  # a retry may already have been sent: let 45065 say so
-            quota.check()
+        quota, key = self._app().quota, msg.idempotency_key
+        await quota.take(key, check=msg.attempt <= 1)  # a retry may be sent: 45065 says so
         body = {
             "filter": _audience(self._opts.tag_id),
             **content,
             "send_ignore_reprint": 1,
             "clientmsgid": client_msg_id(msg.idempotency_key),
         }
-        data = await self._call("/cgi-bin/message/mass/sendall", body, ok=(0, self.ALREADY_SENT))
+        try:
+            data = await self._call(
+                "/cgi-bin/message/mass/sendall", body, ok=(0, self.ALREADY_SENT)
+            )
+        except ChannelError as exc:
+            if exc.code is not None:  # the platform answered: nothing went out
+                await quota.not_sent(key)
+            raise  # a timeout may have gone out: it counts (its retry asks the platform)
+        await quota.sent(key)
         if _errcode(data) == self.ALREADY_SENT:
             return Receipt(remote_id=_msg_id(data), duplicate=True, detail={"code": 45065})
-        quota.used()
         return Receipt(remote_id=_msg_id(data), detail={"msg_data_id": data.get("msg_data_id")})
 
     async def _article(self, msg: Outgoing) -> Receipt:
@@ -421,15 +440,16 @@ class WechatChannel(Channel):
         code = _errcode(data)
         if code in ok:
             return data
+        until = next_midnight()
         if code == 45028:
-            self._app().quota.spent()
+            until = self._app().quota.spent()
         fate = self.ERROR_CODES.get(code, PERMANENT)
         raise_fate(
             fate,
             f"wechat {code}: {str(data.get('errmsg', ''))[:160]}",
             code=code,
             http_status=200,
-            until=next_midnight() if fate is DAILY else None,
+            until=until if fate is DAILY else None,
         )
 
     async def _request(

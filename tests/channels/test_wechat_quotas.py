@@ -76,13 +76,21 @@ async def test_a_service_follower_receives_four_mass_sends_a_month(
     fake: FakeWechat, base_url: str, now: list[float]
 ) -> None:
     async with aiohttp.ClientSession() as session:
-        for day in range(1, 6):  # five sends on five days of one month
+        for day in range(1, 5):  # four sends on four days of one month
             now[0] = _clock(day)
             await _mass(session, base_url, "wx-svc", f"svc-{day}")
+        now[0] = _clock(5)
+        with pytest.raises(QuotaExhausted):  # the adapter counts four a month: no call
+            await _mass(session, base_url, "wx-svc", "svc-5")
+        assert len(fake.mass_sent) == 4
+        # A retry asks the platform whatever the count (it may have been sent): the job is
+        # accepted and reaches nobody who already had four.
+        await _mass(session, base_url, "wx-svc", "svc-5", attempt=2)
         assert len(fake.mass_sent) == 5  # every job was accepted
         assert {o: len(got) for o, got in fake.mass_received.items()} == dict.fromkeys(
             fake.followers, 4
         )
         now[0] = datetime(2027, 1, 2, 12, tzinfo=SHANGHAI).timestamp()  # a new month
-        await _mass(session, base_url, "wx-svc", "svc-jan")
+        # (the fake's month; the adapter's is the real one: a retry is not counted against it)
+        await _mass(session, base_url, "wx-svc", "svc-jan", attempt=2)
     assert all(len(got) == 5 for got in fake.mass_received.values())
