@@ -11,7 +11,7 @@ dispatcher knowing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ __all__ = [
     "AttemptRow",
     "AuditRow",
     "DeliveryRow",
+    "DuplicateRecipient",
     "Effects",
     "FeedEventRow",
     "IdempotencyConflict",
@@ -33,8 +34,11 @@ __all__ = [
     "IncidentRow",
     "NewDelivery",
     "Outcome",
+    "Recipient",
+    "RecipientSend",
     "Release",
     "Requeue",
+    "SendOutcome",
     "StaleRead",
     "StateConflict",
     "Store",
@@ -420,6 +424,58 @@ class Store(Protocol):
     async def note_custom_sent(self, account: str, openids: Sequence[str], *, at: float) -> None:
         """One custom message was sent at ``at`` to each of ``openids``."""
 
+    # -- per-recipient accounts (issue 15 item 2: migration 0008, recipient_sql) ------------
+    async def import_recipients(
+        self, account: str, rows: Iterable[tuple[int, Recipient]], *, replace: bool = False
+    ) -> int:
+        """Store ``(line, recipient)`` rows as ``account``'s recipients in one transaction, or
+        none of them: an exception raised by ``rows`` (a bad line) aborts it, an id on two
+        lines raises :class:`DuplicateRecipient`. Existing ids are updated; ``replace`` drops
+        the account's recipients the file does not hold. Rows are streamed, never held whole
+        (COPY on PostgreSQL); returns how many the file held."""
+
+    async def count_recipients(self, account: str) -> int: ...
+    async def list_recipients(
+        self, account: str, *, after: str = "", limit: int = 100
+    ) -> list[Recipient]: ...
+
+    async def expand_recipients(
+        self,
+        delivery_id: str,
+        account: str,
+        codes: Sequence[str],
+        *,
+        after: str,
+        limit: int,
+        now: float,
+    ) -> tuple[str | None, int]:
+        """Add the next ``limit`` recipients of ``account`` after id ``after`` whose region
+        lies in the area ``codes`` (or who have none) to the delivery's sends, ``pending``;
+        idempotent. Returns the chunk's last id (None: no recipient left) and the rows added."""
+
+    async def due_recipients(
+        self, delivery_id: str, account: str, *, now: float, after: str = "", limit: int
+    ) -> list[RecipientSend]:
+        """The delivery's sends due at ``now`` (pending, or retrying and due), by recipient id
+        after ``after``, with each recipient's region and data."""
+
+    async def record_recipients(
+        self, delivery_id: str, outcomes: Sequence[SendOutcome], *, now: float
+    ) -> None:
+        """Record a batch of outcomes in one transaction (a delivered send stays delivered)."""
+
+    async def recipient_summary(self, delivery_id: str) -> dict[str, int]:
+        """The delivery's sends by state."""
+
+    async def next_recipient_due(self, delivery_id: str) -> float | None: ...
+    async def give_up_recipients(self, delivery_id: str, reason: str, *, now: float) -> int:
+        """Every unsettled send of the delivery ends ``dead`` with ``reason``."""
+
+    async def recipient_sends(
+        self, delivery_id: str, *, state: str | None = None, after: str = "", limit: int = 100
+    ) -> list[RecipientSend]:
+        """The delivery's sends by recipient id after ``after`` (of ``state`` only, if given)."""
+
     # limit slots (issue 15): rate windows and quotas shared by replicas, see alertcast.slots
     async def take_slot(
         self, key: str, slot_id: str, needs: Sequence[Need], *, now: float, lease_s: float
@@ -481,3 +537,50 @@ class AccountState:
     paused_until: float | None = None
     paused_credentials: str | None = None
     updated_at: float = 0.0
+
+
+# -- per-recipient accounts (issue 15 item 2) ------------------------------------------------
+class DuplicateRecipient(ValueError):
+    """An import names one recipient id on two lines: nothing of the file is stored."""
+
+    def __init__(self, recipient_id: str, first: int, again: int) -> None:
+        super().__init__(f"line {again}, column id: {recipient_id!r} is already on line {first}")
+        self.recipient_id, self.first, self.again = recipient_id, first, again
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One person a per-recipient account addresses (migration 0008): ``region`` a GB/T 2260
+    code (None: everywhere), ``data`` the channel's own columns (a phone number, an address)."""
+
+    id: str
+    region: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientSend:
+    """One recipient of one delivery and where its send stands; ``data`` (and ``region``) of
+    the recipient when read for sending, None when it was removed from the account since."""
+
+    recipient_id: str
+    state: str
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    http_status: int | None = None
+    last_error: str | None = None
+    updated_at: float = 0.0
+    region: str | None = None
+    data: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one attempt at one recipient leaves its send as."""
+
+    recipient_id: str
+    state: str
+    attempts: int
+    next_attempt_at: float | None = None
+    http_status: int | None = None
+    last_error: str | None = None

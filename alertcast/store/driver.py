@@ -21,7 +21,7 @@ writer needs none, so it pays for no extra statement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 __all__ = ["Conn", "Driver", "Op", "Row", "run_now"]
@@ -38,6 +38,9 @@ class Conn(Protocol):
     async def execute(self, query: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; the rows it touched."""
 
+    async def copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Stream ``rows`` into ``table`` in batches (PostgreSQL: COPY); how many there were.
+        An exception raised by ``rows`` aborts the operation's transaction."""
     async def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None: ...
     async def fetchone(self, query: str, params: Sequence[Any] = ()) -> Row | None: ...
     async def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[Row]: ...

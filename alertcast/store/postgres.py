@@ -12,7 +12,7 @@ written, their ``?`` placeholders numbered once per text.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -63,6 +63,9 @@ class PgConn:
 
     async def execute(self, query: str, params: Sequence[Any] = ()) -> int:
         return _count(await self.conn.execute(N(query), *params))
+
+    async def copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        return _count(await self.conn.copy_records_to_table(table, records=rows, columns=columns))
 
     async def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         await self.conn.executemany(N(query), rows)
@@ -157,4 +160,5 @@ class PgDriver:
 
 def _count(status: str) -> int:
     """Rows touched, from asyncpg's command tag (``UPDATE 3``)."""
-    return int(status.rsplit(" ", 1)[-1])
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0  # DDL (CREATE TABLE) touches no rows

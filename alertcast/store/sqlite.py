@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,9 @@ __all__ = ["SQLiteDriver", "SQLiteStore"]
 T = TypeVar("T")
 Queued = tuple[Op[Any], "asyncio.Future[Any]"]
 MAX_BATCH = 512
+
+
+COPY_CHUNK = 5000  # rows per executemany of a copy
 
 
 class SQLiteStore(SQLStore):
@@ -55,6 +59,15 @@ class SQLiteConn:
 
     async def execute(self, query: str, params: Sequence[Any] = ()) -> int:
         return int(self.conn.execute(query, params).rowcount)
+
+    async def copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        marks = ", ".join("?" * len(columns))
+        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        count, source = 0, iter(rows)
+        while chunk := list(itertools.islice(source, COPY_CHUNK)):  # chunked: never the whole
+            self.conn.executemany(statement, chunk)
+            count += len(chunk)
+        return count
 
     async def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(query, rows)

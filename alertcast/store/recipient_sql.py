@@ -1,0 +1,290 @@
+"""SQL and row mapping of per-recipient accounts (migration 0008), shared by every engine.
+
+Written with ``?`` placeholders like :mod:`alertcast.store.sql`; PostgreSQL rewrites them with
+:func:`alertcast.store.sql.numbered`.
+
+An import goes through a staging table (``recipients_import``, temporary: each connection has
+its own) so a file is taken whole or not at all: its rows are streamed in (COPY on PostgreSQL,
+chunked ``executemany`` on SQLite), an id given twice is refused naming both lines, then one
+``INSERT … SELECT`` merges them (``replace``: the account's recipients become exactly the file's).
+
+The expansion of a delivery to the recipients in its incident's area is a chunk at a time, by
+id: :data:`EXPAND_LAST` finds where the next chunk ends, :func:`expand_statement` copies it into
+``recipient_sends``. ``ON CONFLICT DO NOTHING`` makes a chunk copied twice (a crash between the
+copy and the saved cursor) change nothing. A region lies in an incident's area when its code
+starts with an area code's stem (``510000`` -> ``51``: GB/T 2260 codes nest by prefix, as
+:class:`alertcast.regions.Hierarchy` has it); codes of other hierarchies match exactly; a
+recipient without a region is everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from alertcast.store.base import DuplicateRecipient, Recipient, RecipientSend, SendOutcome
+from alertcast.store.driver import Conn
+
+__all__ = [
+    "COUNT",
+    "CREATE_STAGING",
+    "DELETE_ACCOUNT",
+    "DROP_STAGING",
+    "DUPLICATE",
+    "GIVE_UP",
+    "LIST",
+    "MERGE",
+    "NEXT_DUE",
+    "PAGE_DUE",
+    "RECORD",
+    "SENDS",
+    "STAGING_COLUMNS",
+    "SUMMARY",
+    "area_clause",
+    "count_op",
+    "expand_last",
+    "expand_op",
+    "expand_statement",
+    "give_up_op",
+    "import_op",
+    "list_op",
+    "next_due_op",
+    "page_op",
+    "recipient_from",
+    "record_op",
+    "record_params",
+    "send_from",
+    "sends_op",
+    "sends_query",
+    "staging_rows",
+    "summary_op",
+]
+
+STAGING_COLUMNS = ("line", "id", "region", "data")
+CREATE_STAGING = """
+CREATE TEMPORARY TABLE recipients_import (
+    line   INTEGER NOT NULL,
+    id     TEXT NOT NULL,
+    region TEXT,
+    data   TEXT NOT NULL
+)"""
+DROP_STAGING = "DROP TABLE IF EXISTS recipients_import"
+INSERT_STAGING = "INSERT INTO recipients_import (line, id, region, data) VALUES (?, ?, ?, ?)"
+DUPLICATE = """
+SELECT id, MIN(line) AS first, MAX(line) AS again FROM recipients_import
+GROUP BY id HAVING COUNT(*) > 1 ORDER BY MAX(line) LIMIT 1"""
+DELETE_ACCOUNT = "DELETE FROM recipients WHERE account = ?"
+MERGE = """
+INSERT INTO recipients (account, id, region, data)
+SELECT CAST(? AS TEXT), id, region, data FROM recipients_import WHERE true
+ON CONFLICT (account, id) DO UPDATE SET region = excluded.region, data = excluded.data"""
+COUNT = "SELECT COUNT(*) FROM recipients WHERE account = ?"
+LIST = """
+SELECT id, region, data FROM recipients WHERE account = ? AND id > ? ORDER BY id LIMIT ?"""
+
+# Due rows of one delivery, with what the send needs of each recipient (data NULL: the
+# recipient was removed from the account since the expansion).
+PAGE_DUE = """
+SELECT s.recipient_id, s.state, s.attempts, s.next_attempt_at, s.http_status, s.last_error,
+       s.updated_at, r.region, r.data
+FROM recipient_sends s
+LEFT JOIN recipients r ON r.account = ? AND r.id = s.recipient_id
+WHERE s.delivery_id = ? AND s.recipient_id > ? AND s.state IN ('pending', 'retrying')
+  AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?)
+ORDER BY s.recipient_id
+LIMIT ?"""
+
+# A delivered row stays delivered: a late write of a worker that lost its claim never undoes it.
+RECORD = """
+UPDATE recipient_sends SET state = ?, attempts = ?, next_attempt_at = ?, http_status = ?,
+       last_error = ?, updated_at = ?
+WHERE delivery_id = ? AND recipient_id = ? AND state <> 'delivered'"""
+
+SUMMARY = "SELECT state, COUNT(*) AS n FROM recipient_sends WHERE delivery_id = ? GROUP BY state"
+# When the next send is due: a pending one at once (0).
+NEXT_DUE = """
+SELECT MIN(COALESCE(next_attempt_at, 0)) FROM recipient_sends
+WHERE delivery_id = ? AND state IN ('pending', 'retrying')"""
+GIVE_UP = """
+UPDATE recipient_sends SET state = 'dead', last_error = ?, updated_at = ?
+WHERE delivery_id = ? AND state IN ('pending', 'retrying')"""
+SENDS = """
+SELECT recipient_id, state, attempts, next_attempt_at, http_status, last_error, updated_at
+FROM recipient_sends WHERE delivery_id = ? AND recipient_id > ?"""
+
+
+def _stem(code: str) -> str:
+    while len(code) > 2 and code.endswith("00"):
+        code = code[:-2]
+    return code
+
+
+def area_clause(codes: Sequence[str]) -> tuple[str, list[Any]]:
+    """``(condition, params)`` on ``region``: inside any of the area ``codes``, or none given
+    (no codes: everyone)."""
+    if not codes:
+        return "true", []
+    parts, params = ["region IS NULL"], []
+    for code in sorted(set(codes)):
+        if code.isdigit():
+            parts.append("region LIKE ?")
+            params.append(_stem(code) + "%")
+        else:
+            parts.append("region = ?")
+            params.append(code)
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def expand_last(codes: Sequence[str]) -> tuple[str, list[Any]]:
+    """The query for the last id of the next chunk (params then: account, after, limit)."""
+    where, params = area_clause(codes)
+    query = f"""
+SELECT MAX(id) FROM (
+    SELECT id FROM recipients WHERE account = ? AND id > ? AND {where} ORDER BY id LIMIT ?
+) chunk"""
+    return query, params
+
+
+def expand_statement(codes: Sequence[str]) -> tuple[str, list[Any]]:
+    """Copy the chunk into ``recipient_sends`` (params then: delivery, now, account, after,
+    last)."""
+    where, params = area_clause(codes)
+    statement = f"""
+INSERT INTO recipient_sends (delivery_id, recipient_id, state, attempts, updated_at)
+SELECT CAST(? AS TEXT), id, 'pending', 0, CAST(? AS DOUBLE PRECISION) FROM recipients
+WHERE account = ? AND id > ? AND id <= ? AND {where}
+ON CONFLICT (delivery_id, recipient_id) DO NOTHING"""
+    return statement, params
+
+
+def staging_rows(rows: Iterable[tuple[int, Recipient]]) -> Iterable[tuple[Any, ...]]:
+    """Each ``(line, recipient)`` as a staging row, lazily (a file is never held whole)."""
+    for line, r in rows:
+        yield (line, r.id, r.region, _dumps(r.data))
+
+
+def record_params(
+    delivery_id: str, outcomes: Sequence[SendOutcome], now: float
+) -> list[tuple[Any, ...]]:
+    return [
+        (
+            o.state,
+            o.attempts,
+            o.next_attempt_at,
+            o.http_status,
+            o.last_error,
+            now,
+            delivery_id,
+            o.recipient_id,
+        )
+        for o in outcomes
+    ]
+
+
+def sends_query(state: str | None) -> str:
+    """:data:`SENDS` with an optional state filter (params: delivery, after[, state], limit)."""
+    return SENDS + (" AND state = ?" if state else "") + " ORDER BY recipient_id LIMIT ?"
+
+
+def recipient_from(r: Mapping[str, Any]) -> Recipient:
+    return Recipient(str(r["id"]), r["region"], json.loads(r["data"]))
+
+
+def send_from(r: Mapping[str, Any]) -> RecipientSend:
+    data = r["data"] if "data" in r.keys() else None  # noqa: SIM118 - sqlite3.Row has no "in"
+    return RecipientSend(
+        recipient_id=str(r["recipient_id"]),
+        state=str(r["state"]),
+        attempts=int(r["attempts"]),
+        next_attempt_at=r["next_attempt_at"],
+        http_status=r["http_status"],
+        last_error=r["last_error"],
+        updated_at=float(r["updated_at"]),
+        region=r["region"] if "region" in r.keys() else None,  # noqa: SIM118
+        data=None if data is None else json.loads(data),
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+# -- operations (run by the store's driver: see alertcast.store.driver) -----------------------
+async def import_op(
+    c: Conn, account: str, rows: Iterable[tuple[int, Recipient]], *, replace: bool
+) -> int:
+    """Stage every row (an exception from ``rows`` aborts the whole write), refuse an id given
+    twice, then merge; how many rows the file held."""
+    await c.execute(DROP_STAGING)
+    await c.execute(CREATE_STAGING)
+    staged = await c.copy("recipients_import", STAGING_COLUMNS, staging_rows(rows))
+    twice = await c.fetchone(DUPLICATE)
+    if twice is not None:
+        raise DuplicateRecipient(str(twice["id"]), int(twice["first"]), int(twice["again"]))
+    if replace:
+        await c.execute(DELETE_ACCOUNT, (account,))
+    await c.execute(MERGE, (account,))
+    await c.execute(DROP_STAGING)
+    return staged
+
+
+async def count_op(c: Conn, account: str) -> int:
+    row = await c.fetchone(COUNT, (account,))
+    return 0 if row is None else int(row[0])
+
+
+async def expand_op(
+    c: Conn,
+    delivery_id: str,
+    account: str,
+    codes: Sequence[str],
+    after: str,
+    limit: int,
+    now: float,
+) -> tuple[str | None, int]:
+    """Copy the next chunk of the account's recipients in the area into the delivery's sends:
+    ``(the chunk's last id, rows added)``; ``(None, 0)`` when none is left after ``after``."""
+    query, params = expand_last(codes)
+    row = await c.fetchone(query, (account, after, *params, limit))
+    last = None if row is None or row[0] is None else str(row[0])
+    if last is None:
+        return None, 0
+    statement, params = expand_statement(codes)
+    added = await c.execute(statement, (delivery_id, now, account, after, last, *params))
+    return last, added
+
+
+async def page_op(
+    c: Conn, delivery_id: str, account: str, now: float, after: str, limit: int
+) -> list[RecipientSend]:
+    rows = await c.fetchall(PAGE_DUE, (account, delivery_id, after, now, limit))
+    return [send_from(r) for r in rows]
+
+
+async def record_op(c: Conn, delivery_id: str, outcomes: Sequence[SendOutcome], now: float) -> None:
+    await c.executemany(RECORD, record_params(delivery_id, outcomes, now))
+
+
+async def summary_op(c: Conn, delivery_id: str) -> dict[str, int]:
+    return {str(r["state"]): int(r["n"]) for r in await c.fetchall(SUMMARY, (delivery_id,))}
+
+
+async def next_due_op(c: Conn, delivery_id: str) -> float | None:
+    row = await c.fetchone(NEXT_DUE, (delivery_id,))
+    return None if row is None or row[0] is None else float(row[0])
+
+
+async def give_up_op(c: Conn, delivery_id: str, reason: str, now: float) -> int:
+    return await c.execute(GIVE_UP, (reason, now, delivery_id))
+
+
+async def sends_op(
+    c: Conn, delivery_id: str, state: str | None, after: str, limit: int
+) -> list[RecipientSend]:
+    params = (delivery_id, after, *((state,) if state else ()), limit)
+    return [send_from(r) for r in await c.fetchall(sends_query(state), params)]
+
+
+async def list_op(c: Conn, account: str, after: str, limit: int) -> list[Recipient]:
+    return [recipient_from(r) for r in await c.fetchall(LIST, (account, after, limit))]
