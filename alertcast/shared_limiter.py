@@ -108,7 +108,7 @@ class SharedLimiter(Limiter):
             with suppress(RuntimeError):  # no loop running: nothing to refresh with
                 asyncio.get_running_loop()
                 self._seen_at = self._clock()  # one refresh at a time
-                self._refreshing = self._start(self.refresh())
+                self._refreshing = self._start(self._refresh_quietly())
         return super().room(priority, actions)
 
     async def refresh(self) -> None:
@@ -116,6 +116,12 @@ class SharedLimiter(Limiter):
         now = self._clock()
         needs = [Need(w.name, w.limit, now - w.window_s) for w in self.every_window]
         self._adopt(await self.slots.held_slots(self.key, needs), self.every_window, now)
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the store is away: room stays as last seen, sends fail
+            log.warning("ratelimit.refresh_failed", account=self.key, error=repr(exc))
 
     @asynccontextmanager
     async def slot(self, action: str = "post", priority: int = 0) -> AsyncIterator[None]:
@@ -152,8 +158,15 @@ class SharedLimiter(Limiter):
         if not ask.granted.done():
             ask.granted.cancel()  # the pump, mid-take for it, drops what it took
         elif ask.granted.exception() is None:
-            await self.slots.drop_slot(self.key, ask.slot_id)
+            await self._give_back(ask.slot_id)
         self.wake()
+
+    async def _give_back(self, slot_id: str) -> None:
+        """Forget a slot taken for a send that never went out."""
+        try:
+            await self.slots.drop_slot(self.key, slot_id)
+        except Exception as exc:  # it counts until its lease instead
+            log.warning("ratelimit.drop_unrecorded", account=self.key, error=repr(exc))
 
     async def _finish(self, slot_id: str, windows: Sequence[SlidingWindow]) -> None:
         now = self._clock()
@@ -224,7 +237,7 @@ class SharedLimiter(Limiter):
             return _refusing(answer.held, zip(ask.windows, needs, strict=True), now)
         self._drop(ask)
         if ask.granted.done():  # given up while the take was on its way
-            await self.slots.drop_slot(self.key, ask.slot_id)
+            await self._give_back(ask.slot_id)
         else:
             ask.granted.set_result(None)
         return []

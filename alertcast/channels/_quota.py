@@ -24,11 +24,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import structlog
+
 from alertcast.channels._vendor import SHANGHAI, next_midnight
 from alertcast.channels.base import QuotaExhausted
 from alertcast.slots import MemorySlots, Need, SlotRow, Slots, counted
 
 __all__ = ["DailyQuota"]
+
+log = structlog.get_logger("alertcast.channels.quota")
 
 BUDGET = "mass"
 DAY = timedelta(days=1)
@@ -118,14 +122,22 @@ class DailyQuota:
             raise self._refusal(now)
 
     async def sent(self, slot_id: str) -> None:
-        """The platform took the send: it counts from now."""
-        await self.slots.finish_slot(self.key, slot_id, now=self._now().timestamp())
-        await self.refresh()
+        """The platform took the send: it counts from now (if the store cannot say so, the
+        slot still counts, in flight, today: never a send the platform has and we do not)."""
+        try:
+            await self.slots.finish_slot(self.key, slot_id, now=self._now().timestamp())
+        except Exception as exc:
+            log.warning("quota.finish_unrecorded", key=self.key, error=repr(exc))
+        await self._refresh_quietly()
 
     async def not_sent(self, slot_id: str) -> None:
-        """The platform answered without sending: the send gives its slot back."""
-        await self.slots.drop_slot(self.key, slot_id)
-        await self.refresh()
+        """The platform answered without sending: the send gives its slot back (kept when
+        the store cannot drop it: the quota looks spent rather than free)."""
+        try:
+            await self.slots.drop_slot(self.key, slot_id)
+        except Exception as exc:
+            log.warning("quota.drop_unrecorded", key=self.key, error=repr(exc))
+        await self._refresh_quietly()
 
     def spent(self) -> datetime:
         """The platform says the budget is gone, whatever was counted: until the earliest
@@ -165,4 +177,10 @@ class DailyQuota:
         except RuntimeError:
             return
         self._seen_at = now  # one refresh at a time
-        self._refreshing = loop.create_task(self.refresh())
+        self._refreshing = loop.create_task(self._refresh_quietly())
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the store is away: what is left stays as last seen
+            log.warning("quota.refresh_failed", key=self.key, error=repr(exc))
