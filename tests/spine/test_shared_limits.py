@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from alertcast.keys import ACCOUNTS
+from alertcast.ratelimit import Limiter
+from alertcast.shared_limiter import SharedLimiter
 from alertcast.testing.fakes import FakeWechat, serve
 from alertcast.testing.sink import WebhookSink
 from tests.conftest import Daemon, incident, until
@@ -70,6 +73,17 @@ async def test_two_replicas_on_one_database_never_exceed_the_window(
     assert len(sink.received) == SENDS
     assert most_in_one_window(sink, 1.0) <= PER_SECOND
     assert await delivered_by(a, "limited") > 0 and await delivered_by(b, "limited") > 0
+
+
+async def test_only_accounts_with_a_window_count_in_the_store(start_daemon: Any) -> None:
+    """A webhook without a rate keeps the plain limiter (no store call per send); one with
+    per_minute counts in the store."""
+    d = await start_daemon(hooks=1, accounts=[limited(per_minute=2)])
+    accounts = d.client.app[ACCOUNTS]
+    plain, shared = accounts.get("hook-0"), accounts.get("limited")
+    assert plain is not None and shared is not None
+    assert type(plain.limiter) is Limiter and not plain.limiter.windows_for("post")
+    assert isinstance(shared.limiter, SharedLimiter)
 
 
 async def test_a_restarted_daemon_honours_the_window_of_the_sends_before(
