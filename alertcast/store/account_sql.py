@@ -18,7 +18,7 @@ from typing import Any
 
 from alertcast.store.base import SETTLED
 from alertcast.store.records import ACCOUNT_STATE
-from alertcast.store.sql import CLAIM, SELECT_CLAIMED
+from alertcast.store.sql import CLAIM, SELECT_CLAIMED, marks
 
 _SETTLED_SQL = ", ".join(f"'{s}'" for s in SETTLED)
 
@@ -79,9 +79,9 @@ def claim_spent(
     ids: Sequence[str], worker: str, lease_s: float, now: float
 ) -> tuple[str, tuple[Any, ...]]:
     """Mark ``ids`` claimed by ``worker`` (``sending``, one more attempt) until the lease ends."""
-    return _CLAIM.format(ids=", ".join("?" * len(ids))), (worker, now + lease_s, now, *ids)
+    return _CLAIM.format(ids=f"IN ({marks(len(ids))})"), (worker, now + lease_s, now, *ids)
 
 
 def claimed(ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
     """The claims ``ids`` as the dispatcher takes them (see ``SELECT_CLAIMED``)."""
-    return SELECT_CLAIMED.format(ids=", ".join("?" * len(ids))), tuple(ids)
+    return SELECT_CLAIMED.format(ids=f"IN ({marks(len(ids))})"), tuple(ids)

@@ -45,6 +45,11 @@ class Conn(Protocol):
     async def fetchone(self, query: str, params: Sequence[Any] = ()) -> Row | None: ...
     async def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
+    def any_of(self, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        """``ids`` as the right side of a match and its params: ``IN (?, …)`` (SQLite), or
+        ``= ANY(?)`` with one array (PostgreSQL: one text for any count, so the prepared
+        statement is reused instead of parsed again for every batch size)."""
+
 
 Op = Callable[[Conn], Coroutine[Any, Any, T]]
 

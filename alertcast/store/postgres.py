@@ -76,6 +76,9 @@ class PgConn:
     async def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
         return list(await self.conn.fetch(N(query), *params))
 
+    def any_of(self, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        return "= ANY(?::text[])", (list(ids),)
+
 
 class PgDriver:
     single_process = False

@@ -11,9 +11,8 @@ from SQLite's affinity, a PostgreSQL numeric) made ``float``.
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, Generic, TypeVar
 
 from alertcast.models import DeliveryState
@@ -72,7 +71,11 @@ def enum_value(value: Any) -> Any:
 
 class Record(Generic[T]):
     """The mapping of dataclass ``cls`` onto ``table``; ``extra`` columns follow the fields in
-    :attr:`insert` (values the row does not hold, given to :meth:`params` after its own)."""
+    :attr:`insert` (values the row does not hold, given to :meth:`params` after its own).
+
+    The accessors are compiled once per record (as :mod:`dataclasses` compiles ``__init__``):
+    a params tuple or a row's dataclass costs what the hand-written tuple did.
+    """
 
     def __init__(
         self,
@@ -84,37 +87,107 @@ class Record(Generic[T]):
         from_db: Mapping[str, Convert] | None = None,
         extra: Sequence[str] = (),
     ) -> None:
-        names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-        renamed, out, back = columns or {}, to_db or {}, from_db or {}
+        found = fields(cls)  # type: ignore[arg-type]
+        renamed, back = columns or {}, from_db or {}
         self.cls, self.table = cls, table
-        self.columns = tuple(renamed.get(n, n) for n in names)
-        self._get = operator.attrgetter(*names)
-        self._out = tuple((i, out[n]) for i, n in enumerate(names) if n in out)
-        self._json = frozenset(i for i, c in self._out if c in (to_json, to_json_or_none))
-        self._back = tuple((c, back.get(n)) for n, c in zip(names, self.columns, strict=True))
+        self._names = tuple(f.name for f in found)
+        self._defaults = {f.name: f.default for f in found if f.default is not MISSING}
+        self._out = dict(to_db or {})
+        self.columns = tuple(renamed.get(n, n) for n in self._names)
         every = (*self.columns, *extra)
         self.insert = (
             f"INSERT INTO {table} ({', '.join(every)}) VALUES ({', '.join('?' * len(every))})"
         )
+        self._params = self._compile_params({n: f"row.{n}" for n in self._names}, "row")
+        env = {"cls": cls, **{f"b_{n}": back[n] for n in self._names if n in back}}
+        args = [
+            f"b_{n}(r[{c!r}])" if n in back else f"r[{c!r}]"
+            for n, c in zip(self._names, self.columns, strict=True)
+        ]
+        self.from_row: Callable[[Any], T] = _compile(
+            "from_row", "r", f"cls({', '.join(args)})", env
+        )
+        self._made: dict[tuple[type, frozenset[str]], tuple[Any, Any]] = {}
 
     def params(
-        self, row: T, *extra: Any, shared: dict[tuple[int, int], Any] | None = None
+        self, row: T, *extra: Any, shared: dict[tuple[str, int], Any] | None = None
     ) -> tuple[Any, ...]:
         """The :attr:`insert` params of ``row``; ``shared`` converts a JSON value many rows
         hold (one payload for every account) once, by the object's id, for one batch."""
-        values = list(self._get(row))
-        for i, convert in self._out:
-            if shared is not None and i in self._json:
-                key = (i, id(values[i]))
-                done = shared.get(key)
-                values[i] = done if done is not None else shared.setdefault(key, convert(values[i]))
-            else:
-                values[i] = convert(values[i])
-        return (*values, *extra)
+        return self._params(row, extra, shared)  # type: ignore[no-any-return]
 
-    def from_row(self, r: Any) -> T:
-        """The dataclass of a fetched row (any row that can be indexed by column name)."""
-        return self.cls(*[r[c] if back is None else back(r[c]) for c, back in self._back])
+    def params_of(
+        self,
+        source: object,
+        given: Mapping[str, Any],
+        *extra: Any,
+        shared: dict[tuple[str, int], Any] | None = None,
+    ) -> tuple[Any, ...]:
+        """The :attr:`insert` params of the row made of ``source``'s attributes of the same
+        names, ``given`` taking precedence and the dataclass's defaults filling the rest (a
+        new row stored without building its dataclass: a new delivery as it is stored)."""
+        return self._made_of(type(source), given)[0](source, given, extra, shared)  # type: ignore[no-any-return]
+
+    def build(self, source: object, given: Mapping[str, Any]) -> T:
+        """The dataclass of the row :meth:`params_of` stores."""
+        return self._made_of(type(source), given)[1](source, given)  # type: ignore[no-any-return]
+
+    def _made_of(self, source: type, given: Mapping[str, Any]) -> tuple[Any, Any]:
+        key = (source, frozenset(given))
+        made = self._made.get(key)
+        if made is None:
+            exprs = self._sources(source, key[1])
+            env = {"cls": self.cls, "defaults": self._defaults}
+            init = _compile("build", "s, g", f"cls({', '.join(exprs.values())})", env)
+            made = self._made[key] = (self._compile_params(exprs, "s, g"), init)
+        return made
+
+    def _sources(self, source: type, given: frozenset[str]) -> dict[str, str]:
+        """Per field, where its value comes from: ``given``, the source, or the default."""
+        known = {f.name for f in fields(source)}
+        exprs: dict[str, str] = {}
+        for name in self._names:
+            if name in given:
+                exprs[name] = f"g[{name!r}]"
+            elif name in known:
+                exprs[name] = f"s.{name}"
+            elif name in self._defaults:
+                exprs[name] = f"defaults[{name!r}]"
+            else:
+                raise TypeError(f"{self.cls.__name__}.{name}: neither given nor on {source}")
+        return exprs
+
+    def _compile_params(self, exprs: Mapping[str, str], args: str) -> Callable[..., Any]:
+        env: dict[str, Any] = {"defaults": self._defaults, "share": _share}
+        values = []
+        for name, expr in exprs.items():
+            if name not in self._out:
+                values.append(expr)
+                continue
+            env[f"c_{name}"] = self._out[name]
+            shareable = self._out[name] in (to_json, to_json_or_none)
+            values.append(
+                f"share(shared, {name!r}, {expr}, c_{name})" if shareable else f"c_{name}({expr})"
+            )
+        return _compile("params", f"{args}, extra, shared", f"({', '.join(values)},) + extra", env)
+
+
+def _share(
+    shared: dict[tuple[str, int], Any] | None, name: str, value: Any, convert: Convert
+) -> Any:
+    """``convert(value)``, once per object for one batch when ``shared`` is given."""
+    if shared is None or value is None:
+        return convert(value)
+    key = (name, id(value))
+    done = shared.get(key)
+    return done if done is not None else shared.setdefault(key, convert(value))
+
+
+def _compile(name: str, args: str, body: str, env: dict[str, Any]) -> Callable[..., Any]:
+    """``def name(args): return body`` over ``env`` (the accessors of a record)."""
+    scope: dict[str, Any] = {}
+    exec(f"def {name}({args}):\n    return {body}\n", env, scope)  # our own text, built above
+    return scope[name]  # type: ignore[no-any-return]
 
 
 INCIDENT = Record(

@@ -42,18 +42,18 @@ SELECT_IDEMPOTENCY = "SELECT * FROM idempotency_keys WHERE issuer = ? AND key = 
 CLAIM = """
 UPDATE deliveries SET state = 'sending', attempts = attempts + 1, claimed_by = ?, lease_until = ?,
        updated_at = ?
-WHERE id IN ({ids})"""
+WHERE id {ids}"""
 
 # Where another process may claim too (PostgreSQL), lock only what we take: rows another
 # replica holds, or just took, are skipped.
 LOCK_CLAIMABLE = """
-SELECT id FROM deliveries WHERE id IN ({ids}) AND state IN ('pending', 'retrying')
+SELECT id FROM deliveries WHERE id {ids} AND state IN ('pending', 'retrying')
 FOR UPDATE SKIP LOCKED"""
 
 # The claims of a batch of finished attempts ``worker`` still holds (locked until the batch
 # commits where another process could take them over).
 HELD = """
-SELECT id FROM deliveries WHERE id IN ({ids}) AND state = 'sending' AND claimed_by = ?"""
+SELECT id FROM deliveries WHERE id {ids} AND state = 'sending' AND claimed_by = ?"""
 
 # An alert's own post not sent by its ``expires_at`` (the incident's expiry, or its kind's
 # ``max_delay_s`` after it was queued, whichever was first) ends dead, saying which limit passed.
@@ -89,7 +89,7 @@ FROM deliveries d
 JOIN incidents i ON i.id = d.incident_id
 LEFT JOIN deliveries t ON t.id = d.target_delivery_id
 LEFT JOIN deliveries w ON w.id = d.wait_for
-WHERE d.id IN ({ids})"""
+WHERE d.id {ids}"""
 
 WITHDRAW = """
 UPDATE deliveries SET state = 'skipped', reason = ?, next_attempt_at = NULL, updated_at = ?
@@ -224,70 +224,56 @@ def write_time(write: Write) -> float:
     return write.audit[0].at if write.audit else 0.0
 
 
-def stored_delivery(
-    incident_id: str, d: NewDelivery, now: float, taken: Taken | None
-) -> tuple[DeliveryRow, tuple[str | None, float | None]]:
-    """A new delivery as INSERT_DELIVERY stores it, and its claim ``(claimed_by, lease_until)``:
-    claimed at creation (``sending``, first attempt) when ``taken`` names it; due now unless
-    held (``hold``), not before ``not_before``, or settled already (``skipped``)."""
+def stored_values(incident_id: str, d: NewDelivery, now: float, claimed: bool) -> dict[str, Any]:
+    """What a new delivery's stored row holds beside the fields of ``d``: claimed at creation
+    (``sending``, first attempt) when ``claimed``; due now unless held (``hold``), not before
+    ``not_before``, or settled already (``skipped``)."""
     next_at = now if d.state is DeliveryState.pending and not d.hold else None
     if next_at is not None and d.not_before is not None:
         next_at = max(next_at, d.not_before)
-    claimed = taken is not None and d.id in taken.ids
-    row = DeliveryRow(
-        id=d.id,
-        incident_id=incident_id,
-        account=d.account,
-        channel=d.channel,
-        state=DeliveryState.sending if claimed else d.state,
-        payload=d.payload,
-        idempotency_key=d.idempotency_key,
-        attempts=1 if claimed else 0,
-        max_attempts=d.max_attempts,
-        next_attempt_at=next_at,
-        created_at=now,
-        updated_at=now,
-        reason=d.reason,
-        action=d.action,
-        target_delivery_id=d.target_delivery_id,
-        wait_for=d.wait_for,
-        priority=d.priority,
-        expires_at=d.expires_at,
-        path=d.path,
-    )
-    if taken is None or not claimed:
-        return row, (None, None)
-    return row, (taken.worker, taken.lease_until)
+    return {
+        "incident_id": incident_id,
+        "state": DeliveryState.sending if claimed else d.state,
+        "attempts": 1 if claimed else 0,
+        "next_attempt_at": next_at,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def deliveries_params(
-    stored: Sequence[tuple[DeliveryRow, tuple[str | None, float | None]]],
+    incident_id: str, deliveries: Sequence[NewDelivery], now: float, taken: Taken | None
 ) -> list[tuple[Any, ...]]:
-    """INSERT_DELIVERY's rows; a payload shared by many deliveries is serialised once."""
-    shared: dict[tuple[int, int], Any] = {}
-    return [DELIVERY.params(row, *claim, shared=shared) for row, claim in stored]
+    """INSERT_DELIVERY's rows, ``claimed_by`` and ``lease_until`` set for those ``taken``
+    names; a payload shared by many deliveries is serialised once."""
+    shared: dict[tuple[str, int], Any] = {}
+    out = []
+    for d in deliveries:
+        claim = (taken.worker, taken.lease_until) if taken and d.id in taken.ids else None
+        values = stored_values(incident_id, d, now, claim is not None)
+        out.append(DELIVERY.params_of(d, values, *(claim or (None, None)), shared=shared))
+    return out
 
 
 def taken_claims(
-    incident: IncidentRow,
-    stored: Sequence[tuple[DeliveryRow, tuple[str | None, float | None]]],
-    taken: Taken | None,
+    incident: IncidentRow, deliveries: Sequence[NewDelivery], taken: Taken | None
 ) -> list[ActiveClaim]:
-    """The deliveries claimed at creation, as stored, with what the adapter needs of the
-    originals they thread to (``taken.targets``: remote id by delivery)."""
+    """The deliveries claimed at creation, as stored (see ``deliveries_params``), with what
+    the adapter needs of the originals they thread to (``taken.targets``: remote id by
+    delivery)."""
     if taken is None:
         return []
     return [
         ActiveClaim(
-            row,
-            target_remote_id=taken.targets.get(row.target_delivery_id)
-            if row.target_delivery_id
+            DELIVERY.build(d, stored_values(incident.id, d, incident.created_at, True)),
+            target_remote_id=taken.targets.get(d.target_delivery_id)
+            if d.target_delivery_id
             else None,
             msg_type=incident.msg_type,
-            target_delivered=row.target_delivery_id is not None,
+            target_delivered=d.target_delivery_id is not None,
         )
-        for row, (worker, _) in stored
-        if worker is not None
+        for d in deliveries
+        if d.id in taken.ids
     ]
 
 

@@ -78,6 +78,9 @@ class SQLiteConn:
     async def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
         return self.conn.execute(query, params).fetchall()
 
+    def any_of(self, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        return f"IN ({sql.marks(len(ids))})", tuple(ids)
+
 
 class SQLiteDriver:
     single_process = True

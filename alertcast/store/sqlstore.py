@@ -142,8 +142,9 @@ class SQLStore:
                 [(r[0], r[1], r[2], r[3]) for r in due], free, limit, corrections
             )
             if ids and c.locks:
-                query = sql.LOCK_CLAIMABLE.format(ids=sql.marks(len(ids)))
-                ids = [r[0] for r in await c.fetchall(query, ids)]
+                clause, params = c.any_of(ids)
+                locked = await c.fetchall(sql.LOCK_CLAIMABLE.format(ids=clause), params)
+                ids = [r[0] for r in locked]
             return await _claim(c, ids, worker, now + lease_s, now)
 
         return await self._db.write(op)
@@ -305,7 +306,6 @@ class SQLStore:
     async def held_slots(self, key: str, needs: Sequence[Need]) -> tuple[SlotRow, ...]:
         return await self._db.read(lambda c: limit_sql.held(c, key, needs))
 
-    # -- plumbing ---------------------------------------------------------------------------
     # -- per-recipient accounts (issue 15 item 2: recipient_sql) ----------------------------
     async def import_recipients(
         self, account: str, rows: Iterable[tuple[int, Recipient]], *, replace: bool = False
@@ -383,6 +383,7 @@ class SQLStore:
         )
         return await self._db.read(op)
 
+    # -- plumbing ---------------------------------------------------------------------------
     async def _one(self, query: str, params: Sequence[Any]) -> Any:
         return await self._db.read(lambda c: c.fetchone(query, params))
 
@@ -400,9 +401,9 @@ async def _claim(
     """Mark ``ids`` ``sending`` for ``worker`` (one more attempt) and read them as claims."""
     if not ids:
         return []
-    marks = sql.marks(len(ids))
-    await c.execute(sql.CLAIM.format(ids=marks), (worker, lease_until, now, *ids))
-    rows = await c.fetchall(sql.SELECT_CLAIMED.format(ids=marks), ids)
+    clause, params = c.any_of(ids)
+    await c.execute(sql.CLAIM.format(ids=clause), (worker, lease_until, now, *params))
+    rows = await c.fetchall(sql.SELECT_CLAIMED.format(ids=clause), params)
     return [sql.claim_from(r) for r in rows]
 
 
@@ -413,9 +414,9 @@ async def _finish_all(
     :meth:`SQLStore.finish_attempt` would one by one; the others are read as stored."""
     await c.executemany(sql.INSERT_ATTEMPT, [ATTEMPT.params(a) for _, a, _ in items])
     ids = sorted({claim.id for claim, _, _ in items})
-    held_sql = sql.HELD.format(ids=sql.marks(len(ids)))
-    held_sql += " ORDER BY id FOR UPDATE" if c.locks else ""
-    held = {r[0] for r in await c.fetchall(held_sql, (*ids, worker))}
+    clause, params = c.any_of(ids)
+    held_sql = sql.HELD.format(ids=clause) + (" ORDER BY id FOR UPDATE" if c.locks else "")
+    held = {r[0] for r in await c.fetchall(held_sql, (*params, worker))}
     done: list[DeliveryRow | None] = []
     updates: list[tuple[Any, ...]] = []
     for claim, _, outcome in items:
@@ -438,8 +439,9 @@ async def _fill_lost(
     lost = sorted({claim.id for claim, row in zip(claims, done, strict=True) if row is None})
     stored: dict[str, DeliveryRow] = {}
     if lost:
-        query = f"SELECT * FROM deliveries WHERE id IN ({sql.marks(len(lost))})"
-        stored = {r["id"]: DELIVERY.from_row(r) for r in await c.fetchall(query, lost)}
+        clause, params = c.any_of(lost)
+        rows = await c.fetchall(f"SELECT * FROM deliveries WHERE id {clause}", params)
+        stored = {r["id"]: DELIVERY.from_row(r) for r in rows}
     return [
         stored[claim.id] if row is None else row for claim, row in zip(claims, done, strict=True)
     ]
@@ -452,17 +454,16 @@ async def _apply(c: Conn, w: Write) -> Applied:
     if w.incident is not None:
         await c.execute(INCIDENT.insert, INCIDENT.params(w.incident))
     owner = w.incident.id if w.incident is not None else w.attach_to
-    stored = [sql.stored_delivery(owner, d, now, w.taken) for d in w.deliveries] if owner else []
-    if stored:
+    if w.deliveries and owner is not None:
         insert = sql.INSERT_DELIVERY + (sql.IF_NEW if w.incident is None else "")
-        await c.executemany(insert, sql.deliveries_params(stored))
+        await c.executemany(insert, sql.deliveries_params(owner, w.deliveries, now, w.taken))
     for effect in sql.effect_statements(w.effects, now):
         effect.check(await c.execute(effect.statement, effect.params))
     released = await _release(c, w.release, now) if w.release is not None else 0
     requeued = await _requeue(c, w.requeue, now) if w.requeue is not None else None
     if w.audit:
         await c.executemany(AUDIT.insert, [AUDIT.params(a) for a in w.audit])
-    claims = sql.taken_claims(w.incident, stored, w.taken) if w.incident else []
+    claims = sql.taken_claims(w.incident, w.deliveries, w.taken) if w.incident else []
     return Applied(released, requeued, claims)
 
 
