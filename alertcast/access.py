@@ -29,6 +29,7 @@ ROUTE_ROLES: Mapping[tuple[str, str], Role] = {
     ("GET", "/v1/incidents/{id}.cap"): "read",
     ("GET", "/v1/deliveries"): "read",
     ("GET", "/v1/deliveries/{id}"): "read",
+    ("GET", "/v1/deliveries/{id}/recipients"): "read",
     ("GET", "/v1/channels"): "read",
     ("GET", "/v1/stream"): "read",
     ("GET", "/v1/feeds"): "read",

@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from alertcast import cap_api, edge, keys, openapi
+from alertcast import cap_api, edge, keys, openapi, recipients_api
 from alertcast.accounts import AccountRuntime
 from alertcast.errors import FieldError, invalid
 from alertcast.models import DeliveryState, Incident, IncidentState, parse_incident
@@ -106,7 +106,7 @@ async def incident_view(app: web.Application, row: IncidentRow) -> dict[str, Any
         incident=dict(row.body),
         counts=counts,
         settled=all(DeliveryState(s).settled for s in counts),
-        deliveries=[DeliveryView.of(d, payload=True) for d in deliveries],
+        deliveries=[await recipients_api.delivery_view(store, d, payload=True) for d in deliveries],
         follow_ups=[f.id for f in follow],
         audit=[AuditView.of(a) for a in audit],
     )
@@ -218,7 +218,9 @@ async def get_delivery(request: web.Request) -> web.Response:
     row = await _reader(request).delivery(request.match_info["id"])
     if row is None:
         raise web.HTTPNotFound(text=f"no delivery {request.match_info['id']}")
-    view = DeliveryView.of(row, payload=True, attempts=await store.attempts(row.id))
+    view = await recipients_api.delivery_view(
+        store, row, payload=True, attempts=await store.attempts(row.id)
+    )
     return _json(view.model_dump(mode="json"))
 
 
@@ -326,3 +328,4 @@ async def openapi_view(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     app.add_routes(routes)
+    recipients_api.setup_routes(app)  # /v1/deliveries/{id}/recipients

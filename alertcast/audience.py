@@ -15,6 +15,10 @@ checkpoint stores the cursor, and once more when the attempt ends, so a crash ma
 follower be counted twice (one allowance lost), never a send go uncounted once its cursor is
 stored. A refusal is done in the cursor too and is counted like a send: it can only lower a
 follower's allowance, never raise it.
+
+A per-recipient account (a webhook with ``per_recipient = true``) addresses its recipients in
+the store instead: :meth:`Audience.deliver_for` hands its deliveries to
+:class:`alertcast.bulk.Bulk`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from typing import Any
 
 import structlog
 
+from alertcast.accounts import AccountRuntime
+from alertcast.bulk import Bulk
 from alertcast.channels.base import Outgoing, Receipt, Transient
+from alertcast.config import DispatchConfig
+from alertcast.events import EventBus
 from alertcast.store.base import Store
 
 __all__ = ["MAX_RECIPIENTS", "Audience", "done"]
@@ -46,6 +54,8 @@ class Audience:
     def __init__(
         self,
         store: Store,
+        events: EventBus | None = None,
+        config: DispatchConfig | None = None,
         *,
         most: int = MAX_RECIPIENTS,
         clock: Callable[[], float] = time.time,
@@ -53,6 +63,14 @@ class Audience:
         self.store = store
         self.most = most
         self.clock = clock
+        self.bulk = None if events is None or config is None else Bulk(store, events, config)
+
+    def deliver_for(self, runtime: AccountRuntime) -> Deliver:
+        """How a delivery of ``runtime``'s account is sent: to each of its recipients when it
+        is per-recipient (:mod:`alertcast.bulk`), else by the adapter's own ``deliver``."""
+        if self.bulk is None:
+            return runtime.channel.deliver
+        return self.bulk.deliver_for(runtime)
 
     async def send(self, account: str, msg: Outgoing, deliver: Deliver) -> Receipt:
         """``deliver(msg)``; a ``custom`` one addressed first, and its sends noted."""

@@ -78,7 +78,7 @@ class Dispatcher:
         self.events = events
         self.worker = worker
         self.policy = RetryPolicy(config.backoff_initial_s, config.backoff_max_s)
-        self.audience = Audience(store)  # who a `custom` send reaches, and what it sent
+        self.audience = Audience(store, events, config)  # custom sends, per-recipient accounts
         self.pauses = Pauses(store, capacity.accounts, lease_s=config.lease_s)
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -272,7 +272,7 @@ class Dispatcher:
 
     async def _attempt(self, runtime: AccountRuntime, msg: Outgoing) -> Receipt | ChannelError:
         try:
-            return await self.audience.send(runtime.id, msg, runtime.channel.deliver)
+            return await self.audience.send(runtime.id, msg, self.audience.deliver_for(runtime))
         except ChannelError as exc:
             return exc
         except Exception as exc:  # an adapter bug must not lose the delivery

@@ -39,6 +39,7 @@ from alertcast.views import (
     IncidentView,
     PreviewView,
     Problem,
+    RecipientPage,
     RejectedView,
 )
 
@@ -78,6 +79,7 @@ MODELS: list[type[BaseModel]] = [
     IncidentView,
     PreviewView,
     Problem,
+    RecipientPage,
     RejectedView,
 ]
 

@@ -294,6 +294,21 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/deliveries/{id}"): Op(
         "getDelivery", "One delivery with its attempts", {200: of("DeliveryView"), 404: PROBLEM}
     ),
+    ("GET", "/v1/deliveries/{id}/recipients"): Op(
+        "listDeliveryRecipients",
+        "A per-recipient delivery's sends by recipient id, a page at a time (next: the after "
+        "of the next page)",
+        {200: of("RecipientPage"), 404: PROBLEM},
+        params=(
+            query(
+                "state",
+                {"type": "string", "enum": ["pending", "retrying", "delivered", "failed", "dead"]},
+                "sends in it",
+            ),
+            query("after", {"type": "string", "maxLength": 128}, "recipient ids after this one"),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most this many"),
+        ),
+    ),
     ("POST", "/v1/deliveries/{id}/retry"): _door(
         "retryDelivery", "Re-drive a failed, dead or skipped delivery", 202, "DeliveryView"
     ),

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from alertcast.config import ExpiryConfig
 from alertcast.expiry import EXPIRED, expires_at
 from alertcast.models import IncidentState
-from alertcast.store.base import AttemptRow, AuditRow, DeliveryRow, IncidentRow
+from alertcast.store.base import AttemptRow, AuditRow, DeliveryRow, IncidentRow, RecipientSend
 
 __all__ = [
     "AcceptedView",
@@ -32,6 +32,8 @@ __all__ = [
     "IncidentView",
     "PreviewView",
     "Problem",
+    "RecipientPage",
+    "RecipientSendView",
     "iso",
 ]
 
@@ -102,6 +104,7 @@ class DeliveryView(BaseModel):
     next_attempt_at: str | None
     updated_at: str | None
     progress: dict[str, Any] | None = None  # a send to many recipients: how far it got
+    recipients: dict[str, int] | None = None  # a per-recipient delivery's sends by state
     payload: dict[str, Any] | None = None
     attempt_log: list[AttemptView] | None = None
 
@@ -139,6 +142,39 @@ def _progress(progress: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     keys = ("total", "sent", "refused", "refusals")
     return {k: progress[k] for k in keys if k in progress}
+
+
+class RecipientSendView(BaseModel):
+    """One recipient of a per-recipient delivery and where its send stands."""
+
+    id: str
+    state: str
+    attempts: int
+    http_status: int | None
+    last_error: str | None
+    next_attempt_at: str | None
+    updated_at: str | None
+
+    @classmethod
+    def of(cls, s: RecipientSend) -> RecipientSendView:
+        return cls(
+            id=s.recipient_id,
+            state=s.state,
+            attempts=s.attempts,
+            http_status=s.http_status,
+            last_error=s.last_error,
+            next_attempt_at=iso(s.next_attempt_at) if s.state == "retrying" else None,
+            updated_at=iso(s.updated_at),
+        )
+
+
+class RecipientPage(BaseModel):
+    """A page of a per-recipient delivery's sends; ``next``: the ``after`` of the next page."""
+
+    delivery_id: str
+    summary: dict[str, int]
+    recipients: list[RecipientSendView]
+    next: str | None
 
 
 class AuditView(BaseModel):

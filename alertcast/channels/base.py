@@ -138,6 +138,9 @@ class Outgoing:
     # The people a ``custom`` send addresses, resolved by the dispatcher at send time (the
     # followers who wrote to the account inside the platform's window); None for other actions.
     recipients: Sequence[str] | None = None
+    # The one recipient of a per-recipient account's send (alertcast.bulk): ``id``, ``region``
+    # and the channel's own columns of the account's recipients file; None for other accounts.
+    recipient: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +256,12 @@ class Channel(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, deliberately empty
         """Release what :meth:`start` opened."""
+
+    @classmethod
+    def per_recipient(cls, options: BaseModel) -> bool:
+        """Whether an account with ``options`` sends each incident to each of its recipients
+        in the store, one :meth:`send` per recipient (:mod:`alertcast.bulk`); no by default."""
+        return False
 
     def send_timeout_s(self, msg: Outgoing) -> float:
         """The time one :meth:`send` of ``msg`` may take; longer for a send to many people."""

@@ -6,7 +6,10 @@ default) or the Standard Webhooks scheme (``signature = "standard"``: ``webhook-
 ``webhook-timestamp``, ``webhook-signature``, with a ``whsec_`` secret), so a receiver can use a
 ready-made verifier. Options: extra ``headers`` (no credentials: those go by ``auth`` and
 ``auth_env``, ``basic`` with ``user:password`` in the variable or ``bearer`` with the token) and
-a per-account ``timeout_s``.
+a per-account ``timeout_s``. With ``per_recipient = true`` the account sends one POST per
+recipient of its recipients file (``alertcast recipients import``), the body carrying
+``recipient`` (its ``id``, ``region`` and the file's other columns) and the key
+``<delivery's key>:<recipient id>``.
 
 2xx is delivered; 408, 429, 5xx, timeouts and connection errors are transient (``Retry-After``
 honoured); any other status is permanent.
@@ -58,6 +61,9 @@ class WebhookOptions(BaseModel):
     auth: Literal["basic", "bearer"] | None = None
     auth_env: EnvName | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # One POST per recipient of the account (alertcast recipients import), each carrying its
+    # ``recipient`` and its own idempotency key (alertcast.bulk).
+    per_recipient: bool = False
 
     @field_validator("headers")
     @classmethod
@@ -93,6 +99,10 @@ class WebhookChannel(Channel):
     def _opts(self) -> WebhookOptions:
         assert isinstance(self.options, WebhookOptions)
         return self.options
+
+    @classmethod
+    def per_recipient(cls, options: BaseModel) -> bool:
+        return isinstance(options, WebhookOptions) and options.per_recipient
 
     def send_timeout_s(self, msg: Outgoing) -> float:
         return self._opts.timeout_s
@@ -141,13 +151,16 @@ class WebhookChannel(Channel):
 
 
 def _envelope(msg: Outgoing) -> dict[str, Any]:
-    return {
+    envelope = {
         **msg.payload,
         "delivery_id": msg.delivery_id,
         "idempotency_key": msg.idempotency_key,
         "action": msg.action,
         "in_reply_to": msg.target_remote_id,
     }
+    if msg.recipient is not None:
+        envelope["recipient"] = dict(msg.recipient)
+    return envelope
 
 
 def _remote_id(text: str, headers: Mapping[str, str]) -> str | None:

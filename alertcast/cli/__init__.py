@@ -1,6 +1,7 @@
 """``alertcast``: run the daemon, and operate a running one over its HTTP API.
 
-The daemon: ``serve``, ``demo``; offline: ``check-config``, ``render``; over the API (a token in
+The daemon: ``serve``, ``demo``; offline: ``check-config``, ``render``, ``recipients`` (a
+per-recipient account's recipients, in the store); over the API (a token in
 ``$ALERTCAST_TOKEN`` or the file ``$ALERTCAST_TOKEN_FILE`` names, the daemon at ``--url`` or
 ``$ALERTCAST_URL``): ``send``, ``incidents``, ``show``, ``update``, ``cancel``, ``approve``,
 ``reject``, ``retry``, ``pause``, ``resume``, ``accounts``, ``feeds``, ``tail``.
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from alertcast import __version__
 from alertcast.cli import local
+from alertcast.cli import recipients as recipients_cli
 from alertcast.cli._client import DEFAULT_TOKEN_ENV, EXIT_CODES_HELP, CliError, ExitCode
 from alertcast.cli.remote import COMMANDS
 from alertcast.cli.send import send
@@ -27,10 +29,11 @@ Sub = argparse._SubParsersAction
 KINDS = ("earthquake", "fire", "police", "weather", "general")
 DESCRIPTION = """Run the alertcast daemon, and operate a running one over its HTTP API.
 
-The daemon: serve, demo. Offline: check-config, render. Over the API (the daemon at --url or
-$ALERTCAST_URL, default http://127.0.0.1:8080; an issuer token in $ALERTCAST_TOKEN, or in the
-file $ALERTCAST_TOKEN_FILE names): send, incidents, show, update, cancel, approve, reject, retry,
-pause, resume, accounts, feeds, tail. `alertcast COMMAND --help` says more."""
+The daemon: serve, demo. Offline: check-config, render, recipients (opens the store). Over the
+API (the daemon at --url or $ALERTCAST_URL, default http://127.0.0.1:8080; an issuer token in
+$ALERTCAST_TOKEN, or in the file $ALERTCAST_TOKEN_FILE names): send, incidents, show, update,
+cancel, approve, reject, retry, pause, resume, accounts, feeds, tail. `alertcast COMMAND --help`
+says more."""
 SEVERITIES = ("extreme", "severe", "moderate", "minor", "unknown")
 
 
@@ -206,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     _read_parsers(sub)
     _lifecycle_parsers(sub)
     _operate_parsers(sub)
+    recipients_cli.add_parser(sub)
     return p
 
 
