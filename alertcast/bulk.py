@@ -222,6 +222,8 @@ class Bulk:
         if row.data is None:
             return SendOutcome(row.recipient_id, "failed", attempts, last_error=GONE)
         result = await self._attempt(p, row, attempts)
+        if isinstance(result, Receipt):  # the common case, without building a row to decide on
+            return SendOutcome(row.recipient_id, "delivered", attempts, None, result.http_status)
         if isinstance(result, AuthExpired | QuotaExhausted):
             p.halted = result
             return None

@@ -95,6 +95,8 @@ class WebhookChannel(Channel):
         {"post", "reply", "repost", "edit", "delete"}
     )
 
+    _encoded: tuple[Mapping[str, Any], bytes] | None = None  # a shared payload, encoded once
+
     @property
     def _opts(self) -> WebhookOptions:
         assert isinstance(self.options, WebhookOptions)
@@ -108,7 +110,7 @@ class WebhookChannel(Channel):
         return self._opts.timeout_s
 
     async def send(self, msg: Outgoing) -> Receipt:
-        body = json.dumps(_envelope(msg), ensure_ascii=False, separators=(",", ":")).encode()
+        body = self._body(msg)
         headers = {
             **self._opts.headers,
             "Content-Type": "application/json; charset=utf-8",
@@ -125,6 +127,17 @@ class WebhookChannel(Channel):
             if not 200 <= resp.status < 300:
                 raise Permanent(f"HTTP {resp.status}: {text[:200]}", http_status=resp.status)
             return Receipt(remote_id=_remote_id(text, resp.headers), http_status=resp.status)
+
+    def _body(self, msg: Outgoing) -> bytes:
+        """The envelope as JSON; for a recipient's send the payload's part is encoded once per
+        payload (a million recipients share one), the recipient's own keys appended."""
+        if msg.recipient is None or not _ENVELOPE.isdisjoint(msg.payload):
+            return _dumps(_envelope(msg))
+        if self._encoded is None or self._encoded[0] is not msg.payload:
+            self._encoded = (msg.payload, _dumps(dict(msg.payload))[:-1])
+        own = _dumps(_own(msg))
+        head = self._encoded[1]
+        return head + (b"," if len(head) > 1 else b"") + own[1:]
 
     def _signature(self, msg: Outgoing, body: bytes) -> dict[str, str]:
         key = secret(self.secrets, self._opts.secret_env)
@@ -150,17 +163,28 @@ class WebhookChannel(Channel):
         return {"Authorization": f"Basic {encoded}"}
 
 
+_ENVELOPE = frozenset({"delivery_id", "idempotency_key", "action", "in_reply_to", "recipient"})
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _envelope(msg: Outgoing) -> dict[str, Any]:
-    envelope = {
-        **msg.payload,
+    return {**msg.payload, **_own(msg)}
+
+
+def _own(msg: Outgoing) -> dict[str, Any]:
+    """The envelope's keys besides the payload's (``recipient`` on a recipient's send)."""
+    own = {
         "delivery_id": msg.delivery_id,
         "idempotency_key": msg.idempotency_key,
         "action": msg.action,
         "in_reply_to": msg.target_remote_id,
     }
     if msg.recipient is not None:
-        envelope["recipient"] = dict(msg.recipient)
-    return envelope
+        own["recipient"] = dict(msg.recipient)
+    return own
 
 
 def _remote_id(text: str, headers: Mapping[str, str]) -> str | None:
