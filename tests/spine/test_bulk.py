@@ -190,3 +190,21 @@ async def _events(resp: aiohttp.ClientResponse, until: Any) -> list[dict[str, An
         if line.startswith("data: "):
             out.append(json.loads(line[6:]))
     return out
+
+
+async def test_a_cancellation_goes_to_every_recipient_too(start_daemon: Any, engine: str) -> None:
+    """The alert's 40 recipients each get the cancellation as well (a new post, the webhook's
+    correction plan), under its own key; the cancellation's parent summarised alike."""
+    await load(engine, people(chengdu=40, nowhere=0, beijing=0))
+    d = await start_daemon(hooks=0, accounts=[PEOPLE], store={"url": engine})
+    incident_id, _ = await _alert(d)
+    resp = await d.client.post(
+        f"/v1/incidents/{incident_id}/cancel", json={"reason": "误报"}, headers=AUTH
+    )
+    cancel = await d.settled((await resp.json())["id"], timeout_s=60)
+    (parent,) = cancel["deliveries"]
+    assert parent["state"] == "delivered" and parent["recipients"] == {"delivered": 40}, parent
+    by_key = Counter(r.key for r in d.sink.received)
+    assert len(by_key) == 80 and set(by_key.values()) == {1}
+    actions = Counter((r.body["action"], r.body["msg_type"]) for r in d.sink.received)
+    assert actions == {("post", "alert"): 40, ("post", "cancel"): 40}, actions
