@@ -176,7 +176,7 @@ def _envelope(msg: Outgoing) -> dict[str, Any]:
 
 def _own(msg: Outgoing) -> dict[str, Any]:
     """The envelope's keys besides the payload's (``recipient`` on a recipient's send)."""
-    own = {
+    own: dict[str, Any] = {
         "delivery_id": msg.delivery_id,
         "idempotency_key": msg.idempotency_key,
         "action": msg.action,
