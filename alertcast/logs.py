@@ -28,7 +28,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from alertcast.secrets import Secrets
 
-__all__ = ["RepeatLimit", "configure"]
+__all__ = ["HotLogger", "RepeatLimit", "configure"]
 
 LIMITED = frozenset({"warning", "error", "critical"})
 Key = tuple[str, str, str]  # level, event (or a record's message template), error type
@@ -246,6 +246,39 @@ def configure(
         cache_logger_on_first_use=False,
     )
     _route_stdlib(_Lines(writer, limit, [stamp, _redactor(secrets), renderer]), level)
+
+
+class HotLogger:
+    """``structlog.get_logger(name)`` for code run once per delivery: bound once per logging
+    configuration instead of at every call.
+
+    structlog's lazy proxy builds a new bound logger at each call, about 15 µs even for a
+    ``debug`` line the level filters out; several per delivery add up. This one keeps the logger
+    it bound and binds again only when the configuration changed (``configure`` here, or
+    ``structlog.testing.capture_logs`` swapping the processors in and out), seen by the
+    identity of the processors, wrapper class, logger factory and context class. A kept logger
+    holds on to its processors list, so an id is never reused while it is kept.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._key: tuple[int, object, object, object] | None = None
+        self._logger: Any = None
+
+    def _current(self) -> Any:
+        config = structlog.get_config()
+        key = (
+            id(config["processors"]),
+            config["wrapper_class"],
+            config["logger_factory"],
+            config["context_class"],
+        )
+        if key != self._key:
+            self._logger, self._key = structlog.get_logger(self._name).bind(), key
+        return self._logger
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._current(), method)
 
 
 def _route_stdlib(handler: _Lines, level: str) -> None:

@@ -23,10 +23,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiohttp
-import structlog
 from pydantic import BaseModel, ConfigDict
 
 from alertcast.lengths import UNIT_NAMES, Limit
+from alertcast.logs import HotLogger
 from alertcast.slots import MemorySlots, Slots
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ class Channel(ABC):
         self.session = session
         self.secrets = secrets
         self.slots: Slots = MemorySlots() if slots is None else slots  # quotas' shared counts
-        self.log = structlog.get_logger(f"alertcast.channels.{self.name}")
+        self.log = HotLogger(f"alertcast.channels.{self.name}")
 
     @abstractmethod
     async def send(self, msg: Outgoing) -> Receipt:
@@ -285,17 +285,25 @@ class Channel(ABC):
 
         Final: adapters override :meth:`send`, not this.
         """
-        log = self.log.bind(delivery_id=msg.delivery_id, attempt=msg.attempt, action=msg.action)
         started = time.monotonic()
         try:
             receipt = await self._checked_send(msg)
         except ChannelError as exc:
             exc.reason = self.secrets.redact(exc.reason)
             exc.args = (exc.reason,)
-            log.debug("send.error", error=type(exc).__name__, reason=exc.reason, code=exc.code)
+            self.log.debug(
+                "send.error",
+                **_sent(msg),
+                error=type(exc).__name__,
+                reason=exc.reason,
+                code=exc.code,
+            )
             raise
-        log.debug(
-            "send.ok", remote_id=receipt.remote_id, ms=round(1000 * (time.monotonic() - started))
+        self.log.debug(
+            "send.ok",
+            **_sent(msg),
+            remote_id=receipt.remote_id,
+            ms=round(1000 * (time.monotonic() - started)),
         )
         return receipt
 
@@ -311,3 +319,8 @@ class Channel(ABC):
         except aiohttp.ClientError as exc:
             detail = scrub_urls(f"{type(exc).__name__}: {exc}")
             raise Transient(f"connection error: {detail}") from exc
+
+
+def _sent(msg: Outgoing) -> dict[str, Any]:
+    """What a send's log line says of it (the dispatcher binds the incident and account)."""
+    return {"delivery_id": msg.delivery_id, "attempt": msg.attempt, "action": msg.action}

@@ -21,6 +21,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
+from json.encoder import encode_basestring
 from typing import Any, ClassVar, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -95,8 +96,6 @@ class WebhookChannel(Channel):
         {"post", "reply", "repost", "edit", "delete"}
     )
 
-    _encoded: tuple[Mapping[str, Any], bytes] | None = None  # a shared payload, encoded once
-
     @property
     def _opts(self) -> WebhookOptions:
         assert isinstance(self.options, WebhookOptions)
@@ -110,7 +109,7 @@ class WebhookChannel(Channel):
         return self._opts.timeout_s
 
     async def send(self, msg: Outgoing) -> Receipt:
-        body = self._body(msg)
+        body = _body(msg)
         headers = {
             **self._opts.headers,
             "Content-Type": "application/json; charset=utf-8",
@@ -127,17 +126,6 @@ class WebhookChannel(Channel):
             if not 200 <= resp.status < 300:
                 raise Permanent(f"HTTP {resp.status}: {text[:200]}", http_status=resp.status)
             return Receipt(remote_id=_remote_id(text, resp.headers), http_status=resp.status)
-
-    def _body(self, msg: Outgoing) -> bytes:
-        """The envelope as JSON; for a recipient's send the payload's part is encoded once per
-        payload (a million recipients share one), the recipient's own keys appended."""
-        if msg.recipient is None or not _ENVELOPE.isdisjoint(msg.payload):
-            return _dumps(_envelope(msg))
-        if self._encoded is None or self._encoded[0] is not msg.payload:
-            self._encoded = (msg.payload, _dumps(dict(msg.payload))[:-1])
-        own = _dumps(_own(msg))
-        head = self._encoded[1]
-        return head + (b"," if len(head) > 1 else b"") + own[1:]
 
     def _signature(self, msg: Outgoing, body: bytes) -> dict[str, str]:
         key = secret(self.secrets, self._opts.secret_env)
@@ -163,19 +151,22 @@ class WebhookChannel(Channel):
         return {"Authorization": f"Basic {encoded}"}
 
 
-_ENVELOPE = frozenset({"delivery_id", "idempotency_key", "action", "in_reply_to", "recipient"})
+ENVELOPE = ("delivery_id", "idempotency_key", "action", "in_reply_to", "recipient")
+_ENCODED: dict[int, tuple[Mapping[str, Any], bytes]] = {}  # id(payload) -> (payload, its JSON)
+_ENCODED_MOST = 64
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+def _body(msg: Outgoing) -> bytes:
+    """The JSON body: the payload's fields, then the delivery's own (:data:`ENVELOPE`; the
+    ``recipient`` of a per-recipient send).
 
-
-def _envelope(msg: Outgoing) -> dict[str, Any]:
-    return {**msg.payload, **_own(msg)}
-
-
-def _own(msg: Outgoing) -> dict[str, Any]:
-    """The envelope's keys besides the payload's (``recipient`` on a recipient's send)."""
+    A payload rendered once for many accounts (alike ones share it) is encoded once: its JSON,
+    kept by identity for the last :data:`_ENCODED_MOST` payloads (the entry holds the payload,
+    so its id is not reused meanwhile), is joined with the delivery's fields — the same bytes
+    ``json.dumps`` of the merged dict would give. A payload holding one of those fields itself
+    is merged and encoded whole, the delivery's value winning, as a dict merge would.
+    """
+    payload = msg.payload
     own: dict[str, Any] = {
         "delivery_id": msg.delivery_id,
         "idempotency_key": msg.idempotency_key,
@@ -184,12 +175,35 @@ def _own(msg: Outgoing) -> dict[str, Any]:
     }
     if msg.recipient is not None:
         own["recipient"] = dict(msg.recipient)
-    return own
+    if not payload or any(key in payload for key in ENVELOPE):
+        return _dumps({**payload, **own})
+    kept = _ENCODED.get(id(payload))
+    if kept is None or kept[0] is not payload:
+        if len(_ENCODED) >= _ENCODED_MOST:
+            del _ENCODED[next(iter(_ENCODED))]
+        kept = _ENCODED[id(payload)] = (payload, _dumps(dict(payload)))
+    tail = ",".join(f"{_string(k)}:{_value(v)}" for k, v in own.items())
+    return kept[1][:-1] + b"," + tail.encode() + b"}"
+
+
+def _dumps(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_string = encode_basestring  # a JSON string as json.dumps(ensure_ascii=False) writes it
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _string(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _remote_id(text: str, headers: Mapping[str, str]) -> str | None:
     try:
-        data = json.loads(text) if text else None
+        data = json.loads(text) if text.lstrip().startswith("{") else None
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("id"), str | int):

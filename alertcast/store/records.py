@@ -11,6 +11,7 @@ from SQLite's affinity, a PostgreSQL numeric) made ``float``.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields
 from typing import Any, Generic, TypeVar
@@ -59,6 +60,26 @@ def to_json_or_none(value: Any) -> str | None:
 
 def from_json_or_none(value: Any) -> Any:
     return json.loads(value) if value else None
+
+
+_PAYLOADS: dict[str, Any] = {}  # JSON text -> its value, the last _PAYLOADS_MOST read
+_PAYLOADS_MOST = 64
+_PAYLOADS_LOCK = threading.Lock()
+
+
+def shared_json(text: str) -> Any:
+    """``json.loads(text)``, one value for rows holding the same text (the payload every
+    alike account of an incident shares): decoded once, and the same object, so that what is
+    derived from it (a channel's encoded body) is derived once too. Payloads are never
+    changed in place (channels and views copy what they add to), so sharing one is safe."""
+    value = _PAYLOADS.get(text)
+    if value is None:
+        value = json.loads(text)
+        with _PAYLOADS_LOCK:  # rows are read on the engines' threads as well as the loop's
+            if len(_PAYLOADS) >= _PAYLOADS_MOST:
+                del _PAYLOADS[next(iter(_PAYLOADS))]
+            _PAYLOADS[text] = value
+    return value
 
 
 def float_or_none(value: Any) -> float | None:
@@ -202,7 +223,7 @@ DELIVERY = Record(
     DeliveryRow,
     "deliveries",
     to_db={"state": enum_value, "payload": to_json, "progress": to_json_or_none},
-    from_db={"state": DeliveryState, "payload": json.loads, "progress": from_json_or_none},
+    from_db={"state": DeliveryState, "payload": shared_json, "progress": from_json_or_none},
     extra=("claimed_by", "lease_until"),
 )
 
