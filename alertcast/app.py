@@ -258,7 +258,7 @@ def _resources(
 def _wire(app: web.Application, store: Store, inbox: Inbox, accounts: Accounts) -> Dispatcher:
     """The core, each part given what it needs in its constructor, once."""
     config, events = app[CONFIG], app[EVENTS]
-    capacity = Capacity(accounts, config.dispatch.concurrency)
+    capacity = Capacity(accounts, config.concurrency)
     claims = Claims(f"w-{uuid.uuid4().hex[:12]}", config.dispatch.lease_s)
     committer = Committer(store, capacity, inbox, events, claims)
     door = Door(Chains(store), app[PLANNER], committer)

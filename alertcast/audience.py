@@ -33,7 +33,7 @@ import structlog
 from alertcast.accounts import AccountRuntime
 from alertcast.bulk import Bulk
 from alertcast.channels.base import Outgoing, Receipt, Transient
-from alertcast.config import DispatchConfig
+from alertcast.config import DEFAULT_CONCURRENCY, DispatchConfig
 from alertcast.events import EventBus
 from alertcast.store.base import Store
 
@@ -57,13 +57,16 @@ class Audience:
         events: EventBus | None = None,
         config: DispatchConfig | None = None,
         *,
+        concurrency: int = DEFAULT_CONCURRENCY,
         most: int = MAX_RECIPIENTS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.most = most
         self.clock = clock
-        self.bulk = None if events is None or config is None else Bulk(store, events, config)
+        self.bulk = (
+            None if events is None or config is None else Bulk(store, events, config, concurrency)
+        )
 
     def deliver_for(self, runtime: AccountRuntime) -> Deliver:
         """How a delivery of ``runtime``'s account is sent: to each of its recipients when it

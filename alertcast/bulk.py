@@ -92,11 +92,13 @@ class _Pass:
 class Bulk:
     """Sends a per-recipient account's deliveries (see the module's docstring)."""
 
-    def __init__(self, store: Store, events: EventBus, config: DispatchConfig) -> None:
+    def __init__(
+        self, store: Store, events: EventBus, config: DispatchConfig, concurrency: int
+    ) -> None:
         self.store = store
         self.events = events
         self.policy = RetryPolicy(config.backoff_initial_s, config.backoff_max_s)  # the one
-        self.concurrency = config.concurrency  # the dispatcher's, the most any account uses
+        self.concurrency = concurrency  # the dispatcher's, the most any account uses
         self.checkpoint_s = min(5.0, config.lease_s / 4)
 
     def deliver_for(self, runtime: AccountRuntime) -> Deliver:

@@ -115,8 +115,12 @@ class MaxDelays(_Table):
         return float(getattr(self, kind.value))
 
 
+DEFAULT_CONCURRENCY = 64
+
+
 class DispatchConfig(_Table):
-    concurrency: int = Field(default=64, ge=1, le=10000)
+    # Sends in flight at once; unset, it follows the accounts (see Config.concurrency).
+    concurrency: int | None = Field(default=None, ge=1, le=10000)
     max_attempts: int = Field(default=10, ge=1, le=1000)
     backoff_initial_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
@@ -340,6 +344,13 @@ class Config(BaseSettings):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     cap: CapConfig = CapConfig()
     source_path: Path | None = None
+
+    @property
+    def concurrency(self) -> int:
+        """Sends in flight at once: ``[dispatch] concurrency``, or by default one per account
+        and at least 64, so that an alert to every account goes out in one wave."""
+        given = self.dispatch.concurrency
+        return given if given is not None else max(DEFAULT_CONCURRENCY, len(self.accounts))
 
     @classmethod
     def settings_customise_sources(

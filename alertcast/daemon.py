@@ -150,7 +150,7 @@ def _url(listener: asyncio.Server) -> str:
 def _connection_cap(config: Config) -> int:
     """``max_connections``, lowered (and said so) if the open-file limit cannot hold it."""
     wanted = config.server.max_connections
-    reserve = BASE_FILES + BACKLOG + 2 * config.dispatch.concurrency  # sends and their pool
+    reserve = BASE_FILES + BACKLOG + 2 * config.concurrency  # sends and their pool
     cap = fit_open_files(wanted, reserve)
     if cap < MIN_CONNECTIONS:
         raise StartupError(
