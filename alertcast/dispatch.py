@@ -8,18 +8,15 @@ restarted daemon resumes exactly where this one stopped.
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-import structlog
-from structlog.contextvars import bound_contextvars
+from structlog.contextvars import bind_contextvars
 
 from alertcast import metrics
 from alertcast.accounts import AccountRuntime
+from alertcast.attempts import attempt_row, delivery_event, noted, outgoing
 from alertcast.audience import Audience
 from alertcast.capacity import Capacity, Ticket
 from alertcast.channels.base import (
@@ -34,17 +31,19 @@ from alertcast.config import AccountConfig, DispatchConfig
 from alertcast.events import EventBus
 from alertcast.fate import RetryPolicy, Skipped, decide
 from alertcast.inbox import Inbox
+from alertcast.logs import HotLogger
 from alertcast.models import DeliveryState
 from alertcast.outage import Outage
 from alertcast.pauses import Pauses, note_attempt
 from alertcast.plan import Skip, plan_send
 from alertcast.plan.sending import Lead, lead_waits
+from alertcast.recorder import Recorder
 from alertcast.secrets import Secrets
 from alertcast.store.base import ActiveClaim, AttemptRow, DeliveryRow, Outcome, Store
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
-log = structlog.get_logger("alertcast.dispatch")
+log = HotLogger("alertcast.dispatch")
 
 
 class Fallback(Protocol):
@@ -78,13 +77,17 @@ class Dispatcher:
         self.events = events
         self.worker = worker
         self.policy = RetryPolicy(config.backoff_initial_s, config.backoff_max_s)
-        self.audience = Audience(store, events, config)  # custom sends, per-recipient accounts
+        # custom sends, and per-recipient accounts
+        self.audience = Audience(store, events, config, concurrency=capacity.concurrency)
         self.pauses = Pauses(store, capacity.accounts, lease_s=config.lease_s)
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
         self._loop_task: asyncio.Task[None] | None = None
         self.outage = Outage(store, secrets.redact)  # since when the store is away, and why
+        # Attempts recorded in batches; each batch committed frees room and may make follow-ups
+        # due (they wait for what it settled): one claim per batch, not one per delivery.
+        self.recorder = Recorder(store, self.outage, worker=worker, written=self.inbox.wake)
 
     # -- life -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,11 +107,14 @@ class Dispatcher:
             await asyncio.gather(self._loop_task, return_exceptions=True)
         for _, ticket in self.inbox.take():  # handed but never spawned: the lease brings them
             ticket.release()
+        deadline = time.monotonic() + grace_s
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        # The outcomes decided are written in what is left of the grace, or named at error.
+        await self.recorder.close(max(0.0, deadline - time.monotonic()))
 
     async def restore(self) -> None:
         """Every account's stored pause, restored (before anything is claimed or shown)."""
@@ -220,23 +226,22 @@ class Dispatcher:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         metrics.INFLIGHT.set(len(self._tasks))
-        self.inbox.wake()
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch.task_failed", exc_info=task.exception())
 
     # -- one delivery -----------------------------------------------------------------------
     async def _handle(self, claim: ActiveClaim, ticket: Ticket) -> None:
         d = claim.delivery
-        runtime = ticket.runtime
-        with bound_contextvars(
+        # The task runs in its own copy of the context: what is bound here ends with it.
+        bind_contextvars(
             incident_id=d.incident_id, delivery_id=d.id, account=d.account, attempt=d.attempts
-        ):
-            try:
-                await self._deliver(claim, runtime, ticket)
-            except Exception:  # failed before its outcome was known: the lease brings it back
-                log.exception("dispatch.record_failed")
-            finally:
-                ticket.release()
+        )
+        try:
+            await self._deliver(claim, ticket.runtime, ticket)
+        except Exception:  # failed before its outcome was known: the lease brings it back
+            log.exception("dispatch.record_failed")
+        finally:
+            ticket.release()
 
     async def _deliver(
         self, claim: ActiveClaim, runtime: AccountRuntime | None, ticket: Ticket
@@ -261,13 +266,20 @@ class Dispatcher:
         async with runtime.limiter.slot(how.action, d.priority):  # corrections first
             ticket.sending()
             started, t0 = time.time(), time.monotonic()
-            msg = self._outgoing(claim, how.action, how.target_remote_id)
+            msg = outgoing(claim, how.action, how.target_remote_id, self._save)
             result = await self._attempt(runtime, msg)
             duration_ms = 1000 * (time.monotonic() - t0)
         metrics.ATTEMPT_SECONDS.labels(runtime.config.channel).observe(duration_ms / 1000)
         progress = dict(msg.progress) or None
         await self._finish(
-            d, runtime, started, duration_ms, result, progress=progress, alone=how.reason
+            d,
+            runtime,
+            started,
+            duration_ms,
+            result,
+            progress=progress,
+            alone=how.reason,
+            ticket=ticket,
         )
 
     async def _attempt(self, runtime: AccountRuntime, msg: Outgoing) -> Receipt | ChannelError:
@@ -279,33 +291,14 @@ class Dispatcher:
             log.exception("dispatch.adapter_bug")
             return Transient(f"internal error in adapter: {type(exc).__name__}")
 
-    def _outgoing(self, claim: ActiveClaim, action: str, target: str | None) -> Outgoing:
-        d = claim.delivery
-        progress: dict[str, Any] = json.loads(json.dumps(d.progress)) if d.progress else {}
-        return Outgoing(
-            delivery_id=d.id,
-            incident_id=d.incident_id,
-            idempotency_key=d.idempotency_key,
-            payload=d.payload,
-            action=action,  # type: ignore[arg-type]
-            target_remote_id=target,
-            attempt=d.attempts,
-            progress=progress,
-            checkpoint=self._checkpoint(d.id, progress),
+    async def _save(self, delivery_id: str, progress: dict[str, Any]) -> bool:
+        """A send's progress checkpoint: saved, and the lease renewed, while our claim holds."""
+        held = await self.store.save_progress(
+            delivery_id, progress, worker=self.worker, lease_s=self.config.lease_s
         )
-
-    def _checkpoint(
-        self, delivery_id: str, progress: dict[str, Any]
-    ) -> Callable[[], Awaitable[bool]]:
-        async def checkpoint() -> bool:
-            held = await self.store.save_progress(
-                delivery_id, progress, worker=self.worker, lease_s=self.config.lease_s
-            )
-            if not held:
-                log.warning("dispatch.claim_lost", delivery_id=delivery_id)
-            return held
-
-        return checkpoint
+        if not held:
+            log.warning("dispatch.claim_lost", delivery_id=delivery_id)
+        return held
 
     async def _finish(
         self,
@@ -317,25 +310,23 @@ class Dispatcher:
         *,
         progress: dict[str, Any] | None = None,
         alone: str | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
+        """Decide the attempt's outcome and record it. A ``ticket`` (the send's hold on the
+        dispatcher's concurrency) is given back once the outcome is decided — the platform
+        has answered, the account's health is noted — unless the records still to be
+        committed are as many as the concurrency: then it is given back after the record."""
         now = time.time()
-        outcome = _noted(self._decide(d, runtime, result, now), progress, alone)
+        outcome = noted(self._decide(d, runtime, result, now), progress, alone)
         await self.pauses.save(now, [runtime] if runtime is not None else [])  # before the record
-        attempt = AttemptRow(
-            delivery_id=d.id,
-            number=d.attempts,
-            started_at=started,
-            duration_ms=duration_ms,
-            outcome=outcome.state.value,
-            http_status=result.http_status,
-            error_code=result.code if isinstance(result, ChannelError) else None,
-            error=self.secrets.redact(result.reason) if isinstance(result, ChannelError) else None,
-            next_attempt_at=outcome.next_attempt_at,
-        )
+        attempt = attempt_row(d, started, duration_ms, result, outcome, self.secrets.redact)
         if isinstance(result, QuotaExhausted):
             # The fallback's deliveries are stored before this one is settled, so the incident
             # never looks settled (to the status API, the stream, `send --follow`) in between.
             await self.fallbacks.fallback(replace(d, state=outcome.state, reason=outcome.reason))
+        if ticket is not None and self.recorder.backlog < self.capacity.concurrency:
+            ticket.release()  # the next send need not wait for this one's commit: claim it,
+            self.inbox.wake()  # once for every release of a turn of the loop
         row = await self._record(d, attempt, outcome)
         metrics.DELIVERIES.labels(d.channel, outcome.state.value).inc()
         self._publish(row, row.state)
@@ -347,9 +338,9 @@ class Dispatcher:
         )
 
     async def _record(self, d: DeliveryRow, attempt: AttemptRow, outcome: Outcome) -> DeliveryRow:
-        """``store.finish_attempt``, retried until the store takes it (``Outage.record``)."""
-        call = functools.partial(self.store.finish_attempt, d, attempt, outcome, worker=self.worker)
-        return await self.outage.record(d.id, call)
+        """The attempt and the delivery's outcome, committed with the others decided meanwhile
+        (:class:`~alertcast.recorder.Recorder`), retried until the store takes them."""
+        return await self.recorder.record(d, attempt, outcome)
 
     def _decide(
         self,
@@ -372,29 +363,3 @@ class Dispatcher:
 
     def _publish(self, d: DeliveryRow, state: DeliveryState) -> None:
         self.events.publish(delivery_event(d, state))
-
-
-def _noted(outcome: Outcome, progress: dict[str, Any] | None, alone: str | None) -> Outcome:
-    """The outcome with a multi-recipient send's ``progress`` and, for a cluster member that
-    posted alone, why (kept on its retries, so it stays alone)."""
-    if progress is not None:
-        outcome = replace(outcome, progress=progress)
-    if alone is not None:
-        outcome = replace(outcome, reason="; ".join(filter(None, (alone, outcome.reason))))
-    return outcome
-
-
-def delivery_event(d: DeliveryRow, state: DeliveryState) -> dict[str, Any]:
-    return {
-        "type": "delivery",
-        "id": d.id,
-        "incident_id": d.incident_id,
-        "account": d.account,
-        "channel": d.channel,
-        "state": state.value,
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-        "remote_id": d.remote_id,
-        "reason": d.reason,
-        "path": d.path,
-    }

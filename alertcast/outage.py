@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -82,26 +82,27 @@ class Outage:
         self.answered()
         return True
 
-    async def record(self, delivery_id: str, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()`` (an idempotent write of a delivery's outcome), retried until the store
-        takes it; the delivery is ``waiting`` meanwhile. A failed write is tried again when a
-        probe (the dispatcher's, with backoff, or ``/healthz``) sees the store back, or after
-        ``MAX_S``: many waiting writes do not each hammer a store that is away. Cancelled (the
-        process stops) before the store took it, it is logged at error: sent, not recorded."""
+    async def record(self, ids: Collection[str], call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` (an idempotent write of the outcomes of the deliveries ``ids``), retried
+        until the store takes it; the deliveries are ``waiting`` meanwhile. A failed write is
+        tried again when a probe (the dispatcher's, with backoff, or ``/healthz``) sees the
+        store back, or after ``MAX_S``: many waiting writes do not each hammer a store that is
+        away. Cancelled (the process stops) before the store took it, each delivery is logged
+        at error: sent, not recorded."""
         try:
             while True:
                 try:
                     result = await call()
                 except Exception as exc:  # any failure of the store: unreachable, try again
                     self.failed(exc)
-                    self.waiting.add(delivery_id)
+                    self.waiting.update(ids)
                     await self.rest(MAX_S)
                     continue
-                self.waiting.discard(delivery_id)
+                self.waiting.difference_update(ids)
                 self.answered()
                 return result
         except asyncio.CancelledError:
-            if delivery_id in self.waiting:
+            for delivery_id in sorted(self.waiting.intersection(ids)):
                 log.error("store.outcome_unrecorded", delivery_id=delivery_id, error=self.error)
             raise
 
