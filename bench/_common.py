@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -176,21 +176,84 @@ def _sink_reset(sink: WebhookSink) -> dict[str, Any]:
     return {"reset": True}
 
 
+class _InstantSink(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive, answering ``200 ok`` the moment a request's body is read.
+
+    The cheapest receiver we can write in Python: no framework, no signature check, only the
+    ``Idempotency-Key`` of each request counted (duplicates). What a daemon delivers to it
+    measures the daemon's own cost per delivery, not the receiver's.
+    """
+
+    keys: ClassVar[dict[str, int]] = {}
+    answered = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+            head = self.buf[:end].decode("latin-1").split("\r\n")
+            fields = {
+                k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])
+            }
+            size = int(fields.get("content-length", "0"))
+            if len(self.buf) < end + 4 + size:
+                return
+            self.buf = self.buf[end + 4 + size :]
+            path = head[0].split(" ")[1]
+            if path.startswith("/_stats"):
+                body = json.dumps(_instant_stats()).encode()
+            elif path.startswith("/_reset"):
+                _InstantSink.keys.clear()
+                _InstantSink.answered = 0
+                body = b'{"reset":true}'
+            else:
+                key = fields.get("idempotency-key", "")
+                _InstantSink.keys[key] = _InstantSink.keys.get(key, 0) + 1
+                _InstantSink.answered += 1
+                body = b"ok"
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+
+
+def _instant_stats() -> dict[str, int]:
+    n = _InstantSink.answered
+    dupes = sum(c - 1 for c in _InstantSink.keys.values() if c > 1)
+    return {"received": n, "answered": n, "ok": n, "bad_signature": 0, "duplicates": dupes}
+
+
+async def _serve_instant() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_InstantSink, "127.0.0.1", 0, backlog=1024)
+    host, port = server.sockets[0].getsockname()[:2]
+    print(f"http://{host}:{port}", flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
+
+
 class SinkProcess:
     """``with SinkProcess(0.05) as sink:`` a signed-webhook receiver at ``sink.url``.
 
     The sink runs as ``python bench/_common.py sink LATENCY_S``, a separate process with its own
-    interpreter and event loop; closing its stdin stops it.
+    interpreter and event loop; closing its stdin stops it. ``instant=True`` runs the cheapest
+    receiver instead (``python bench/_common.py instant``: answers at once, checks no signature,
+    counts keys), so that what is measured is the sender's cost.
     """
 
-    def __init__(self, latency_s: float) -> None:
+    def __init__(self, latency_s: float, *, instant: bool = False) -> None:
         self.latency_s = latency_s
+        self.instant = instant
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> SinkProcess:
+        mode = ["instant"] if self.instant else ["sink", str(self.latency_s)]
         self._proc = subprocess.Popen(
-            [sys.executable, __file__, "sink", str(self.latency_s)],
+            [sys.executable, __file__, *mode],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -220,7 +283,7 @@ class SinkProcess:
 
     async def stats(self, session: aiohttp.ClientSession, full: bool = True) -> dict[str, int]:
         async with session.get(f"{self.url}/_stats" + ("?full" if full else "")) as resp:
-            return dict(await resp.json())
+            return dict(await resp.json(content_type=None))
 
     async def reset(self, session: aiohttp.ClientSession) -> None:
         async with session.get(f"{self.url}/_reset") as resp:
@@ -242,7 +305,7 @@ def make_config(
     db: Path,
     hook_urls: Sequence[str],
     *,
-    concurrency: int,
+    concurrency: int | None,
     accounts: Sequence[dict[str, Any]] = (),
     public_url: str | None = None,
 ) -> Config:
@@ -251,7 +314,7 @@ def make_config(
     return Config(
         server={"public_url": public_url},
         store={"url": f"sqlite:///{db}"},
-        dispatch={"concurrency": concurrency},
+        dispatch={} if concurrency is None else {"concurrency": concurrency},
         issuers=[{"name": "bench", "token_env": "BENCH_TOKEN"}],
         accounts=[
             *(
@@ -281,7 +344,7 @@ async def run_daemon(
     workdir: Path,
     hook_urls: Sequence[str],
     *,
-    concurrency: int,
+    concurrency: int | None,
     log_level: str,
     accounts: Sequence[dict[str, Any]] = (),
     public_url: str | None = None,
@@ -315,3 +378,5 @@ def _configure_logs(secrets: Secrets, level: str, stream: TextIO) -> None:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["sink"]:
     asyncio.run(_serve_sink(float(sys.argv[2])))
+if __name__ == "__main__" and sys.argv[1:2] == ["instant"]:
+    asyncio.run(_serve_instant())

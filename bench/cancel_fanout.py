@@ -187,7 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="[dispatch] concurrency (default: unset)"
+    )
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument(
         "--platforms", action="store_true", help="also Weibo and paired WeChat accounts (fakes)"

@@ -9,7 +9,7 @@ by it. Target: median ratio <= 1.5.
 For scale, the same N signed requests are first sent by a bare aiohttp client, all at once, to
 the same sink: what Python itself needs for this fan-out on this machine.
 
-    .venv/bin/python bench/fanout.py [--accounts 100] [--runs 5] [--concurrency 128]
+    .venv/bin/python bench/fanout.py [--accounts 100] [--runs 5] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ def main() -> int:
     print(f"machine:    {machine()}; load average {load_average()}")
     print(
         f"parameters: {args.accounts} webhook accounts, sink latency {args.latency_ms:g} ms, "
-        f"dispatch concurrency {args.concurrency}, {args.runs} runs (+1 cold), "
+        f"dispatch concurrency {args.concurrency or 'default (follows the accounts)'}, "
+        f"{args.runs} runs (+1 cold), "
         f"log level {args.log_level}"
     )
     print(
@@ -224,8 +225,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--concurrency",
         type=int,
-        default=128,
-        help="dispatch concurrency (default 128: below --accounts the floor is 2 round trips)",
+        default=None,
+        help="[dispatch] concurrency (default: unset, as shipped: it follows the accounts)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--pause-s", type=float, default=0.5, help="quiet time before each run (0.5)")
