@@ -84,16 +84,21 @@ LIST = """
 SELECT id, region, data FROM recipients WHERE account = ? AND id > ? ORDER BY id LIMIT ?"""
 
 # Due rows of one delivery, with what the send needs of each recipient (data NULL: the
-# recipient was removed from the account since the expansion).
+# recipient was removed from the account since the expansion). The page is chosen first (by
+# the primary key, in order), then joined: a plan that joins first would read every recipient.
 PAGE_DUE = """
 SELECT s.recipient_id, s.state, s.attempts, s.next_attempt_at, s.http_status, s.last_error,
        s.updated_at, r.region, r.data
-FROM recipient_sends s
+FROM (
+    SELECT recipient_id, state, attempts, next_attempt_at, http_status, last_error, updated_at
+    FROM recipient_sends
+    WHERE delivery_id = ? AND recipient_id > ? AND state IN ('pending', 'retrying')
+      AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+    ORDER BY recipient_id
+    LIMIT ?
+) s
 LEFT JOIN recipients r ON r.account = ? AND r.id = s.recipient_id
-WHERE s.delivery_id = ? AND s.recipient_id > ? AND s.state IN ('pending', 'retrying')
-  AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= ?)
-ORDER BY s.recipient_id
-LIMIT ?"""
+ORDER BY s.recipient_id"""
 
 # A delivered row stays delivered: a late write of a worker that lost its claim never undoes it.
 RECORD = """
@@ -101,6 +106,10 @@ UPDATE recipient_sends SET state = ?, attempts = ?, next_attempt_at = ?, http_st
        last_error = ?, updated_at = ?
 WHERE delivery_id = ? AND recipient_id = ? AND state <> 'delivered'"""
 
+# After a delivery's first chunk: PostgreSQL's planner must know the sends are many, or it
+# reads a page by sorting every due send instead of walking recipient_sends_due in order.
+ANALYZE = "ANALYZE recipient_sends"
+ANALYZE_RECIPIENTS = "ANALYZE recipients"
 SUMMARY = "SELECT state, COUNT(*) AS n FROM recipient_sends WHERE delivery_id = ? GROUP BY state"
 # When the next send is due: a pending one at once (0).
 NEXT_DUE = """
@@ -226,6 +235,8 @@ async def import_op(
         await c.execute(DELETE_ACCOUNT, (account,))
     await c.execute(MERGE, (account,))
     await c.execute(DROP_STAGING)
+    if c.locks:  # PostgreSQL: statistics for the joins of the sends' pages (see ANALYZE)
+        await c.execute(ANALYZE_RECIPIENTS)
     return staged
 
 
@@ -252,13 +263,15 @@ async def expand_op(
         return None, 0
     statement, params = expand_statement(codes)
     added = await c.execute(statement, (delivery_id, now, account, after, last, *params))
+    if c.locks and not after:  # PostgreSQL: fresh statistics, or pages are read by sorting all
+        await c.execute(ANALYZE)
     return last, added
 
 
 async def page_op(
     c: Conn, delivery_id: str, account: str, now: float, after: str, limit: int
 ) -> list[RecipientSend]:
-    rows = await c.fetchall(PAGE_DUE, (account, delivery_id, after, now, limit))
+    rows = await c.fetchall(PAGE_DUE, (delivery_id, after, now, limit, account))
     return [send_from(r) for r in rows]
 
 
