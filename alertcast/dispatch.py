@@ -39,6 +39,7 @@ from alertcast.plan import Skip, plan_send
 from alertcast.plan.sending import Lead, lead_waits
 from alertcast.recorder import Recorder
 from alertcast.secrets import Secrets
+from alertcast.shared_limiter import WaitedTooLong
 from alertcast.store.base import ActiveClaim, AttemptRow, DeliveryRow, Outcome, Store
 
 __all__ = ["Dispatcher", "RetryPolicy"]
@@ -238,6 +239,10 @@ class Dispatcher:
         )
         try:
             await self._deliver(claim, ticket.runtime, ticket)
+        except WaitedTooLong as exc:  # nothing was sent: the lease brings it back untouched
+            log.warning(
+                "dispatch.window_wait_gave_up", reason=str(exc), lease_s=self.config.lease_s
+            )
         except Exception:  # failed before its outcome was known: the lease brings it back
             log.exception("dispatch.record_failed")
         finally:

@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from alertcast.keys import ACCOUNTS
 from alertcast.ratelimit import Limiter
@@ -145,3 +146,29 @@ async def test_the_days_mass_send_survives_a_restart(
     assert view["counts"] == {"skipped": 1}, view["deliveries"]
     assert "quota" in str(view["deliveries"][0]["reason"])
     assert len(fake.mass_sent) == 1 and len(fake.calls("/cgi-bin/message/mass/sendall")) == 1
+
+
+@pytest.mark.postgres
+async def test_a_send_that_waits_past_half_its_lease_gives_up_without_an_error(
+    start_daemon: Any, sink: WebhookSink, pg_url: str
+) -> None:
+    """Two replicas, one send a minute: each claims an alert (each saw the window's room);
+    the one whose take the other beat gives up waiting after half the claim's lease, says so at
+    warning (no traceback, no failed record), and nothing goes out past the window."""
+    store = {"url": pg_url}
+    dispatch = {"lease_s": 5.0, "backoff_initial_s": 0.05, "poll_interval_s": 0.2}
+    account = [limited(per_minute=1)]
+    a = await start_daemon(hooks=0, accounts=account, store=store, dispatch=dispatch)
+    b = await start_daemon(hooks=0, accounts=account, store=store, dispatch=dispatch)
+    with capture_logs() as logs:
+        posted = await asyncio.gather(*(d.post(incident()) for d in (a, b)))
+        assert all(r.status == 202 for r in posted)
+        await until(
+            lambda: any(e["event"] == "dispatch.window_wait_gave_up" for e in logs),
+            8,
+            "a replica giving up its wait",
+        )
+    gave_up = [e for e in logs if e["event"] == "dispatch.window_wait_gave_up"]
+    assert gave_up[0]["log_level"] == "warning" and "waited" in gave_up[0]["reason"]
+    assert not [e for e in logs if e["event"] == "dispatch.record_failed"]
+    assert len(sink.received) == 1  # nothing sent past the window
