@@ -15,7 +15,7 @@ idempotent (an attempt's row is inserted once, a delivery is finished only under
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from alertcast.outage import Outage
 from alertcast.store.base import AttemptRow, DeliveryRow, Outcome, Store
@@ -58,10 +58,10 @@ class Recorder:
     async def _write(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                items = [item for item, _ in batch]
+                batch: list[tuple[Finish, asyncio.Future[DeliveryRow]]] = []
+                ids: list[str] = []  # the batch's deliveries, as it grows between tries
                 try:
-                    rows = await self.outage.record([d.id for d, _, _ in items], self._call(items))
+                    rows = await self.outage.record(ids, self._call(batch, ids))
                 except asyncio.CancelledError:  # the process stops: Outage.record logged them
                     for _, future in [*batch, *self._pending]:
                         future.cancel()
@@ -76,9 +76,19 @@ class Recorder:
         finally:
             self._writer = None
 
-    def _call(self, items: Sequence[Finish]) -> Callable[[], Awaitable[list[DeliveryRow]]]:
+    def _call(
+        self, batch: list[tuple[Finish, asyncio.Future[DeliveryRow]]], ids: list[str]
+    ) -> Callable[[], Awaitable[list[DeliveryRow]]]:
+        """One try at writing ``batch``: first it takes in what gathered since the last try
+        (up to :data:`MAX_BATCH`), so that while the store is away every outcome waiting is in
+        the one batch being retried (and counted as waiting), not queued behind it."""
+
         async def call() -> list[DeliveryRow]:
-            return await self.store.finish_attempts(items, worker=self.worker)
+            room = MAX_BATCH - len(batch)
+            taken, self._pending = self._pending[:room], self._pending[room:]
+            batch.extend(taken)
+            ids.extend(d.id for (d, _, _), _ in taken)
+            return await self.store.finish_attempts([item for item, _ in batch], worker=self.worker)
 
         return call
 
