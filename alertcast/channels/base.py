@@ -47,6 +47,7 @@ __all__ = [
     "QuotaExhausted",
     "RateLimited",
     "Receipt",
+    "RecipientCheck",
     "Transient",
     "field_values",
 ]
@@ -54,6 +55,9 @@ __all__ = [
 FieldLimits = Mapping[str, Limit]
 """Payload field -> the most it may hold. A field is a dotted path into the payload, ``*``
 standing for every key of a mapping (``template_data.*.value``)."""
+RecipientCheck = Callable[[str], str]
+"""A recipient column's check (:meth:`Channel.recipient_columns`): the value as stored, or
+:class:`ValueError` saying why."""
 Action = Literal["post", "reply", "repost", "edit", "delete", "custom"]
 """``custom``: a message to each person in ``Outgoing.recipients`` (WeChat customer-service
 messages to the followers inside the interaction window)."""
@@ -262,6 +266,15 @@ class Channel(ABC):
         """Whether an account with ``options`` sends each incident to each of its recipients
         in the store, one :meth:`send` per recipient (:mod:`alertcast.bulk`); no by default."""
         return False
+
+    @classmethod
+    def recipient_columns(cls, options: BaseModel) -> Mapping[str, RecipientCheck]:
+        """The columns a per-recipient account with ``options`` needs in its recipients file
+        (``alertcast recipients import``), each with its check: the value as stored, or
+        :class:`ValueError` saying why (a number or an address masked as the channel masks it).
+        The import refuses a header without them and a line whose value fails, by line and
+        column; other columns are kept as they are. None by default: any columns."""
+        return {}
 
     def send_timeout_s(self, msg: Outgoing) -> float:
         """The time one :meth:`send` of ``msg`` may take; longer for a send to many people."""

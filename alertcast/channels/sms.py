@@ -1,5 +1,6 @@
-"""``sms``: one text to a list of mobile numbers through an SMS gateway in the shape China's
-providers use: Aliyun Dysmsapi 2017-05-25 ``SendSms`` (facts §8).
+"""``sms``: one text to a list of mobile numbers, or to each recipient of the account, through
+an SMS gateway in the shape China's providers use: Aliyun Dysmsapi 2017-05-25 ``SendSms``
+(facts §8).
 
 API reference: ``POST {base_url}/`` form-encoded, RPC style: ``Action=SendSms``,
 ``PhoneNumbers`` (comma-separated), ``SignName`` (the 签名, shown as 【…】 before the text),
@@ -21,6 +22,17 @@ recorded batch again; only a batch in flight when the daemon died can go twice. 
 holds keyed digests of the numbers, never the numbers. A number is never logged or raised
 whole: all but its last four digits are masked (:func:`mask`).
 
+With ``per_recipient = true`` the account has no ``recipients`` list: its numbers are the
+``mobile`` column of its recipients file (``alertcast recipients import``, checked there by line
+and column), and :mod:`alertcast.bulk` sends one SendSms per recipient in the incident's area
+(``PhoneNumbers`` that one number, ``OutId`` the recipient's key), signed and mapped as above, a
+refused number failing that recipient alone. A retry never texts a recipient whose outcome is
+recorded. Without idempotency, what a retry can cost is an extra text for each attempt that
+reached the gateway but whose outcome was not recorded as sent: its answer lost (a timeout, a
+dropped connection, ``isp.SYSTEM_ERROR`` after the gateway took it), or the daemon killed before
+the outcome was written (bulk writes outcomes in batches: at most a batch and the sends in
+flight) — never the whole list again.
+
 Numbers are E.164 mainland mobiles (``+86`` then 11 digits starting ``1[3-9]``), checked at
 config time with their path; they go to the gateway as the 11 national digits. Segments are
 counted by the renderer (the ``sms`` format's ``segments``: UCS-2 70, 67 per part when
@@ -41,7 +53,15 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationInfo,
+    field_validator,
+)
 
 from alertcast.channels._fanout import Cursor, Result
 from alertcast.channels._vendor import (
@@ -64,6 +84,7 @@ from alertcast.channels.base import (
     Outgoing,
     Permanent,
     Receipt,
+    RecipientCheck,
     Transient,
 )
 from alertcast.channels.http import raise_for_status
@@ -96,6 +117,7 @@ def e164_mainland(value: str) -> str:
 
 
 Mobile = Annotated[str, AfterValidator(e164_mainland)]
+Numbers = Annotated[list[Mobile], Field(min_length=1, max_length=1_000_000)]
 
 
 class SmsOptions(BaseModel):
@@ -107,9 +129,28 @@ class SmsOptions(BaseModel):
     template_code: str = Field(pattern=r"^SMS_[0-9]{1,20}$")
     # template variable -> the payload field that fills it (values are sent as strings)
     template_param: dict[str, str] = Field(default_factory=lambda: {"content": "text"})
-    recipients: list[Mobile] = Field(min_length=1, max_length=1_000_000)
+    # One SendSms per recipient of the account's recipients file (their ``mobile`` column),
+    # sent through alertcast.bulk, instead of the ``recipients`` list in batches.
+    per_recipient: bool = False
+    recipients: Numbers | None = Field(default=None, validate_default=True)
     base_url: HttpUrl = HttpUrl("https://dysmsapi.aliyuncs.com")
     region_id: str = Field(default="cn-hangzhou", pattern=r"^[a-z0-9-]{2,32}$")
+
+    @field_validator("recipients")
+    @classmethod
+    def _numbers_by_mode(cls, numbers: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        per_recipient = info.data.get("per_recipient", False)
+        if per_recipient and numbers is not None:
+            raise ValueError(
+                "per_recipient = true takes the numbers from the account's recipients file "
+                "(its mobile column): remove recipients, or per_recipient"
+            )
+        if not per_recipient and numbers is None:
+            raise ValueError(
+                "the numbers to text are required (or per_recipient = true, the numbers "
+                "then in the recipients file's mobile column)"
+            )
+        return numbers
 
 
 class SmsChannel(Channel):
@@ -144,13 +185,23 @@ class SmsChannel(Channel):
         assert isinstance(self.options, SmsOptions)
         return self.options
 
+    @classmethod
+    def per_recipient(cls, options: BaseModel) -> bool:
+        return isinstance(options, SmsOptions) and options.per_recipient
+
+    @classmethod
+    def recipient_columns(cls, options: BaseModel) -> Mapping[str, RecipientCheck]:
+        return {"mobile": _mobile_column}
+
     def send_timeout_s(self, msg: Outgoing) -> float:
-        batches = -(-len(set(self._opts.recipients)) // self.BATCH)
+        batches = -(-len(set(self._opts.recipients or ())) // self.BATCH)
         return self.timeout_s * max(1, batches)
 
     async def send(self, msg: Outgoing) -> Receipt:
         param = self._template_param(msg.payload)
-        numbers = {_digest(msg.idempotency_key, n): n for n in self._opts.recipients}
+        if self._opts.per_recipient:
+            return await self._send_to_recipient(msg, param)
+        numbers = {_digest(msg.idempotency_key, n): n for n in self._opts.recipients or ()}
         cursor = Cursor(msg.progress, list(numbers))
         msg.progress.setdefault("batches", 0)
         while batch := list(_take(cursor, self.BATCH)):
@@ -163,6 +214,16 @@ class SmsChannel(Channel):
             if msg.checkpoint is not None and not await msg.checkpoint():
                 raise Transient("the claim on this delivery was lost; stopping")
         return _receipt(msg.progress, cursor, msg.payload)
+
+    async def _send_to_recipient(self, msg: Outgoing, param: str) -> Receipt:
+        """One SendSms to the number of ``msg.recipient`` (a per-recipient account's send);
+        a refused number is :class:`Permanent` for that recipient alone."""
+        number = _recipient_number(msg.recipient)
+        result = await self._send_batch(msg, [number], param)
+        if not result.sent:
+            why = f"sms {result.code}: the gateway refused the number {mask(number)}"
+            raise Permanent(why, code=result.code)
+        return Receipt(remote_id=result.remote_id, detail={"segments": msg.payload.get("segments")})
 
     def _template_param(self, payload: Mapping[str, Any]) -> str:
         text = str(payload.get("text") or "")
@@ -186,7 +247,7 @@ class SmsChannel(Channel):
             "SignName": opts.sign_name,
             "TemplateCode": opts.template_code,
             "TemplateParam": param,
-            "OutId": msg.idempotency_key[:64],
+            "OutId": _out_id(msg.idempotency_key),
         }
         reply = await call_json(self.session, "POST", self._url(), form=self._signed(form))
         return self._result(reply)
@@ -237,6 +298,28 @@ def sign_rpc(method: str, params: Mapping[str, str], key_secret: str) -> str:
 def _pct(value: str) -> str:
     """RFC 3986 percent-encoding of UTF-8: only ``A-Z a-z 0-9 - _ . ~`` stay as they are."""
     return quote(value, safe="-_.~")
+
+
+def _mobile_column(value: str) -> str:
+    """A recipients file's ``mobile``: an E.164 mainland mobile (the error masks it)."""
+    return e164_mainland(value.strip())
+
+
+def _recipient_number(recipient: Mapping[str, Any] | None) -> str:
+    """The number of a per-recipient send's recipient; :class:`Permanent` without a good one
+    (a recipient imported while the account was another channel, say)."""
+    if recipient is None:
+        raise Permanent("a per-recipient account sends to one recipient at a time; none given")
+    try:
+        return e164_mainland(str(recipient.get("mobile") or ""))
+    except ValueError as exc:
+        raise Permanent(f"the recipient's mobile column: {exc}") from None
+
+
+def _out_id(key: str) -> str:
+    """``OutId`` (at most 64 characters, echoed in delivery reports): the send's key, or its
+    digest when longer (a per-recipient key: the delivery's, ``:``, the recipient's id)."""
+    return key if len(key) <= 64 else hashlib.sha256(key.encode()).hexdigest()
 
 
 def _digest(key: str, number: str) -> str:

@@ -5,14 +5,17 @@ In-Reply-To and References, STARTTLS and implicit TLS with a certificate made fo
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiosmtpd.controller import Controller
 
-from alertcast.channels.base import AuthExpired, Permanent, Transient
-from alertcast.channels.smtp import EmailChannel
+from alertcast.channels.base import AuthExpired, Outgoing, Permanent, Transient
+from alertcast.channels.smtp import EmailChannel, message_id
 from alertcast.checks import account_problems
 from alertcast.config import AccountConfig
 
@@ -219,3 +222,155 @@ def test_check_config_names_the_bad_option(options: dict[str, Any], where: str, 
     account = AccountConfig(id="mail", channel="email", **{**base, **options})
     problems = list(account_problems(account))
     assert any(path == where and words in message for path, message in problems), problems
+
+
+# -- per_recipient = true: one transaction per recipient of the account's recipients file -----
+
+
+class CountingMailbox(Mailbox):
+    """The mailbox, counting the connections it greets (one EHLO each)."""
+
+    ehlos: int = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.ehlos += 1
+        session.host_name = hostname
+        return responses
+
+
+def per_recipient(session: aiohttp.ClientSession, box: Mailbox, **options: Any) -> EmailChannel:
+    options.setdefault("security", "none")
+    return build(
+        EmailChannel,
+        session,
+        {},
+        host=box.host,
+        port=box.port,
+        mail_from="alerts@office.example.org",
+        per_recipient=True,
+        **options,
+    )
+
+
+def to_one(address: object, rid: str, key: str = "dlv_01", **kw: Any) -> Outgoing:
+    """A per-recipient send as alertcast.bulk makes it: its key and the recipient's columns."""
+    recipient = {"id": rid, "region": None, "email": address}
+    return replace(outgoing(MAIL, key=f"{key}:{rid}", **kw), recipient=recipient)
+
+
+async def test_each_recipient_one_transaction_one_message_id(
+    session: aiohttp.ClientSession,
+) -> None:
+    """Three recipients: three transactions over one connection, each To its own address;
+    one Message-ID, the delivery's (its key less the recipient); another delivery another."""
+    box = CountingMailbox()
+    with smtp_server(box):
+        channel = per_recipient(session, box)
+        receipts = [
+            await channel.deliver(to_one(a, f"r-{i}")) for i, a in enumerate((DUTY, CHIEF, DUTY))
+        ]
+        await channel.deliver(to_one(CHIEF, "r-1", key="dlv_02"))
+        await channel.close()
+    assert [(rcpts, m["To"]) for _, rcpts, m in box.messages] == [
+        ([DUTY], DUTY),
+        ([CHIEF], CHIEF),
+        ([DUTY], DUTY),
+        ([CHIEF], CHIEF),
+    ]
+    ids = [m["Message-ID"] for _, _, m in box.messages]
+    assert ids[:3] == [message_id("dlv_01", "alerts@office.example.org")] * 3 != ids[3:]
+    assert {r.remote_id for r in receipts} == {ids[0]} and box.ehlos == 1
+
+
+async def test_an_update_of_a_recipient_threads_under_the_original(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A reply to one recipient names the original's Message-ID."""
+    with smtp_server() as box:
+        channel = per_recipient(session, box)
+        original = await channel.deliver(to_one(DUTY, "r-0"))
+        update = to_one(DUTY, "r-0", key="dlv_upd", action="reply", target=original.remote_id)
+        await channel.deliver(update)
+    reply = box.messages[1][2]
+    assert reply["In-Reply-To"] == reply["References"] == original.remote_id
+
+
+async def test_a_refused_address_is_permanent_for_its_recipient_masked(
+    session: aiohttp.ClientSession,
+) -> None:
+    """550 to RCPT: Permanent with the code, the address masked even where the server echoed
+    it; the connection goes on serving the next recipient."""
+    box = CountingMailbox(refuse_rcpt={CHIEF: f"550 5.1.1 <{CHIEF.upper()}>: no such user"})
+    with smtp_server(box):
+        channel = per_recipient(session, box)
+        with pytest.raises(Permanent) as caught:
+            await channel.deliver(to_one(CHIEF, "r-1"))
+        await channel.deliver(to_one(DUTY, "r-0"))
+    assert caught.value.code == "550" and "c****@office.example.org" in str(caught.value)
+    assert CHIEF not in str(caught.value).lower()
+    assert [r for _, r, _ in box.messages] == [[DUTY]] and box.ehlos == 1
+
+
+async def test_a_failed_connection_is_not_reused(session: aiohttp.ClientSession) -> None:
+    """451 to DATA: Transient for that recipient; the next send opens a new connection."""
+    box = CountingMailbox(data_replies=["451 4.3.0 try again"])
+    with smtp_server(box):
+        channel = per_recipient(session, box)
+        with pytest.raises(Transient):
+            await channel.deliver(to_one(DUTY, "r-0"))
+        await channel.deliver(to_one(DUTY, "r-0", attempt=2))
+    assert len(box.to(DUTY)) == 1 and box.ehlos == 2
+
+
+async def test_a_connection_the_server_dropped_is_replaced(session: aiohttp.ClientSession) -> None:
+    """The server restarts between two sends: the idle connection is dead; the second send
+    opens another and is delivered, not failed."""
+    box = CountingMailbox()
+    with smtp_server(box):
+        channel = per_recipient(session, box)
+        await channel.deliver(to_one(DUTY, "r-0"))
+    again = Controller(box, hostname=box.host, port=box.port)  # the same port
+    again.start()
+    try:
+        await asyncio.sleep(0.05)  # the close reaches the client
+        await channel.deliver(to_one(CHIEF, "r-1"))
+    finally:
+        again.stop()
+    assert [r for _, r, _ in box.messages] == [[DUTY], [CHIEF]] and box.ehlos == 2
+
+
+@pytest.mark.parametrize("address", [None, "", "not-an-address", "a@b.org\r\nBcc: x@y.org"])
+async def test_a_recipient_without_a_good_address_fails_unsent(
+    session: aiohttp.ClientSession, address: object
+) -> None:
+    """A stored recipient whose email is missing or not an address: Permanent, nothing sent."""
+    with smtp_server() as box, pytest.raises(Permanent, match="email column"):
+        await per_recipient(session, box).deliver(to_one(address, "r-0"))
+    assert not box.messages
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"per_recipient": True, "to": [DUTY]}, "remove to"),
+        ({}, "the addresses to mail are required"),
+    ],
+)
+def test_per_recipient_and_a_to_list_exclude_each_other(
+    options: dict[str, Any], words: str
+) -> None:
+    """per_recipient with a to list, or neither: refused at .to, saying why."""
+    base = {"host": "smtp.example.org", "mail_from": "a@example.org"}
+    account = AccountConfig(id="mail", channel="email", **{**base, **options})
+    problems = dict(account_problems(account))
+    assert list(problems) == [".to"] and words in problems[".to"], problems
+
+
+def test_the_recipients_file_needs_an_email_column() -> None:
+    """The channel's column for the import: email, stripped and checked."""
+    columns = EmailChannel.recipient_columns(EmailChannel.Options.model_construct())
+    assert list(columns) == ["email"] and columns["email"](f" {DUTY} ") == DUTY
+    with pytest.raises(ValueError, match="not a mail address"):
+        columns["email"]("张三 <duty@office.example.org>")

@@ -276,3 +276,112 @@ def checkpointed(msg: Outgoing, saved: list[dict[str, Any]]) -> Outgoing:
         return True
 
     return replace(msg, checkpoint=store)
+
+
+# -- per_recipient = true: one SendSms per recipient of the account's recipients file --------
+
+
+def per_recipient(session: aiohttp.ClientSession, url: str) -> SmsChannel:
+    return build(
+        SmsChannel,
+        session,
+        ENV,
+        base_url=url,
+        access_key_id_env="T_AK",
+        access_key_secret_env="T_SK",
+        sign_name=SIGN,
+        template_code=TEMPLATE,
+        per_recipient=True,
+    )
+
+
+def to_one(number: object, rid: str = "r-0001", key: str = "dlv_01:r-0001") -> Outgoing:
+    """A per-recipient send as alertcast.bulk makes it: the recipient's key and columns."""
+    recipient = {"id": rid, "region": "510104", "mobile": number, "name": "张三"}
+    return replace(outgoing(SMS, key=key), recipient=recipient)
+
+
+def form(request: Any) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(request.body.decode()))
+
+
+async def test_a_recipient_gets_one_sendsms_of_its_own_number(
+    session: aiohttp.ClientSession, fake: tuple[FakeSms, str]
+) -> None:
+    """One signed request per send, PhoneNumbers that one number; OutId each recipient's own,
+    64 characters at most; the receipt the BizId."""
+    sms, url = fake
+    channel = per_recipient(session, url)
+    long_id = "r-" + "x" * 120
+    first = await channel.deliver(to_one(NUMBERS[0]))
+    await channel.deliver(to_one(NUMBERS[1], long_id, f"dlv_01m8vf{'0' * 20}:{long_id}"))
+    assert [form(r)["PhoneNumbers"] for r in sms.requests] == [NUMBERS[0][3:], NUMBERS[1][3:]]
+    out_ids = [form(r)["OutId"] for r in sms.requests]
+    assert out_ids[0] == "dlv_01:r-0001" and len(out_ids[1]) <= 64 and out_ids[1] != out_ids[0]
+    assert sms.inbox[NUMBERS[0][3:]] == [f"【{SIGN}】{TEXT}"]
+    assert first.remote_id == "900000000000000001^0" and first.detail["segments"] == 1
+
+
+async def test_a_refused_number_is_permanent_for_its_recipient_masked(
+    session: aiohttp.ClientSession, fake: tuple[FakeSms, str]
+) -> None:
+    """isv.MOBILE_NUMBER_ILLEGAL for the one number: Permanent with the code; the reason and
+    the log lines show the number masked to its last four digits."""
+    sms, url = fake
+    sms.inject(SmsRefusal("isv.MOBILE_NUMBER_ILLEGAL", f"非法手机号 {NUMBERS[2][3:]}"))
+    with capture_logs() as logs, pytest.raises(Permanent) as caught:
+        await per_recipient(session, url).deliver(to_one(NUMBERS[2]))
+    assert caught.value.code == "isv.MOBILE_NUMBER_ILLEGAL"
+    shown = str(caught.value) + json.dumps(logs, ensure_ascii=False, default=str)
+    assert NUMBERS[2][3:] not in shown and NUMBERS[2][-4:] in str(caught.value)
+
+
+@pytest.mark.parametrize("mobile", [None, "", "13912345678", "+85291234567", 8613912345678])
+async def test_a_recipient_without_a_good_number_fails_unsent(
+    session: aiohttp.ClientSession, fake: tuple[FakeSms, str], mobile: object
+) -> None:
+    """A stored recipient whose mobile is missing or not E.164 mainland (imported under
+    another channel, say): Permanent, nothing sent, the number masked."""
+    sms, url = fake
+    with pytest.raises(Permanent, match="mobile column") as caught:
+        await per_recipient(session, url).deliver(to_one(mobile))
+    assert not sms.requests
+    assert "13912345678" not in str(caught.value) and "91234567" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"per_recipient": True, "recipients": ["+8613700137000"]}, "remove recipients"),
+        ({}, "the numbers to text are required"),
+        ({"per_recipient": False}, "or per_recipient = true"),
+    ],
+)
+def test_per_recipient_and_a_recipients_list_exclude_each_other(
+    options: dict[str, Any], words: str
+) -> None:
+    """per_recipient with a recipients list, or neither: refused at .recipients, saying why."""
+    account = AccountConfig(
+        id="sms",
+        channel="sms",
+        access_key_id_env="A",
+        access_key_secret_env="B",
+        sign_name=SIGN,
+        template_code=TEMPLATE,
+        **options,
+    )
+    problems = dict(account_problems(account))
+    assert list(problems) == [".recipients"] and words in problems[".recipients"], problems
+
+
+def test_the_recipients_file_needs_a_mobile_column_checked_and_masked() -> None:
+    """The channel's column for the import: mobile, stripped, its error masked."""
+    (column,) = columns = SmsChannel.recipient_columns(SmsChannel.Options.model_construct())
+    assert column == "mobile"
+    check = columns["mobile"]
+    assert check(" +8613912345678 ") == "+8613912345678"
+    with pytest.raises(ValueError, match=r"\*{7}5678") as caught:
+        check("13912345678")
+    assert "13912345678" not in str(caught.value)
