@@ -12,6 +12,7 @@ import contextlib
 import io
 import sys
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TextIO
 
@@ -19,6 +20,7 @@ from alertcast.cli._client import CliError, ExitCode
 from alertcast.cli.local import _config  # the checked configuration, errors by path
 
 if TYPE_CHECKING:
+    from alertcast.config import AccountConfig
     from alertcast.store.base import Store
 
 __all__ = ["add_parser"]
@@ -67,7 +69,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     async with _store(config.store.url) as store:
         if args.action == "import":
-            return await _import(store, args, known_codes)
+            return await _import(store, args, known_codes, account)
         if args.action == "count":
             print(await store.count_recipients(args.account))
             return 0
@@ -90,17 +92,21 @@ async def _store(url: str) -> AsyncIterator[Store]:
         await store.close()
 
 
-async def _import(store: Store, args: argparse.Namespace, known: frozenset[str]) -> int:
-    from alertcast.recipients import BadLine, read
+async def _import(
+    store: Store, args: argparse.Namespace, known: frozenset[str], account: AccountConfig
+) -> int:
+    from alertcast.recipients import BadLine, columns_of, read
     from alertcast.store.base import DuplicateRecipient
 
+    rows = partial(read, known=known, columns=columns_of(account))
     with _text(args.file) as stream:
         try:
-            held = await store.import_recipients(
-                args.account, read(stream, known), replace=args.replace
-            )
+            held = await store.import_recipients(args.account, rows(stream), replace=args.replace)
         except (BadLine, DuplicateRecipient) as exc:
             raise CliError(ExitCode.USAGE, f"{args.file}: {exc}; nothing was imported") from None
+        except OSError as exc:  # the file, while it was read (the store's own errors aside)
+            why = exc.strerror or type(exc).__name__
+            raise CliError(ExitCode.USAGE, f"{args.file}: {why}; nothing was imported") from None
     total = await store.count_recipients(args.account)
     print(f"imported {held} recipients into {args.account}; it has {total}")
     return 0
@@ -122,7 +128,8 @@ async def _list(store: Store, args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _text(path: str) -> Iterator[TextIO]:
-    """The file (``-``: standard input) as UTF-8 text read as it goes, never whole."""
+    """The file (``-``: standard input) as UTF-8 text read as it goes, never whole; bytes that
+    are not UTF-8 kept as surrogates, for the reader to name their line and column."""
     binary: IO[bytes]
     if path == "-":
         binary = sys.stdin.buffer
@@ -133,7 +140,7 @@ def _text(path: str) -> Iterator[TextIO]:
             raise CliError(
                 ExitCode.USAGE, f"{path}: {exc.strerror or type(exc).__name__}"
             ) from None
-    stream = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    stream = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
         yield stream
     finally:

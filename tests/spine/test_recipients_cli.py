@@ -21,7 +21,7 @@ GOOD = '\ufeffid,region,name,team\nu-1,510104,张三,"a, b"\n\nu-2,,李四,c\nu-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
-    """A configuration with a per-recipient webhook account and a plain one."""
+    """A configuration with per-recipient webhook, sms and email accounts, and plain ones."""
     import asyncio
 
     url = f"sqlite:///{tmp_path / 'alertcast.db'}"
@@ -38,12 +38,24 @@ def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
         '[[accounts]]\nid = "people"\nchannel = "webhook"\nurl = "http://127.0.0.1:9/h"\n'
         'secret_env = "T_HOOK_SECRET"\nper_recipient = true\n'
         '[[accounts]]\nid = "plain"\nchannel = "webhook"\nurl = "http://127.0.0.1:9/h"\n'
-        'secret_env = "T_HOOK_SECRET"\n',
+        'secret_env = "T_HOOK_SECRET"\n'
+        + _sms("texts", "per_recipient = true")
+        + _sms("sms-duty", 'recipients = ["+8613912345678"]')
+        + '[[accounts]]\nid = "mails"\nchannel = "email"\nhost = "127.0.0.1"\n'
+        'mail_from = "alerts@office.example.org"\nper_recipient = true\n',
         encoding="utf-8",
     )
     yield path
     if schema is not None:
         asyncio.run(_drop_schema(schema))
+
+
+def _sms(account: str, how: str) -> str:
+    return (
+        f'[[accounts]]\nid = "{account}"\nchannel = "sms"\naccess_key_id_env = "T_AK"\n'
+        'access_key_secret_env = "T_SK"\nsign_name = "成都应急"\ntemplate_code = "SMS_1000001"\n'
+        f"{how}\n"
+    )
 
 
 def cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -58,8 +70,8 @@ def cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
     )
 
 
-def count(config: Path) -> int:
-    done = cli(config, "count", "people")
+def count(config: Path, account: str = "people") -> int:
+    done = cli(config, "count", account)
     assert done.returncode == 0, done.stderr
     return int(done.stdout)
 
@@ -133,8 +145,55 @@ def test_an_unknown_or_plain_account_is_refused(config: Path, tmp_path: Path) ->
     """An unknown account exits 6 naming the accounts; one without per_recipient exits 2."""
     path = _csv(tmp_path, GOOD)
     done = cli(config, "import", "nobody", path)
-    assert done.returncode == 6 and "no account 'nobody' (accounts: people, plain)" in done.stderr
+    known = "people, plain, texts, sms-duty, mails"
+    assert done.returncode == 6 and f"no account 'nobody' (accounts: {known})" in done.stderr
     done = cli(config, "import", "plain", path)
     assert done.returncode == 2 and "set per_recipient = true" in done.stderr
     done = cli(config, "import", "people", str(tmp_path / "missing.csv"))
     assert done.returncode == 2 and "missing.csv" in done.stderr
+
+
+def test_sms_and_email_recipients_carry_their_own_column(config: Path) -> None:
+    """An sms account's file has a mobile column, an email account's an email column: each
+    checked and stored trimmed, the other columns kept; listed as imported."""
+    texts = "id,region,mobile,name\nt-1,510104, +8613912345678 ,张三\nt-2,,+8615912345678,李四\n"
+    done = cli(config, "import", "texts", "-", stdin=texts)
+    assert (done.returncode, done.stdout) == (0, "imported 2 recipients into texts; it has 2\n")
+    assert cli(config, "list", "texts").stdout.splitlines() == [
+        "id,region,mobile,name",
+        "t-1,510104,+8613912345678,张三",
+        "t-2,,+8615912345678,李四",
+    ]
+    mails = "id,email\nm-1,duty@office.example.org\nm-2, chief@office.example.org\n"
+    assert cli(config, "import", "mails", "-", stdin=mails).returncode == 0
+    assert cli(config, "list", "mails").stdout.splitlines() == [
+        "id,region,email",
+        "m-1,,duty@office.example.org",
+        "m-2,,chief@office.example.org",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("account", "text", "where"),
+    [
+        ("texts", "id,mobile\nt-1,+8613912345678\nt-2,+861391234567\n", "line 3, column mobile"),
+        ("texts", "id,phone\nt-1,+8613912345678\n", "line 1, column mobile: the header has no"),
+        ("mails", "id,email\nm-1,duty@office\nm-2,not-an-address\n", "line 3, column email"),
+        ("mails", "id,mail\nm-1,duty@office.example.org\n", "line 1, column email"),
+    ],
+)
+def test_a_bad_number_or_address_is_named_and_masked(
+    config: Path, account: str, text: str, where: str
+) -> None:
+    """A number that is not E.164 mainland, an address that is not one, the column missing:
+    exit 2 naming the line and column, a number shown by its last four digits only."""
+    done = cli(config, "import", account, "-", stdin=text)
+    assert done.returncode == 2 and where in done.stderr, done.stderr
+    assert "391234567" not in done.stderr and count(config, account) == 0
+
+
+def test_a_plain_sms_account_is_refused(config: Path) -> None:
+    """An sms account with its own recipients list takes no file: exit 2, saying how."""
+    done = cli(config, "import", "sms-duty", "-", stdin="id,mobile\nt-1,+8613912345678\n")
+    assert done.returncode == 2 and "(sms) does not send to recipients one by one" in done.stderr
+    assert "set per_recipient = true" in done.stderr
