@@ -110,16 +110,26 @@ class DailyQuota:
         the quota is spent, unless not ``check``ed (a retry that may already have been sent
         asks the platform instead). Taking the same ``slot_id`` again is a no-op."""
         now = self._now()
-        if check and self._spent_until is not None and now < self._spent_until:
-            raise QuotaExhausted(
-                f"{self.what} quota spent (the platform said so)", until=self._spent_until
-            )
+        if check and (said := self._platform_refused(now)) is not None:
+            raise said
         answer = await self.slots.take_slot(
             self.key, slot_id, self._needs(now, check=check), now=now.timestamp(), lease_s=LEASE_S
         )
         self._held, self._seen_at = answer.held, now
         if not answer.taken:
             raise self._refusal(now)
+        # The platform may have refused another send while the store answered: its slot, given
+        # back, is the one just taken. Look again, and give it back too.
+        if check and (said := self._platform_refused(self._now())) is not None:
+            await self.not_sent(slot_id)
+            raise said
+
+    def _platform_refused(self, now: datetime) -> QuotaExhausted | None:
+        if self._spent_until is None or now >= self._spent_until:
+            return None
+        return QuotaExhausted(
+            f"{self.what} quota spent (the platform said so)", until=self._spent_until
+        )
 
     async def sent(self, slot_id: str) -> None:
         """The platform took the send: it counts from now (if the store cannot say so, the
