@@ -1,11 +1,14 @@
 """SQLite engine: WAL, one serialised writer with group commit, one reader.
 
-Writes queue up and run on a dedicated thread; every write waiting at that moment shares one
-transaction (one ``fsync`` with ``synchronous=FULL``), each inside its own savepoint so one
-failing write never takes its neighbours down. A write's future resolves only after COMMIT:
-what the API acknowledges is on disk. Reads use a second connection on another thread and see
-every committed write (WAL). The store's operations (:mod:`alertcast.store.sqlstore`) run on
-those threads to their end without suspending (:func:`~alertcast.store.driver.run_now`).
+Writes queue up (a thread-safe queue) and run on a dedicated thread; every write waiting at
+that moment shares one transaction (one ``fsync`` with ``synchronous=FULL``), each inside its
+own savepoint so one failing write never takes its neighbours down. A write's future resolves
+only after COMMIT: what the API acknowledges is on disk. The thread takes its work and hands a
+batch's results back itself (one ``call_soon_threadsafe`` per batch), with no coroutine in
+between: under load each hop through the event loop costs a whole turn of it, and a claim
+waits for every one. Reads use a second connection on another thread and see every committed
+write (WAL). The store's operations (:mod:`alertcast.store.sqlstore`) run on those threads to
+their end without suspending (:func:`~alertcast.store.driver.run_now`).
 
 One process owns a store: :meth:`SQLiteDriver.open` takes an exclusive ``flock`` on
 ``<database>.lock`` before it touches the database, and holds it until :meth:`close` (the kernel
@@ -19,6 +22,7 @@ import asyncio
 import fcntl
 import itertools
 import os
+import queue
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -35,6 +39,7 @@ __all__ = ["SQLiteDriver", "SQLiteStore"]
 
 T = TypeVar("T")
 Queued = tuple[Op[Any], "asyncio.Future[Any]"]
+Results = list[tuple["asyncio.Future[Any]", Any, BaseException | None]]
 MAX_BATCH = 512
 
 
@@ -90,8 +95,8 @@ class SQLiteDriver:
         self._synchronous = synchronous
         self._wexec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-w")
         self._rexec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-r")
-        self._queue: asyncio.Queue[Queued] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
+        self._writer: asyncio.Future[None] | None = None  # the writer thread's loop
         self._w: SQLiteConn | None = None
         self._r: SQLiteConn | None = None
         self._conns: list[sqlite3.Connection] = []
@@ -113,13 +118,12 @@ class SQLiteDriver:
             raise
         self._w, self._r = SQLiteConn(w), SQLiteConn(r)
         self._conns = [w, r]
-        self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+        self._writer = loop.run_in_executor(self._wexec, self._write_loop, self._w, loop)
 
     async def close(self) -> None:
         if self._writer is not None:
-            await self._queue.join()
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+            self._queue.put(None)  # after every write queued before: they are committed first
+            await self._writer
         loop = asyncio.get_running_loop()
         for conn, pool in zip(self._conns, (self._wexec, self._rexec), strict=True):
             await loop.run_in_executor(pool, conn.close)
@@ -147,7 +151,7 @@ class SQLiteDriver:
     async def write(self, op: Op[T], *, single: bool = False, notify: bool = False) -> T:
         """Queue ``op`` for the writer's next group commit (one process: nobody to notify)."""
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((op, fut))
+        self._queue.put((op, fut))
         return await fut
 
     async def read(self, op: Op[T]) -> T:
@@ -155,28 +159,35 @@ class SQLiteDriver:
         assert r is not None, "store is not open"
         return await asyncio.get_running_loop().run_in_executor(self._rexec, lambda: run_now(op(r)))
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
+    def _write_loop(self, w: SQLiteConn, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer thread: each batch of what is queued, in one transaction; its results
+        handed to the event loop at once. Returns at the stop mark :meth:`close` queues."""
+        while (first := self._queue.get()) is not None:
+            batch, stop = [first], False
             while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                if (queued := self._queue.get_nowait()) is None:
+                    stop = True
+                    break
+                batch.append(queued)
             try:
-                assert self._w is not None
-                results = await loop.run_in_executor(self._wexec, _run_batch, self._w, batch)
+                results = _run_batch(w, batch)
             except Exception as exc:  # COMMIT itself failed: nothing of the batch is stored
                 results = [(fut, None, exc) for _, fut in batch]
-            for fut, value, error in results:
-                if not fut.done():
-                    fut.set_exception(error) if error else fut.set_result(value)
-                self._queue.task_done()
+            loop.call_soon_threadsafe(_settle, results)
+            if stop:
+                return
 
 
-def _run_batch(
-    c: SQLiteConn, batch: list[Queued]
-) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+def _settle(results: Results) -> None:
+    """On the event loop: each write's future, resolved (unless its caller went away)."""
+    for fut, value, error in results:
+        if not fut.done():
+            fut.set_exception(error) if error else fut.set_result(value)
+
+
+def _run_batch(c: SQLiteConn, batch: list[Queued]) -> Results:
     """Every queued operation in one transaction, each in its own savepoint (on the writer)."""
-    results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    results: Results = []
     conn = c.conn
     conn.execute("BEGIN IMMEDIATE")
     try:
