@@ -4,13 +4,18 @@ Deliveries are claimed with ``FOR UPDATE SKIP LOCKED`` so replicas never take th
 (the store's operations lock when :attr:`PgConn.locks` says so); a claim carries a lease, and a
 replica that dies leaves rows that any other replica sweeps back when the lease runs out. New
 work is announced with ``NOTIFY alertcast_due`` in the transaction that stores it, so every
-replica's dispatcher wakes at once instead of waiting for its next poll. An operation runs on
+replica's dispatcher wakes at once instead of waiting for its next poll. The connection that
+listens is reopened when it drops (the database restarted, the network cut it), with backoff
+and one warning each way, and the dispatcher is woken once it is back: what was stored while
+this replica could not hear is claimed then, not at the next poll. An operation runs on
 one pooled connection, in one transaction unless it is one statement; statements are sent as
 written, their ``?`` placeholders numbered once per text.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
@@ -18,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import structlog
 
 from alertcast.store import sql
 from alertcast.store.driver import Op, Row
@@ -26,7 +32,9 @@ from alertcast.store.sqlstore import SQLStore
 __all__ = ["PgConn", "PgDriver", "PostgresStore"]
 
 T = TypeVar("T")
+log = structlog.get_logger("alertcast.store")
 CHANNEL = "alertcast_due"
+RELISTEN_S = (0.1, 2.0)  # the first wait before reopening the listener, and the longest
 N = lru_cache(maxsize=1024)(sql.numbered)
 
 
@@ -95,6 +103,8 @@ class PgDriver:
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._relisten: asyncio.Task[None] | None = None  # reopening a dropped listener
+        self._closing = False
         self._on_due = on_due  # another replica stored due work (LISTEN/NOTIFY)
 
     def describe(self) -> str:
@@ -113,14 +123,52 @@ class PgDriver:
             self.url, min_size=self._sizes[0], max_size=self._sizes[1], server_settings=settings
         )
         await self._migrate()
-        self._listener = await asyncpg.connect(self.url, server_settings=settings)
-        await self._listener.add_listener(CHANNEL, self._notified)
+        await self._listen()
 
     async def close(self) -> None:
+        self._closing = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+            await asyncio.gather(self._relisten, return_exceptions=True)
         if self._listener is not None:
-            await self._listener.close()
+            with contextlib.suppress(Exception):  # already dropped: nothing to close
+                await self._listener.close()
         if self._pool is not None:
             await self._pool.close()
+
+    async def _listen(self) -> None:
+        """A connection of its own that LISTENs, and notices when it drops."""
+        settings = {"search_path": self.schema} if self.schema else {}
+        conn = await asyncpg.connect(self.url, server_settings=settings, timeout=10)
+        try:
+            await conn.add_listener(CHANNEL, self._notified)
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(self._dropped)
+        self._listener = conn
+
+    def _dropped(self, _: Any) -> None:
+        if self._closing or (self._relisten is not None and not self._relisten.done()):
+            return
+        log.warning("store.listen_lost", store=self.describe())
+        self._relisten = asyncio.get_running_loop().create_task(self._reopen(), name="relisten")
+
+    async def _reopen(self) -> None:
+        """Reopen the listener until it is back (the first wait 0.1 s, doubling to 2 s), then
+        wake the dispatcher: work other replicas stored meanwhile rang no bell here."""
+        delay, tries = RELISTEN_S[0], 0
+        while not self._closing:
+            await asyncio.sleep(delay)
+            tries += 1
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                delay = min(2 * delay, RELISTEN_S[1])
+                continue
+            log.warning("store.listen_restored", store=self.describe(), tries=tries)
+            self._notified()
+            return
 
     def _notified(self, *_: Any) -> None:
         if self._on_due is not None:

@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from alertcast.keys import DISPATCHER
+from alertcast.store.postgres import CHANNEL, PostgresStore
 from alertcast.testing.tcpproxy import TcpProxy
 from tests.conftest import TOKEN, Daemon, incident, until
 from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
@@ -201,3 +202,32 @@ async def _all_delivered(d: Daemon, ids: list[str]) -> bool:
     if resp.status != 200:
         return False
     return {x["id"] for x in (await resp.json())["deliveries"]} >= set(ids)
+
+
+async def test_wake_ups_from_other_replicas_are_heard_again_after_a_cut(
+    schema: str, proxy: TcpProxy
+) -> None:
+    """The LISTEN connection dropped by the cut is reopened once the database is back: the
+    replica is woken on its return (work stored meanwhile rang no bell here), and another
+    replica's NOTIFY reaches it again instead of its dispatcher falling back to polling."""
+    woken = asyncio.Event()
+    store = PostgresStore(_url(proxy, schema), on_due=woken.set)
+    await store.open()
+    try:
+        with capture_logs() as logs:
+            await proxy.cut()
+            await until(lambda: _logged(logs, "store.listen_lost"), 10, "the loss noticed")
+            await asyncio.sleep(0.5)  # a few tries refused while cut
+            woken.clear()
+            proxy.restore()
+            await until(lambda: _logged(logs, "store.listen_restored"), 15, "listener back")
+        assert woken.is_set(), "the return itself wakes the dispatcher"
+        woken.clear()
+        await _direct(schema, f"NOTIFY {CHANNEL}")  # another replica stored due work
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        await store.close()
+
+
+def _logged(logs: list[dict[str, Any]], event: str) -> bool:
+    return any(e["event"] == event for e in logs)
