@@ -239,14 +239,25 @@ class Dispatcher:
         )
         try:
             await self._deliver(claim, ticket.runtime, ticket)
-        except WaitedTooLong as exc:  # nothing was sent: the lease brings it back untouched
-            log.warning(
-                "dispatch.window_wait_gave_up", reason=str(exc), lease_s=self.config.lease_s
-            )
+        except WaitedTooLong as exc:  # nothing was sent: due again now, not after the lease
+            log.warning("dispatch.window_wait_gave_up", reason=str(exc))
+            await self._unclaim(d)
         except Exception:  # failed before its outcome was known: the lease brings it back
             log.exception("dispatch.record_failed")
         finally:
             ticket.release()
+
+    async def _unclaim(self, d: DeliveryRow) -> None:
+        """Give back a claim on which nothing was sent; the next claim that has room for its
+        account takes it. If the store cannot take it now, the lease brings it back."""
+        try:
+            await self.store.unclaim(d.id, worker=self.worker, due_at=time.time())
+        except Exception as exc:
+            log.warning(
+                "dispatch.unclaim_failed", error=type(exc).__name__, lease_s=self.config.lease_s
+            )
+        else:
+            self.inbox.wake()
 
     async def _deliver(
         self, claim: ActiveClaim, runtime: AccountRuntime | None, ticket: Ticket

@@ -13,8 +13,9 @@ Every answer of the store is kept in the windows (:meth:`SlidingWindow.adopt`), 
 asked on every claim — costs nothing; it asks the store again (in the background) once its copy
 is older than ``refresh_s``, so what other replicas sent is seen within about that. A send that
 waits longer than ``max_wait_s`` (half the claim's lease by default) gives up with
-:class:`WaitedTooLong`: the claim's lease gives the delivery back to the queue untouched, where
-sending it late could have sent it twice.
+:class:`WaitedTooLong` rather than send late, when its lease may have run out and another
+replica sent it too: the dispatcher gives the claim back at once, its attempt uncounted, and it
+is claimed again when the window has room.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ RETRY_S = 0.05
 
 
 class WaitedTooLong(Exception):
-    """A send waited for its windows past ``max_wait_s``: its claim is left to its lease."""
+    """A send waited for its windows past ``max_wait_s``: nothing was sent; its claim is
+    given back."""
 
 
 def reopens_in(held: Iterable[SlotRow], need: Need, window_s: float, now: float) -> float:

@@ -125,6 +125,13 @@ SAVE_PROGRESS = """
 UPDATE deliveries SET progress = ?, lease_until = ?, updated_at = ?
 WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
 
+# A claim given back before anything was sent: the attempt it counted is taken back too.
+UNCLAIM = """
+UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
+       attempts = attempts - 1, next_attempt_at = ?, claimed_by = NULL, lease_until = NULL,
+       updated_at = ?
+WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
+
 NEXT_DUE = "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'retrying')"
 
 RECOVER_DEAD = """

@@ -176,6 +176,10 @@ class SQLStore:
         params = (to_json(progress), now + lease_s, now, delivery_id, worker)
         return await self._db.write(lambda c: _touched(c, sql.SAVE_PROGRESS, params), single=True)
 
+    async def unclaim(self, delivery_id: str, *, worker: str, due_at: float) -> bool:
+        params = (due_at, time.time(), delivery_id, worker)
+        return await self._db.write(lambda c: _touched(c, sql.UNCLAIM, params), single=True)
+
     async def next_due_at(self) -> float | None:
         row = await self._one(sql.NEXT_DUE, ())
         return None if row is None or row[0] is None else float(row[0])

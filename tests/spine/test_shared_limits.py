@@ -5,6 +5,7 @@ daily mass send (issue 15 item 1)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -168,7 +169,20 @@ async def test_a_send_that_waits_past_half_its_lease_gives_up_without_an_error(
             8,
             "a replica giving up its wait",
         )
+        gave_up_at = time.monotonic()
+        # Given back at once, not after the rest of its lease: due again, its attempt taken
+        # back (nothing was sent), while the window stays shut.
+        ids = [(await r.json())["deliveries"][0]["id"] for r in posted]
+        await until(lambda: _back_in_queue(a, ids), 4, "the claim given back")
+        assert time.monotonic() - gave_up_at < dispatch["lease_s"] / 2
     gave_up = [e for e in logs if e["event"] == "dispatch.window_wait_gave_up"]
     assert gave_up[0]["log_level"] == "warning" and "waited" in gave_up[0]["reason"]
     assert not [e for e in logs if e["event"] == "dispatch.record_failed"]
     assert len(sink.received) == 1  # nothing sent past the window
+
+
+async def _back_in_queue(d: Daemon, ids: list[str]) -> bool:
+    """One delivery delivered, the other due again with no attempt counted."""
+    rows = [await d.get(f"/v1/deliveries/{i}") for i in ids]
+    states = sorted((row[1]["state"], row[1]["attempts"]) for row in rows)
+    return states == [("delivered", 1), ("pending", 0)]

@@ -675,3 +675,17 @@ async def test_feed_event_race_has_one_winner(store_url: str) -> None:
         await a.close()
         await b.close()
     assert sum(won) == 20
+
+
+async def test_a_claim_given_back_is_due_again_with_its_attempt_taken_back(store: Store) -> None:
+    """``unclaim`` by the worker holding the claim: the delivery is pending again with no
+    attempt counted and claimable at once; by another worker, or twice, it changes nothing."""
+    await create(store, _incident(), [_delivery(1)])
+    assert await _claim(store) == ["d_1"]
+    assert not await store.unclaim("d_1", worker="someone-else", due_at=time.time())
+    assert await store.unclaim("d_1", worker="w1", due_at=time.time())
+    assert not await store.unclaim("d_1", worker="w1", due_at=time.time())
+    row = await store.get_delivery("d_1")
+    assert row is not None and (row.state, row.attempts) == ("pending", 0)
+    assert await _claim(store) == ["d_1"]
+    assert (await store.get_delivery("d_1")).attempts == 1  # type: ignore[union-attr]
