@@ -117,6 +117,47 @@ async def test_a_cut_mid_fanout_loses_nothing_and_sends_nothing_twice(
     )
 
 
+async def test_the_second_replica_goes_on_while_one_is_cut_off(
+    schema: str, proxy: TcpProxy, start_daemon: Any
+) -> None:
+    """Two replicas on one database, one through the proxy. Cut it off mid-fan-out for less
+    than a lease: the other keeps answering 200 and delivering, the cut one says 503; restored,
+    it records what it sent before the cut, and every key reached the sink exactly once."""
+    store = {"url": _url(proxy, schema)}
+    dispatch = {"poll_interval_s": 0.2}
+    cut_off = await start_daemon(hooks=HOOKS, store=store, dispatch=dispatch)
+    direct = PG_URL + ("&" if "?" in PG_URL else "?") + f"schema={schema}"
+    other = await start_daemon(hooks=HOOKS, store={"url": direct}, dispatch=dispatch)
+    cut_off.sink.latency_s = SINK_LATENCY_S
+    ids = [i for n in range(3 * INCIDENTS) for i in await _raise(other, n)]  # work left to do
+    with capture_logs():
+        await until(lambda: _claimed_by_both(schema), 10, "both replicas sending")
+        await proxy.cut()
+        await asyncio.sleep(SINK_LATENCY_S + 0.2)
+        assert (await _health(cut_off))[0] == 503 and (await _health(other))[0] == 200
+        during = await _delivered(schema)
+        await asyncio.sleep(1.0)
+        assert await _delivered(schema) > during, "the other replica stopped too"
+        proxy.restore()
+        await until(lambda: _all_delivered(other, ids), 20, "every delivery delivered")
+    assert (await _health(cut_off))[0] == 200
+    assert cut_off.sink.keys() == {i: 1 for i in ids}  # 0 lost, 0 sent twice
+    rows = await _direct(schema, "SELECT id, attempts FROM deliveries")
+    assert {(r["id"], r["attempts"]) for r in rows} == {(i, 1) for i in ids}
+
+
+async def _claimed_by_both(schema: str) -> bool:
+    rows = await _direct(
+        schema, "SELECT DISTINCT claimed_by FROM deliveries WHERE state = 'sending'"
+    )
+    return len(rows) == 2
+
+
+async def _delivered(schema: str) -> int:
+    rows = await _direct(schema, "SELECT COUNT(*) AS n FROM deliveries WHERE state = 'delivered'")
+    return int(rows[0]["n"])
+
+
 async def test_intake_while_cut_is_refused_with_503_and_stores_nothing(
     daemon: Daemon, proxy: TcpProxy, schema: str
 ) -> None:
