@@ -189,11 +189,27 @@ def _default_format(account: AccountConfig) -> str:
     return channel.default_format if channel is not None else "text"
 
 
+_KEYS: dict[int, tuple[AccountConfig, str]] = {}  # id(account) -> (account, its key)
+_KEYS_MOST = 4096
+
+
 def render_key(account: AccountConfig) -> str:
     """What a payload depends on besides the incident: accounts with one key render alike.
 
     The format, the channel (its limits), the language, the render options and the options
-    naming what the channel's texts must carry (a safe-domain link, a keyword)."""
+    naming what the channel's texts must carry (a safe-domain link, a keyword). Computed once
+    per account object (they are frozen): a fan-out asks it of every account it reaches."""
+    found = _KEYS.get(id(account))
+    if found is not None and found[0] is account:
+        return found[1]
+    if len(_KEYS) >= _KEYS_MOST:
+        _KEYS.clear()
+    key = _render_key(account)
+    _KEYS[id(account)] = (account, key)
+    return key
+
+
+def _render_key(account: AccountConfig) -> str:
     channel = _channel(account)
     carried = {channel.link_domain_option, channel.keyword_option} if channel else set()
     options = {k: v for k, v in account.options.items() if k in RENDER_OPTIONS or k in carried}
