@@ -138,6 +138,10 @@ class Effects:
     incident_state: tuple[str, str] | None = None  # (incident id, new state), unless cancelled
     live: str | None = None  # an incident that must not be cancelled by the time this commits
     released: str | None = None  # a held cancellation approved: it becomes ``cancelled``
+    # Per-recipient parents the follow-up stops (issue 15 item 2): each one still pending,
+    # retrying or being sent is withdrawn (``withdraw_reason``) with its sends not yet sent;
+    # those it reached are the audience of its correction (alertcast.store.followup_sql).
+    withdraw_recipients_of: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

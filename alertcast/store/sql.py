@@ -84,7 +84,10 @@ LIMIT ?"""
 SELECT_CLAIMED = """
 SELECT d.*, t.remote_id AS target_remote_id, t.state AS target_state,
        t.account AS target_account, i.msg_type AS msg_type,
-       w.state AS wait_state, w.account AS wait_account
+       w.state AS wait_state, w.account AS wait_account,
+       EXISTS (SELECT 1 FROM recipient_sends s
+               WHERE s.delivery_id = d.target_delivery_id AND s.state = 'delivered')
+           AS target_reached
 FROM deliveries d
 JOIN incidents i ON i.id = d.incident_id
 LEFT JOIN deliveries t ON t.id = d.target_delivery_id
@@ -322,13 +325,15 @@ def finished(
 
 
 def claim_from(r: Any) -> ActiveClaim:
-    """A SELECT_CLAIMED row: the delivery and where what it threads to, or waits for, stands."""
+    """A SELECT_CLAIMED row: the delivery and where what it threads to, or waits for, stands.
+    A per-recipient original reached the platform when any of its recipients' sends did,
+    whatever its own state (a follow-up may have stopped it half way)."""
     delivered = r["target_state"] == DeliveryState.delivered.value
     return ActiveClaim(
         DELIVERY.from_row(r),
         target_remote_id=r["target_remote_id"] if delivered else None,
         msg_type=r["msg_type"],
-        target_delivered=delivered,
+        target_delivered=delivered or bool(r["target_reached"]),
         target_state=DeliveryState(r["target_state"]) if r["target_state"] else None,
         target_account=r["target_account"],
         wait_state=DeliveryState(r["wait_state"]) if r["wait_state"] else None,

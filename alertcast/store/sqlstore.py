@@ -15,7 +15,15 @@ from functools import partial
 from typing import Any
 
 from alertcast.slots import Answer, Need, SlotRow  # limit slots
-from alertcast.store import account_sql, feed_sql, interaction_sql, limit_sql, recipient_sql, sql
+from alertcast.store import (
+    account_sql,
+    feed_sql,
+    followup_sql,
+    interaction_sql,
+    limit_sql,
+    recipient_sql,
+    sql,
+)
 from alertcast.store.base import (
     AccountState,
     ActiveClaim,
@@ -461,7 +469,10 @@ async def _apply(c: Conn, w: Write) -> Applied:
     if w.deliveries and owner is not None:
         insert = sql.INSERT_DELIVERY + (sql.IF_NEW if w.incident is None else "")
         await c.executemany(insert, sql.deliveries_params(owner, w.deliveries, now, w.taken))
-    for effect in sql.effect_statements(w.effects, now):
+    for effect in [
+        *sql.effect_statements(w.effects, now),
+        *followup_sql.effect_statements(w.effects, now),
+    ]:
         effect.check(await c.execute(effect.statement, effect.params))
     released = await _release(c, w.release, now) if w.release is not None else 0
     requeued = await _requeue(c, w.requeue, now) if w.requeue is not None else None

@@ -1,0 +1,153 @@
+"""SQL of a follow-up on a per-recipient account (migrations 0008, 0010), shared by every engine.
+
+Written with ``?`` placeholders like :mod:`alertcast.store.sql`.
+
+**The stop**, in the follow-up's own transaction (:func:`effect_statements`): the original's
+parents still pending, retrying or being sent become ``skipped`` (``withdrawn: …``), and their
+sends not yet sent too. A replica sending such a parent loses its claim at its next checkpoint
+(the parent is no longer ``sending``) and its producer finds no send due any more, wherever the
+follow-up was posted. A send that was on the wire records its outcome over ``skipped`` (a
+delivered send stays delivered), so it counts as reached.
+
+**The audience** of a correction's parent (:func:`audience_op`, a chunk at a time by recipient
+id, idempotent like the expansion): every recipient the original's *family* reached — the
+original and the account's other corrections of it, which may have given a recipient their first
+message — copied into the correction's sends as ``pending`` with ``reply_to`` the remote id of
+the send that reached them (the original's first); for an update also the family's withdrawn
+sends (they get the update as their first message, ``reply_to`` NULL). Chunks are cut along the
+original's own sends; the last chunk takes every family send after them. The update's newly
+matching recipients are left to the ordinary expansion by area (``ON CONFLICT DO NOTHING`` keeps
+what was copied first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alertcast.store.base import Effects
+from alertcast.store.driver import Conn
+from alertcast.store.sql import EffectSQL
+
+__all__ = [
+    "AUDIENCE_LAST",
+    "REACHED",
+    "STOP_PARENTS",
+    "WITHDRAWN",
+    "WITHDRAW_SENDS",
+    "audience_op",
+    "audience_params",
+    "audience_statements",
+    "effect_statements",
+]
+
+STOP_PARENTS = """
+UPDATE deliveries SET state = 'skipped', reason = ?, next_attempt_at = NULL, claimed_by = NULL,
+       lease_until = NULL, updated_at = ?
+WHERE id IN ({ids}) AND state IN ('pending', 'retrying', 'sending')"""
+
+WITHDRAW_SENDS = """
+UPDATE recipient_sends SET state = 'skipped', next_attempt_at = NULL, last_error = ?,
+       updated_at = ?
+WHERE delivery_id IN ({ids}) AND state IN ('pending', 'retrying')"""
+
+# The family of an original on one account: the original (first param) and the deliveries that
+# correct it (target), but not the correction being expanded (params: account, original,
+# original, correction).
+_FAMILY = """
+SELECT id FROM deliveries
+WHERE account = ? AND (id = ? OR target_delivery_id = ?) AND id <> ?"""
+
+# Where the next chunk ends: the original's sends in recipient order (its primary key).
+AUDIENCE_LAST = """
+SELECT MAX(recipient_id) FROM (
+    SELECT recipient_id FROM recipient_sends WHERE delivery_id = ? AND recipient_id > ?
+    ORDER BY recipient_id LIMIT ?
+) chunk"""
+
+_COPY = """
+INSERT INTO recipient_sends (delivery_id, recipient_id, state, attempts, updated_at, reply_to)
+SELECT CAST(? AS TEXT), recipient_id, 'pending', 0, CAST(? AS DOUBLE PRECISION), {reply_to}
+FROM recipient_sends
+WHERE {source} AND state = '{state}' AND recipient_id > ?{upto}
+ON CONFLICT (delivery_id, recipient_id) DO NOTHING"""
+
+REACHED = "delivered"
+WITHDRAWN = "skipped"
+
+
+def effect_statements(effects: Effects | None, now: float) -> list[EffectSQL]:
+    """The stop of a follow-up's per-recipient parents (``withdraw_recipients_of``): each
+    parent not settled is withdrawn, then its sends not yet sent. Neither must touch a row:
+    a parent that ended meanwhile has nothing left to stop."""
+    if effects is None or not effects.withdraw_recipients_of:
+        return []
+    ids = effects.withdraw_recipients_of
+    marks = ", ".join("?" * len(ids))
+    reason = effects.withdraw_reason or "withdrawn by a follow-up"
+    never = RuntimeError("unreachable: must_touch is 0")
+    return [
+        EffectSQL(STOP_PARENTS.format(ids=marks), (reason, now, *ids), 0, never),
+        EffectSQL(WITHDRAW_SENDS.format(ids=marks), (reason, now, *ids), 0, never),
+    ]
+
+
+def audience_statements(*, first: bool, bounded: bool) -> list[str]:
+    """The copies of one chunk, in order of precedence (params of each: see
+    :func:`audience_params`): the original's reached sends, the rest of the family's, and
+    (``first``: an update) the family's withdrawn ones; ``bounded``: up to the chunk's last id,
+    else every one after ``after``."""
+    upto = " AND recipient_id <= ?" if bounded else ""
+    own = "delivery_id = ?"
+    family = f"delivery_id IN ({_FAMILY}) AND delivery_id <> ?"
+    out = [
+        _COPY.format(reply_to="remote_id", source=own, state=REACHED, upto=upto),
+        _COPY.format(reply_to="remote_id", source=family, state=REACHED, upto=upto),
+    ]
+    if first:
+        every = f"delivery_id IN ({_FAMILY})"
+        out.append(_COPY.format(reply_to="NULL", source=every, state=WITHDRAWN, upto=upto))
+    return out
+
+
+def audience_params(
+    index: int,
+    correction: str,
+    original: str,
+    account: str,
+    span: tuple[str, str | None],
+    now: float,
+) -> tuple[Any, ...]:
+    """The params of :func:`audience_statements`' ``index``-th statement."""
+    after, last = span
+    head: tuple[Any, ...]
+    if index == 0:
+        head = (original,)
+    elif index == 1:
+        head = (account, original, original, correction, original)
+    else:
+        head = (account, original, original, correction)
+    tail = (after,) if last is None else (after, last)
+    return (correction, now, *head, *tail)
+
+
+async def audience_op(
+    c: Conn,
+    correction: str,
+    original: str,
+    account: str,
+    *,
+    first: bool,
+    after: str,
+    limit: int,
+    now: float,
+) -> tuple[str | None, int]:
+    """Copy the next chunk of the original family's audience into the correction's sends:
+    ``(the chunk's last id, rows added)``; ``(None, added)`` once the last chunk (everything
+    after the original's own sends) is copied."""
+    row = await c.fetchone(AUDIENCE_LAST, (original, after, limit))
+    last = None if row is None or row[0] is None else str(row[0])
+    added = 0
+    for i, statement in enumerate(audience_statements(first=first, bounded=last is not None)):
+        params = audience_params(i, correction, original, account, (after, last), now)
+        added += await c.execute(statement, params)
+    return last, added
