@@ -13,7 +13,7 @@ from alertcast.errors import Conflict
 from alertcast.models import Incident, IncidentState, MsgType
 from alertcast.plan.authority import chain_needs_approval, chain_scope
 from alertcast.plan.common import idempotency, incident_event, replayed
-from alertcast.plan.drafts import Drafter, answer, public_post, unsent
+from alertcast.plan.drafts import Drafter, answer, public_post, stopped, unsent
 from alertcast.plan.followups import (
     delivered_targets,
     follow_context,
@@ -50,10 +50,12 @@ def plan_cancel(drafter: Drafter, chain: Chain, reason: str, asker: Asker, momen
     if _waits(drafter, chain, root, asker):
         return _held(authority, incident, root, cancel_id, reason, asker, moment)
     ctx = follow_context(drafter, incident, cancel_id, MsgType.cancel, root.id, reason)
-    withdraw, deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
+    (withdraw, stop), deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
     state = IncidentState.cancelled
     row = follow_row(incident, cancel_id, asker, moment, root, (MsgType.cancel, state), reason)
-    effects = Effects(tuple(withdraw), WITHDRAWN, (root.id, state.value))
+    effects = Effects(
+        tuple(withdraw), WITHDRAWN, (root.id, state.value), withdraw_recipients_of=tuple(stop)
+    )
     detail = {"reason": reason, "cancellation": cancel_id, "withdrawn": len(withdraw)}
     audit = AuditRow(moment.at, asker.name, "incident.cancel", root.id, detail=detail)
     body = {**answer(cancel_id, state, deliveries), "references": root.id, "withdrawn": withdraw}
@@ -105,9 +107,13 @@ def plan_release_cancel(
         raise Conflict(f"incident {root.id} is already cancelled")
     incident = parsed(dict(root.body))
     ctx = follow_context(drafter, incident, held.id, MsgType.cancel, root.id, held.reason)
-    withdraw, deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
+    (withdraw, stop), deliveries = _cancel_deliveries(drafter, incident, ctx, chain, moment)
     effects = Effects(
-        tuple(withdraw), WITHDRAWN, (root.id, IncidentState.cancelled.value), released=held.id
+        tuple(withdraw),
+        WITHDRAWN,
+        (root.id, IncidentState.cancelled.value),
+        released=held.id,
+        withdraw_recipients_of=tuple(stop),
     )
     approver = asker.name
     detail = {"cancellation": held.id, "withdrawn": len(withdraw), "deliveries": len(deliveries)}
@@ -125,22 +131,26 @@ def plan_release_cancel(
 
 def _cancel_deliveries(
     drafter: Drafter, incident: Incident, ctx: RenderContext, chain: Chain, moment: Moment
-) -> tuple[list[str], list[NewDelivery]]:
-    """Withdraw what has not gone out; follow every public post by the cancellation's steps
-    (and the accounts paired with it)."""
+) -> tuple[tuple[list[str], list[str]], list[NewDelivery]]:
+    """Withdraw what has not gone out, and stop per-recipient parents half way; follow every
+    public post by the cancellation's steps (and the accounts paired with it). Returns
+    ``((withdrawn, stopped), deliveries)``."""
     withdraw: list[str] = []
+    stop: list[str] = []
     deliveries: list[NewDelivery] = []
     memo: Memo = {}
     origins = chain.by_account()
     have = {a for a, rows in origins.items() if not carried_only(rows)}
     c = Correcting(drafter, incident, ctx, moment, MsgType.cancel.value, CANCEL_PRIORITY)
     for account_id, rows in origins.items():
-        withdraw += unsent(rows)
+        account = drafter.config.account(account_id)
+        each = account is not None and drafter.per_recipient(account)
+        withdraw += unsent(rows, each)
+        stop += stopped(rows, each)
         if carried_only(rows):
             continue  # a paired account: paired again by the account it serves
-        origin = public_post(rows)
-        account = drafter.config.account(account_id)
+        origin = public_post(rows, each)
         if origin is None or account is None:
             continue
         deliveries += correction_deliveries(c, account, origin, have, memo)
-    return withdraw, deliveries
+    return (withdraw, stop), deliveries

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pydantic import ValidationError
+
+from alertcast.channels import channel_class
 from alertcast.config import AccountConfig, Config
 from alertcast.errors import FieldError, Invalid
 from alertcast.models import DeliveryState, Incident, IncidentState
@@ -21,9 +24,19 @@ from alertcast.render import RenderContext, Renderer, RenderError
 from alertcast.routing import Decision, route
 from alertcast.store.base import DeliveryRow, NewDelivery
 
-__all__ = ["Draft", "Drafter", "answer", "public_post", "status_url", "unsent"]
+__all__ = [
+    "Draft",
+    "Drafter",
+    "answer",
+    "may_have_reached",
+    "public_post",
+    "status_url",
+    "stopped",
+    "unsent",
+]
 
 UNSENT = (DeliveryState.pending, DeliveryState.retrying)
+UNSETTLED = (DeliveryState.pending, DeliveryState.retrying, DeliveryState.sending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,7 @@ class Drafter:
         # parents); None: any well-formed code (the model checks the form).
         extra = {*config.regions.known, *config.regions.parents, *config.regions.parents.values()}
         self.known = None if known is None else frozenset({*known, *extra})
+        self._each: dict[str, bool] = {}  # account id -> per-recipient (see per_recipient)
 
     def check_codes(self, incident: Incident) -> None:
         """Refuse an area code that names no division (``area.codes.i``), by path."""
@@ -69,6 +83,17 @@ class Drafter:
         ]
         if wrong:
             raise Invalid("area.codes: " + wrong[0].message, wrong)
+
+    def per_recipient(self, account: AccountConfig) -> bool:
+        """Whether ``account`` sends to its recipients one by one (alertcast.bulk)."""
+        if account.id not in self._each:
+            cls = channel_class(account.channel)
+            try:
+                options = cls.Options.model_validate(account.channel_options)
+            except ValidationError:  # options the channel refuses: it never sends at all
+                options = None
+            self._each[account.id] = options is not None and cls.per_recipient(options)
+        return self._each[account.id]
 
     def decisions(self, incident: Incident) -> list[Decision]:
         return route(incident, self.config.accounts, self.regions, self.config.routes)
@@ -192,17 +217,36 @@ def answer(
     }
 
 
-def public_post(rows: Sequence[DeliveryRow]) -> DeliveryRow | None:
-    """The delivery that put (or is putting) the incident on the account's public timeline."""
+def public_post(rows: Sequence[DeliveryRow], each: bool = False) -> DeliveryRow | None:
+    """The delivery that put (or is putting) the incident on the account's public timeline;
+    on a per-recipient account (``each``), the parent that may have reached some recipients,
+    whatever its state (sent to some, then failed, handed back or stopped half way)."""
     posted = [
         r
         for r in rows
         if r.action in ("post", "repost")
-        and r.state in (DeliveryState.delivered, DeliveryState.sending)
+        and (r.state in (DeliveryState.delivered, DeliveryState.sending) or each)
+        and may_have_reached(r)
     ]
     return posted[0] if posted else None
 
 
-def unsent(rows: Sequence[DeliveryRow]) -> list[str]:
-    """The ids of deliveries that have not gone out yet (and so can still be withdrawn)."""
-    return [r.id for r in rows if r.state in UNSENT]
+def may_have_reached(row: DeliveryRow) -> bool:
+    """Whether a delivery may have reached someone: delivered, being sent, or tried before.
+    (Of a per-recipient parent, only its sends know who; a correction copies them.)"""
+    return row.state in (DeliveryState.delivered, DeliveryState.sending) or row.attempts > 0
+
+
+def unsent(rows: Sequence[DeliveryRow], each: bool = False) -> list[str]:
+    """The ids of deliveries that have not gone out yet (and so can still be withdrawn); on a
+    per-recipient account (``each``) only those no recipient can have had (see stopped)."""
+    return [r.id for r in rows if r.state in UNSENT and not (each and may_have_reached(r))]
+
+
+def stopped(rows: Sequence[DeliveryRow], each: bool) -> list[str]:
+    """On a per-recipient account (``each``), the parents a follow-up stops half way: not
+    settled, and maybe seen by some recipients; their sends not yet sent are withdrawn, the
+    recipients they reached get the correction (docs/delivery.md, per-recipient accounts)."""
+    if not each:
+        return []
+    return [r.id for r in rows if r.state in UNSETTLED and may_have_reached(r)]

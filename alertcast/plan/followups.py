@@ -27,7 +27,7 @@ from alertcast.plan.authority import (
     scope,
 )
 from alertcast.plan.common import idempotency, incident_event, incident_row, replayed
-from alertcast.plan.drafts import Draft, Drafter, answer, public_post, unsent
+from alertcast.plan.drafts import Draft, Drafter, answer, public_post, stopped, unsent
 from alertcast.plan.model import Asker, Authority, Chain, Moment, Plan
 from alertcast.plan.reach import Correcting, carried_only, correction_deliveries
 from alertcast.preview import Memo
@@ -175,12 +175,12 @@ def plan_update(
     update_id = moment.ids("inc")
     ctx = follow_context(drafter, incident, update_id, MsgType.update, root.id)
     held = _held(approval, chain, incident, asker)
-    withdraw, deliveries = _update_deliveries(drafter, incident, ctx, chain, moment, held)
+    (withdraw, stop), deliveries = _update_deliveries(drafter, incident, ctx, chain, moment, held)
     if held and root.state != IncidentState.awaiting_approval.value:
-        withdraw = []
+        withdraw, stop = [], []
     state = IncidentState.awaiting_approval if held else IncidentState.active
     row = follow_row(incident, update_id, asker, moment, root, (MsgType.update, state))
-    effects = Effects(tuple(withdraw), SUPERSEDED, live=root.id)
+    effects = Effects(tuple(withdraw), SUPERSEDED, live=root.id, withdraw_recipients_of=tuple(stop))
     detail = {"update": update_id, "changed": sorted(patch), "superseded": len(withdraw)}
     if raised is not None:
         detail["severity"] = raised
@@ -233,25 +233,30 @@ def _update_deliveries(
     chain: Chain,
     moment: Moment,
     hold: bool,
-) -> tuple[list[str], list[NewDelivery]]:
+) -> tuple[tuple[list[str], list[str]], list[NewDelivery]]:
     """Every public post followed by the update's steps (and its paired accounts); a newly
-    matching account, or one whose original had not gone out, gets the update as its post."""
+    matching account, or one whose original had not gone out, gets the update as its post.
+    Per-recipient parents half way are stopped (their recipients not yet sent get the update
+    as their first message). Returns ``((withdrawn, stopped), deliveries)``."""
     chosen = {d.account.id for d in drafter.decisions(incident) if d.chosen}
     origins = chain.by_account()
     have = {a for a, rows in origins.items() if not carried_only(rows)}
     c = Correcting(drafter, incident, ctx, moment, MsgType.update.value, UPDATE_PRIORITY, hold)
     withdraw: list[str] = []
+    stop: list[str] = []
     deliveries: list[NewDelivery] = []
     memo: Memo = {}
     for account in drafter.config.accounts:
         rows = origins.get(account.id, [])
-        withdraw += unsent(rows)
+        each = drafter.per_recipient(account)
+        withdraw += unsent(rows, each)
+        stop += stopped(rows, each)
         if carried_only(rows):
             continue  # a paired account: the update is paired again by the account it serves
-        origin = public_post(rows)
+        origin = public_post(rows, each)
         if origin is not None:
             deliveries += correction_deliveries(c, account, origin, have, memo)
         elif account.id in chosen or unsent(rows):
             draft = Draft(priority=UPDATE_PRIORITY, hold=hold, path="timeline")
             deliveries.append(drafter.delivery(incident, account, ctx, moment, draft, memo))
-    return withdraw, deliveries
+    return (withdraw, stop), deliveries

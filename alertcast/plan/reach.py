@@ -43,8 +43,11 @@ def correction_deliveries(
 ) -> list[NewDelivery]:
     """The correction on ``account`` (whose original is ``origin``), and on the accounts
     paired with it that do not have the incident themselves (``have``: accounts that do, or
-    already carry this correction; the paired ones are added to it)."""
-    wait = origin.id if origin.state is DeliveryState.sending else None
+    already carry this correction; the paired ones are added to it). On a per-recipient
+    account it never waits for the original: the follow-up stops what the original has not
+    sent, and its correction goes at once to whom the original reached."""
+    sending = origin.state is DeliveryState.sending
+    wait = origin.id if sending and not c.drafter.per_recipient(account) else None
     pair = Draft("post", None, wait, c.priority, c.hold, path="paired")
     paired = []
     for a in paired_accounts(c.drafter, account, c.incident, have):
