@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
+import os
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from alertcast.testing.sink import WebhookSink
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+PG_URL = os.environ.get("ALERTCAST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 TOKEN = "tok-city-office-7f3a9c2e51"
 OTHER_TOKEN = "tok-fire-brigade-0b8d44a1c9"
@@ -74,6 +78,59 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout_s} s")
         await asyncio.sleep(0.02)
+
+
+async def pg_reachable() -> str | None:
+    """Why the PostgreSQL server at :data:`PG_URL` cannot be used (None: it can)."""
+    try:
+        import asyncpg
+
+        conn = await asyncio.wait_for(asyncpg.connect(PG_URL), 5)
+    except Exception as exc:
+        return f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__})"
+    await conn.close()
+    return None
+
+
+async def drop_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_schema() -> AsyncIterator[str]:
+    """A store URL on a PostgreSQL schema of its own, dropped at the end; skips the test when
+    the server is not reachable."""
+    if (why := await pg_reachable()) is not None:
+        pytest.skip(why)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        yield f"{PG_URL}?schema={schema}"
+    finally:
+        await drop_schema(schema)
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema for the test (:func:`fresh_schema`)."""
+    async with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The store's URL on every engine: SQLite where the daemon fixture keeps its file
+    (``tmp_path/alertcast.db``), or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'alertcast.db'}"
+        return
+    async with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture

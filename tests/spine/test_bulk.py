@@ -7,20 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
-import pytest
 
 from alertcast.store import open_store
 from alertcast.store.base import Recipient
 from alertcast.testing.sink import Received
-from tests.conftest import TOKEN, incident
-from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
+from tests.conftest import TOKEN, engine, incident
+
+__all__ = ["engine", "load", "people"]  # engine: the fixture, from tests.conftest
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHENGDU = {"name": "四川省成都市", "codes": ["510100"]}
@@ -32,19 +30,6 @@ PEOPLE = {
     "per_recipient": True,
     "concurrency": 32,
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """The store's URL: SQLite where the daemon fixture keeps it, or a fresh schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'alertcast.db'}"
-        return
-    if (why := await _pg_reachable()) is not None:
-        pytest.skip(why)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_URL}?schema={schema}"
-    await _drop_schema(schema)
 
 
 def people(chengdu: int = 1500, nowhere: int = 300, beijing: int = 200) -> Iterator[Recipient]:

@@ -7,9 +7,7 @@ import asyncio
 import json
 import sqlite3
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +18,10 @@ from alertcast.store.base import Recipient
 from alertcast.testing.sink import WebhookSink
 from tests.conftest import HOOK_SECRET, incident
 from tests.spine.daemon_proc import DaemonProcess
-from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 
 pytestmark = pytest.mark.slow
 
 N, WIDTH = 10_001, 32  # three expansion chunks (5,000 each); the account's concurrency
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bulk.db'}"
-        return
-    if (why := await _pg_reachable()) is not None:
-        pytest.skip(why)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_URL}?schema={schema}"
-    await _drop_schema(schema)
 
 
 class Sends:
@@ -113,16 +98,16 @@ async def _until(check: Any, what: str, timeout_s: float = 90.0) -> None:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("when", ["expansion", "send"])
 async def test_kill9_mid_bulk_delivery_resumes_without_loss(
-    tmp_path: Path, url: str, when: str
+    tmp_path: Path, engine: str, when: str
 ) -> None:
     """SIGKILL while the 10,001 sends are still being written (expansion) or half sent; the
     restarted daemon delivers everyone; a recipient gets one request per recorded attempt,
     plus one if its send was in flight at the kill (reached the sink, not recorded)."""
     sink = WebhookSink(secret=HOOK_SECRET)
     await sink.start()
-    await _load(url)
-    sends = Sends(url)
-    daemon = DaemonProcess(_config(tmp_path, url, sink.url), 0, tmp_path / "daemon.log")
+    await _load(engine)
+    sends = Sends(engine)
+    daemon = DaemonProcess(_config(tmp_path, engine, sink.url), 0, tmp_path / "daemon.log")
     try:
         await daemon.start()
         body = json.dumps(incident(area={"name": "成都市锦江区", "codes": ["510104"]}))

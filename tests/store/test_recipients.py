@@ -4,11 +4,12 @@ nothing, the expansion by region and by chunk, sends recorded in batches."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from alertcast.models import DeliveryState
+from alertcast.store import open_store
 from alertcast.store.base import (
     DuplicateRecipient,
     IncidentRow,
@@ -18,9 +19,16 @@ from alertcast.store.base import (
     Store,
     Write,
 )
-from tests.store.test_contract import store, store_url
 
-__all__ = ["store", "store_url"]  # the engines' fixtures, parametrised over SQLite and PostgreSQL
+
+@pytest.fixture
+async def store(engine: str) -> AsyncIterator[Store]:
+    """The store on every engine (``engine``: tests.conftest's URL, SQLite or PostgreSQL)."""
+    s = open_store(engine)
+    await s.open()
+    yield s
+    await s.close()
+
 
 ACCOUNT = "hook-people"
 
