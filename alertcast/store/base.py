@@ -35,6 +35,7 @@ __all__ = [
     "NewDelivery",
     "Outcome",
     "Recipient",
+    "RecipientPart",
     "RecipientSend",
     "Release",
     "Requeue",
@@ -449,29 +450,69 @@ class Store(Protocol):
     ) -> list[Recipient]: ...
 
     async def expand_recipients(
+        self, delivery_id: str, account: str, codes: Sequence[str], *, limit: int, now: float
+    ) -> tuple[str | None, int]:
+        """Add the next ``limit`` recipients of ``account`` whose region lies in the area
+        ``codes`` (or who have none) to the delivery's sends, ``pending``, as one part (a
+        :class:`RecipientPart`), in one transaction; the parts say where the next begins, so a
+        crash loses and repeats nothing. Returns the chunk's last id (None: no recipient left)
+        and the sends added."""
+
+    async def due_recipients(
         self,
         delivery_id: str,
         account: str,
-        codes: Sequence[str],
         *,
-        after: str,
-        limit: int,
         now: float,
-    ) -> tuple[str | None, int]:
-        """Add the next ``limit`` recipients of ``account`` after id ``after`` whose region
-        lies in the area ``codes`` (or who have none) to the delivery's sends, ``pending``;
-        idempotent. Returns the chunk's last id (None: no recipient left) and the rows added."""
-
-    async def due_recipients(
-        self, delivery_id: str, account: str, *, now: float, after: str = "", limit: int
+        after: str = "",
+        last: str | None = None,
+        limit: int,
     ) -> list[RecipientSend]:
         """The delivery's sends due at ``now`` (pending, or retrying and due), by recipient id
-        after ``after``, with each recipient's region and data."""
+        after ``after`` (and up to ``last``, if given), with each recipient's region and data."""
 
     async def record_recipients(
-        self, delivery_id: str, outcomes: Sequence[SendOutcome], *, now: float
+        self,
+        delivery_id: str,
+        outcomes: Sequence[SendOutcome],
+        *,
+        now: float,
+        worker: str = "",
+        done: Sequence[str] = (),
     ) -> None:
-        """Record a batch of outcomes in one transaction (a delivered send stays delivered)."""
+        """Record a batch of outcomes in one transaction (a delivered send stays delivered),
+        with ``worker``'s parts ``done`` (by ``after``) marked done: each was tried whole."""
+
+    async def take_recipient_part(
+        self, delivery_id: str, *, worker: str, now: float, lease_s: float
+    ) -> RecipientPart | None:
+        """Lease the delivery's first part not done that nobody holds (or whose lease ran
+        out) to ``worker`` for ``lease_s``; None when there is none."""
+
+    async def take_any_recipient_part(
+        self,
+        *,
+        accounts: Sequence[str],
+        skip: Sequence[str] = (),
+        worker: str,
+        now: float,
+        lease_s: float,
+    ) -> RecipientPart | None:
+        """Lease a part, as :meth:`take_recipient_part`, of any delivery of ``accounts`` being
+        sent (but those in ``skip``), corrections' first."""
+
+    async def renew_recipient_parts(
+        self, delivery_id: str, parts: Sequence[str], *, worker: str, until: float
+    ) -> set[str]:
+        """Extend ``worker``'s leases of ``parts`` to ``until``; those it still holds."""
+
+    async def release_recipient_parts(
+        self, delivery_id: str, parts: Sequence[str], *, worker: str
+    ) -> None:
+        """Give ``worker``'s ``parts`` (not done) back for anyone to take."""
+
+    async def open_recipient_parts(self, delivery_id: str) -> int:
+        """How many of the delivery's parts are not done."""
 
     async def recipient_summary(self, delivery_id: str) -> dict[str, int]:
         """The delivery's sends by state."""
@@ -581,6 +622,16 @@ class RecipientSend:
     updated_at: float = 0.0
     region: str | None = None
     data: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientPart:
+    """A range of one delivery's sends (migration 0009): recipient ids in (``after``,
+    ``last``], written by one step of the expansion and taken by one worker at a time."""
+
+    delivery_id: str
+    after: str
+    last: str
 
 
 @dataclass(frozen=True, slots=True)

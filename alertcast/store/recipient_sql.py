@@ -8,13 +8,10 @@ its own) so a file is taken whole or not at all: its rows are streamed in (COPY 
 chunked ``executemany`` on SQLite), an id given twice is refused naming both lines, then one
 ``INSERT … SELECT`` merges them (``replace``: the account's recipients become exactly the file's).
 
-The expansion of a delivery to the recipients in its incident's area is a chunk at a time, by
-id: :data:`EXPAND_LAST` finds where the next chunk ends, :func:`expand_statement` copies it into
-``recipient_sends``. ``ON CONFLICT DO NOTHING`` makes a chunk copied twice (a crash between the
-copy and the saved cursor) change nothing. A region lies in an incident's area when its code
-starts with an area code's stem (``510000`` -> ``51``: GB/T 2260 codes nest by prefix, as
-:class:`alertcast.regions.Hierarchy` has it); codes of other hierarchies match exactly; a
-recipient without a region is everywhere.
+The expansion of a delivery to the recipients in its incident's area, and the parts it writes
+(ranges of the sends any replica may take), are in :mod:`alertcast.store.part_sql`. A page of
+due sends is read within a part's range (:data:`PAGE_DUE_IN`) or over the whole delivery; a
+batch of outcomes is recorded in one transaction with the parts it completes.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from alertcast.store import part_sql
 from alertcast.store.base import DuplicateRecipient, Recipient, RecipientSend, SendOutcome
 from alertcast.store.driver import Conn
 
@@ -37,15 +35,13 @@ __all__ = [
     "MERGE",
     "NEXT_DUE",
     "PAGE_DUE",
+    "PAGE_DUE_IN",
     "RECORD",
     "SENDS",
     "STAGING_COLUMNS",
     "SUMMARY",
-    "area_clause",
     "count_op",
-    "expand_last",
-    "expand_op",
-    "expand_statement",
+    "due_from",
     "give_up_op",
     "import_op",
     "list_op",
@@ -85,20 +81,23 @@ SELECT id, region, data FROM recipients WHERE account = ? AND id > ? ORDER BY id
 
 # Due rows of one delivery, with what the send needs of each recipient (data NULL: the
 # recipient was removed from the account since the expansion). The page is chosen first (by
-# the primary key, in order), then joined: a plan that joins first would read every recipient.
-PAGE_DUE = """
+# recipient_sends_due, in order), then joined: a plan that joins first would read every
+# recipient. PAGE_DUE_IN: within a part's range, (after, last].
+_PAGE_DUE = """
 SELECT s.recipient_id, s.state, s.attempts, s.next_attempt_at, s.http_status, s.last_error,
        s.updated_at, r.region, r.data
 FROM (
     SELECT recipient_id, state, attempts, next_attempt_at, http_status, last_error, updated_at
     FROM recipient_sends
-    WHERE delivery_id = ? AND recipient_id > ? AND state IN ('pending', 'retrying')
+    WHERE delivery_id = ? AND recipient_id > ?{upto} AND state IN ('pending', 'retrying')
       AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
     ORDER BY recipient_id
     LIMIT ?
 ) s
 LEFT JOIN recipients r ON r.account = ? AND r.id = s.recipient_id
 ORDER BY s.recipient_id"""
+PAGE_DUE = _PAGE_DUE.format(upto="")
+PAGE_DUE_IN = _PAGE_DUE.format(upto=" AND recipient_id <= ?")
 
 # A delivered row stays delivered: a late write of a worker that lost its claim never undoes it.
 RECORD = """
@@ -106,9 +105,6 @@ UPDATE recipient_sends SET state = ?, attempts = ?, next_attempt_at = ?, http_st
        last_error = ?, updated_at = ?
 WHERE delivery_id = ? AND recipient_id = ? AND state <> 'delivered'"""
 
-# After a delivery's first chunk: PostgreSQL's planner must know the sends are many, or it
-# reads a page by sorting every due send instead of walking recipient_sends_due in order.
-ANALYZE = "ANALYZE recipient_sends"
 ANALYZE_RECIPIENTS = "ANALYZE recipients"
 SUMMARY = "SELECT state, COUNT(*) AS n FROM recipient_sends WHERE delivery_id = ? GROUP BY state"
 # When the next send is due: a pending one at once (0).
@@ -121,50 +117,6 @@ WHERE delivery_id = ? AND state IN ('pending', 'retrying')"""
 SENDS = """
 SELECT recipient_id, state, attempts, next_attempt_at, http_status, last_error, updated_at
 FROM recipient_sends WHERE delivery_id = ? AND recipient_id > ?"""
-
-
-def _stem(code: str) -> str:
-    while len(code) > 2 and code.endswith("00"):
-        code = code[:-2]
-    return code
-
-
-def area_clause(codes: Sequence[str]) -> tuple[str, list[Any]]:
-    """``(condition, params)`` on ``region``: inside any of the area ``codes``, or none given
-    (no codes: everyone)."""
-    if not codes:
-        return "true", []
-    parts, params = ["region IS NULL"], []
-    for code in sorted(set(codes)):
-        if code.isdigit():
-            parts.append("region LIKE ?")
-            params.append(_stem(code) + "%")
-        else:
-            parts.append("region = ?")
-            params.append(code)
-    return "(" + " OR ".join(parts) + ")", params
-
-
-def expand_last(codes: Sequence[str]) -> tuple[str, list[Any]]:
-    """The query for the last id of the next chunk (params then: account, after, limit)."""
-    where, params = area_clause(codes)
-    query = f"""
-SELECT MAX(id) FROM (
-    SELECT id FROM recipients WHERE account = ? AND id > ? AND {where} ORDER BY id LIMIT ?
-) chunk"""
-    return query, params
-
-
-def expand_statement(codes: Sequence[str]) -> tuple[str, list[Any]]:
-    """Copy the chunk into ``recipient_sends`` (params then: delivery, now, account, after,
-    last)."""
-    where, params = area_clause(codes)
-    statement = f"""
-INSERT INTO recipient_sends (delivery_id, recipient_id, state, attempts, updated_at)
-SELECT CAST(? AS TEXT), id, 'pending', 0, CAST(? AS DOUBLE PRECISION) FROM recipients
-WHERE account = ? AND id > ? AND id <= ? AND {where}
-ON CONFLICT (delivery_id, recipient_id) DO NOTHING"""
-    return statement, params
 
 
 def staging_rows(rows: Iterable[tuple[int, Recipient]]) -> Iterable[tuple[Any, ...]]:
@@ -215,6 +167,14 @@ def send_from(r: Mapping[str, Any]) -> RecipientSend:
     )
 
 
+def due_from(r: Sequence[Any], loads: Any = json.loads) -> RecipientSend:
+    """A row of :data:`PAGE_DUE` by position (a page of them is read for every 500 sends)."""
+    data = r[8]
+    return RecipientSend(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if data is None else loads(data)
+    )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
@@ -245,38 +205,29 @@ async def count_op(c: Conn, account: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-async def expand_op(
+async def page_op(
+    c: Conn, delivery_id: str, account: str, now: float, after: str, last: str | None, limit: int
+) -> list[RecipientSend]:
+    if last is None:
+        rows = await c.fetchall(PAGE_DUE, (delivery_id, after, now, limit, account))
+    else:
+        rows = await c.fetchall(PAGE_DUE_IN, (delivery_id, after, last, now, limit, account))
+    return [due_from(r) for r in rows]
+
+
+async def record_op(
     c: Conn,
     delivery_id: str,
-    account: str,
-    codes: Sequence[str],
-    after: str,
-    limit: int,
+    outcomes: Sequence[SendOutcome],
     now: float,
-) -> tuple[str | None, int]:
-    """Copy the next chunk of the account's recipients in the area into the delivery's sends:
-    ``(the chunk's last id, rows added)``; ``(None, 0)`` when none is left after ``after``."""
-    query, params = expand_last(codes)
-    row = await c.fetchone(query, (account, after, *params, limit))
-    last = None if row is None or row[0] is None else str(row[0])
-    if last is None:
-        return None, 0
-    statement, params = expand_statement(codes)
-    added = await c.execute(statement, (delivery_id, now, account, after, last, *params))
-    if c.locks and not after:  # PostgreSQL: fresh statistics, or pages are read by sorting all
-        await c.execute(ANALYZE)
-    return last, added
-
-
-async def page_op(
-    c: Conn, delivery_id: str, account: str, now: float, after: str, limit: int
-) -> list[RecipientSend]:
-    rows = await c.fetchall(PAGE_DUE, (delivery_id, after, now, limit, account))
-    return [send_from(r) for r in rows]
-
-
-async def record_op(c: Conn, delivery_id: str, outcomes: Sequence[SendOutcome], now: float) -> None:
-    await c.executemany(RECORD, record_params(delivery_id, outcomes, now))
+    worker: str,
+    done: Sequence[str],
+) -> None:
+    """The outcomes, and ``worker``'s ``done`` parts marked so, in one transaction."""
+    if outcomes:
+        await c.executemany(RECORD, record_params(delivery_id, outcomes, now))
+    if done:
+        await c.execute(*part_sql.done_statement(c, delivery_id, worker, done, now))
 
 
 async def summary_op(c: Conn, delivery_id: str) -> dict[str, int]:

@@ -3,27 +3,19 @@
 Each method is an operation over :class:`~alertcast.store.driver.Conn` run by the engine's
 driver (:mod:`alertcast.store.driver` says how and why); the SQL text is in :mod:`sql`,
 :mod:`account_sql`, :mod:`feed_sql` and :mod:`interaction_sql`, the rows' columns and
-conversions in :mod:`records`. :class:`~alertcast.store.sqlite.SQLiteStore` and
-:class:`~alertcast.store.postgres.PostgresStore` are this store over their driver.
+conversions in :mod:`records`; the per-recipient methods are :mod:`recipient_store`'s.
+:class:`~alertcast.store.sqlite.SQLiteStore` and :class:`~alertcast.store.postgres.PostgresStore`
+are this store over their driver.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from functools import partial
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alertcast.slots import Answer, Need, SlotRow  # limit slots
-from alertcast.store import (
-    account_sql,
-    feed_sql,
-    followup_sql,
-    interaction_sql,
-    limit_sql,
-    recipient_sql,
-    sql,
-)
+from alertcast.store import account_sql, feed_sql, followup_sql, interaction_sql, limit_sql, sql
 from alertcast.store.base import (
     AccountState,
     ActiveClaim,
@@ -37,15 +29,13 @@ from alertcast.store.base import (
     IncidentRow,
     InWindow,
     Outcome,
-    Recipient,
-    RecipientSend,
     Release,
     Requeue,
-    SendOutcome,
     StateConflict,
     Write,
 )
 from alertcast.store.driver import Conn, Driver
+from alertcast.store.recipient_store import RecipientMethods
 from alertcast.store.records import (
     ACCOUNT_STATE,
     ATTEMPT,
@@ -63,8 +53,9 @@ DUE_SCAN = 2000
 Finish = tuple[DeliveryRow, AttemptRow, Outcome]
 
 
-class SQLStore:
-    """The store over one engine's :class:`~alertcast.store.driver.Driver`."""
+class SQLStore(RecipientMethods):
+    """The store over one engine's :class:`~alertcast.store.driver.Driver` (its per-recipient
+    methods in :class:`~alertcast.store.recipient_store.RecipientMethods`)."""
 
     def __init__(self, driver: Driver) -> None:
         self._db = driver
@@ -317,83 +308,6 @@ class SQLStore:
 
     async def held_slots(self, key: str, needs: Sequence[Need]) -> tuple[SlotRow, ...]:
         return await self._db.read(lambda c: limit_sql.held(c, key, needs))
-
-    # -- per-recipient accounts (issue 15 item 2: recipient_sql) ----------------------------
-    async def import_recipients(
-        self, account: str, rows: Iterable[tuple[int, Recipient]], *, replace: bool = False
-    ) -> int:
-        op = partial(recipient_sql.import_op, account=account, rows=rows, replace=replace)
-        return await self._db.write(op)
-
-    async def count_recipients(self, account: str) -> int:
-        return await self._db.read(partial(recipient_sql.count_op, account=account))
-
-    async def list_recipients(
-        self, account: str, *, after: str = "", limit: int = 100
-    ) -> list[Recipient]:
-        op = partial(recipient_sql.list_op, account=account, after=after, limit=limit)
-        return await self._db.read(op)
-
-    async def expand_recipients(
-        self,
-        delivery_id: str,
-        account: str,
-        codes: Sequence[str],
-        *,
-        after: str,
-        limit: int,
-        now: float,
-    ) -> tuple[str | None, int]:
-        op = partial(
-            recipient_sql.expand_op,
-            delivery_id=delivery_id,
-            account=account,
-            codes=codes,
-            after=after,
-            limit=limit,
-            now=now,
-        )
-        return await self._db.write(op)
-
-    async def due_recipients(
-        self, delivery_id: str, account: str, *, now: float, after: str = "", limit: int
-    ) -> list[RecipientSend]:
-        op = partial(
-            recipient_sql.page_op,
-            delivery_id=delivery_id,
-            account=account,
-            now=now,
-            after=after,
-            limit=limit,
-        )
-        return await self._db.read(op)
-
-    async def record_recipients(
-        self, delivery_id: str, outcomes: Sequence[SendOutcome], *, now: float
-    ) -> None:
-        if outcomes:
-            op = partial(
-                recipient_sql.record_op, delivery_id=delivery_id, outcomes=outcomes, now=now
-            )
-            await self._db.write(op)
-
-    async def recipient_summary(self, delivery_id: str) -> dict[str, int]:
-        return await self._db.read(partial(recipient_sql.summary_op, delivery_id=delivery_id))
-
-    async def next_recipient_due(self, delivery_id: str) -> float | None:
-        return await self._db.read(partial(recipient_sql.next_due_op, delivery_id=delivery_id))
-
-    async def give_up_recipients(self, delivery_id: str, reason: str, *, now: float) -> int:
-        op = partial(recipient_sql.give_up_op, delivery_id=delivery_id, reason=reason, now=now)
-        return await self._db.write(op, single=True)
-
-    async def recipient_sends(
-        self, delivery_id: str, *, state: str | None = None, after: str = "", limit: int = 100
-    ) -> list[RecipientSend]:
-        op = partial(
-            recipient_sql.sends_op, delivery_id=delivery_id, state=state, after=after, limit=limit
-        )
-        return await self._db.read(op)
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _one(self, query: str, params: Sequence[Any]) -> Any:

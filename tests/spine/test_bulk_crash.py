@@ -21,7 +21,7 @@ from tests.spine.daemon_proc import DaemonProcess
 
 pytestmark = pytest.mark.slow
 
-N, WIDTH = 10_001, 32  # three expansion chunks (5,000 each); the account's concurrency
+N, WIDTH = 10_001, 32  # three parts (the expansion writes 5,000 a part); the account's concurrency
 
 
 class Sends:

@@ -1,8 +1,10 @@
-"""Per-recipient accounts in the store (migration 0008), on every engine: imports all or
-nothing, the expansion by region and by chunk, sends recorded in batches."""
+"""Per-recipient accounts in the store (migrations 0008 and 0009), on every engine: imports all
+or nothing, the expansion by region and by chunk into parts, sends recorded in batches, parts
+leased one worker at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -110,30 +112,107 @@ async def test_import_updates_and_replace_drops_the_rest(store: Store) -> None:
     assert [r.id for r in await store.list_recipients(ACCOUNT)] == ["r00010", "r00011"]
 
 
-async def test_the_expansion_takes_the_area_by_chunk_and_twice_changes_nothing(
-    store: Store,
-) -> None:
-    """Chengdu's districts and the region-less are in 510100's area; Beijing's are not; a
-    chunk copied again adds nothing."""
+async def test_the_expansion_takes_the_area_by_chunk_into_parts(store: Store) -> None:
+    """Chengdu's districts and the region-less are in 510100's area; Beijing's are not; each
+    chunk is a part, and the parts are the cursor: the next call goes on after the last."""
     rows = _people(5, "510105") + _people(3, None, start=5) + _people(4, "110101", start=8)
     rows += _people(2, "510000", start=12)  # the province: wider than the area, not inside it
     await store.import_recipients(ACCOUNT, iter(rows))
     parent = await _parent(store)
     now = time.time()
-    last, added = await store.expand_recipients(
-        parent, ACCOUNT, ["510100"], after="", limit=6, now=now
-    )
-    assert (last, added) == ("r00005", 6)
-    again = await store.expand_recipients(parent, ACCOUNT, ["510100"], after="", limit=6, now=now)
-    assert again == ("r00005", 0)
-    rest = await store.expand_recipients(
-        parent, ACCOUNT, ["510100"], after="r00005", limit=6, now=now
-    )
-    assert rest == ("r00007", 2)
-    assert await store.expand_recipients(
-        parent, ACCOUNT, ["510100"], after="r00007", limit=6, now=now
-    ) == (None, 0)
+    expand = store.expand_recipients
+    assert await expand(parent, ACCOUNT, ["510100"], limit=6, now=now) == ("r00005", 6)
+    assert await expand(parent, ACCOUNT, ["510100"], limit=6, now=now) == ("r00007", 2)
+    assert await expand(parent, ACCOUNT, ["510100"], limit=6, now=now) == (None, 0)
     assert await store.recipient_summary(parent) == {"pending": 8}
+    assert await store.open_recipient_parts(parent) == 2
+    first = await store.take_recipient_part(parent, worker="a", now=now, lease_s=30)
+    second = await store.take_recipient_part(parent, worker="a", now=now, lease_s=30)
+    assert first is not None and second is not None
+    assert [(first.after, first.last), (second.after, second.last)] == [
+        ("", "r00005"),
+        ("r00005", "r00007"),
+    ]
+    assert await store.take_recipient_part(parent, worker="b", now=now, lease_s=30) is None
+    page = await store.due_recipients(
+        parent, ACCOUNT, now=now, after="r00005", last="r00007", limit=9
+    )
+    assert [s.recipient_id for s in page] == ["r00006", "r00007"]
+
+
+async def test_a_part_is_one_workers_until_done_or_its_lease_ends(store: Store) -> None:
+    """Leased parts are not taken again; a renewal says which are still held; a lease run out
+    lets another take it (the first then holds nothing); done parts are never taken."""
+    await store.import_recipients(ACCOUNT, iter(_people(12)))
+    parent = await _parent(store)
+    now = time.time()
+    for _ in range(3):
+        await store.expand_recipients(parent, ACCOUNT, [], limit=4, now=now)
+    a = await store.take_recipient_part(parent, worker="a", now=now, lease_s=10)
+    assert a is not None and a.after == ""
+    assert await store.renew_recipient_parts(parent, [""], worker="a", until=now + 20) == {""}
+    b = await store.take_recipient_part(parent, worker="b", now=now + 15, lease_s=10)
+    assert b is not None and b.after == "r00003"  # a's is still leased at now + 15
+    stolen = await store.take_recipient_part(parent, worker="b", now=now + 25, lease_s=10)
+    assert stolen is not None and stolen.after == ""  # a's lease ran out at now + 20
+    assert await store.renew_recipient_parts(parent, [""], worker="a", until=now + 40) == set()
+    await store.record_recipients(
+        parent, [SendOutcome("r00000", "delivered", 1)], now=now, worker="b", done=["", "r00003"]
+    )
+    assert await store.open_recipient_parts(parent) == 1
+    await store.release_recipient_parts(parent, ["r00007"], worker="a")  # not a's: no change
+    c = await store.take_recipient_part(parent, worker="c", now=now + 60, lease_s=10)
+    assert c is not None and c.after == "r00007"
+    await store.release_recipient_parts(parent, ["r00007"], worker="c")
+    again = await store.take_recipient_part(parent, worker="d", now=now + 60, lease_s=10)
+    assert again is not None and again.after == "r00007"
+    assert await store.take_recipient_part(parent, worker="e", now=now + 60, lease_s=10) is None
+
+
+async def test_any_part_is_of_a_delivery_being_sent_on_the_accounts_given(store: Store) -> None:
+    """A replica helping takes parts only of deliveries being sent, of its accounts, not of
+    those it skips (the ones it holds itself)."""
+    await store.import_recipients(ACCOUNT, iter(_people(4)))
+    parent = await _parent(store)
+    now = time.time()
+    await store.expand_recipients(parent, ACCOUNT, [], limit=10, now=now)
+    take = store.take_any_recipient_part
+    assert await take(accounts=[ACCOUNT], worker="h", now=now, lease_s=10) is None  # pending
+    claimed = await store.claim_due(now=now, limit=5, lease_s=30, worker="w", free={ACCOUNT: 5})
+    assert [c.delivery.id for c in claimed] == [parent]
+    assert await take(accounts=["other"], worker="h", now=now, lease_s=10) is None
+    assert await take(accounts=[ACCOUNT], skip=[parent], worker="h", now=now, lease_s=10) is None
+    got = await take(accounts=[ACCOUNT], worker="h", now=now, lease_s=10)
+    assert got is not None and (got.delivery_id, got.after, got.last) == (parent, "", "r00003")
+    assert await take(accounts=[ACCOUNT], worker="h2", now=now, lease_s=10) is None
+
+
+@pytest.mark.postgres
+async def test_two_stores_taking_parts_at_once_never_share_one(pg_url: str) -> None:
+    """Two store instances (two replicas) taking 40 parts at once: each part goes to exactly
+    one of them."""
+    stores = [open_store(pg_url) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    try:
+        await stores[0].import_recipients(ACCOUNT, iter(_people(40)))
+        parent = await _parent(stores[0])
+        now = time.time()
+        while (await stores[0].expand_recipients(parent, ACCOUNT, [], limit=1, now=now))[0]:
+            pass
+
+        async def take_all(s: Store, worker: str) -> list[str]:
+            got: list[str] = []
+            while p := await s.take_recipient_part(parent, worker=worker, now=now, lease_s=60):
+                got.append(p.after)
+            return got
+
+        a, b = await asyncio.gather(take_all(stores[0], "a"), take_all(stores[1], "b"))
+        assert sorted(a + b) == sorted(set(a + b)) and len(a + b) == 40
+        assert a and b, (len(a), len(b))
+    finally:
+        for s in stores:
+            await s.close()
 
 
 async def test_sends_are_paged_recorded_and_given_up(store: Store) -> None:
@@ -142,7 +221,7 @@ async def test_sends_are_paged_recorded_and_given_up(store: Store) -> None:
     await store.import_recipients(ACCOUNT, iter(_people(6)))
     parent = await _parent(store)
     now = time.time()
-    await store.expand_recipients(parent, ACCOUNT, [], after="", limit=100, now=now)
+    await store.expand_recipients(parent, ACCOUNT, [], limit=100, now=now)
     page = await store.due_recipients(parent, ACCOUNT, now=now, after="r00001", limit=2)
     assert [(s.recipient_id, s.region, dict(s.data or {})) for s in page] == [
         ("r00002", "510105", {"name": "n2"}),
@@ -188,7 +267,7 @@ async def test_a_removed_recipient_is_due_without_data(store: Store) -> None:
     await store.import_recipients(ACCOUNT, iter(_people(2)))
     parent = await _parent(store)
     now = time.time()
-    await store.expand_recipients(parent, ACCOUNT, [], after="", limit=100, now=now)
+    await store.expand_recipients(parent, ACCOUNT, [], limit=100, now=now)
     await store.import_recipients(ACCOUNT, iter(_people(1)), replace=True)
     page = await store.due_recipients(parent, ACCOUNT, now=now, limit=10)
     assert [(s.recipient_id, s.data is None) for s in page] == [("r00000", False), ("r00001", True)]

@@ -1,0 +1,298 @@
+"""One sweep over a per-recipient delivery's due sends (see :mod:`alertcast.bulk`).
+
+Ranges of the sends (:class:`Part`: a part leased in the store, or the whole delivery) come one
+after another from a *source*; a producer pages each range's due sends into a bounded queue;
+``width`` workers send them; their outcomes are written in batches, each batch marking done,
+in its transaction, the parts whose every send it completes; a keeper renews the leases (the
+parent's, and the parts') while the sweep runs. When it ends, what was decided is written and
+the parts not finished are given back. Memory: a page, the queue and a batch, never the list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from alertcast.accounts import AccountRuntime
+from alertcast.channels.base import (
+    AuthExpired,
+    ChannelError,
+    Outgoing,
+    QuotaExhausted,
+    Receipt,
+    Transient,
+)
+from alertcast.fate import RetryPolicy, decide
+from alertcast.store.base import DeliveryRow, RecipientSend, SendOutcome, Store
+
+__all__ = ["Part", "Pass", "Source", "Sweep", "tally"]
+
+log = structlog.get_logger("alertcast.bulk")
+
+PAGE = 500  # sends read per page
+BATCH = 256  # outcomes per recorded batch
+BATCH_S = 0.1  # ... or after this long, whichever first
+GONE = "no longer a recipient of the account"
+RECOUNT_S = 15.0  # how often the holder re-reads the counts when other replicas help
+
+
+@dataclass(eq=False)
+class Part:
+    """A range of sends being swept, recipient ids in (``after``, ``last``]."""
+
+    after: str
+    last: str | None = None  # None: to the end
+    leased: bool = True  # a part held in the store (False: the whole delivery, not leased)
+    queued: int = 0  # its sends queued or being sent whose outcome is not in a batch yet
+    paged: bool = False  # every send of it due at the sweep is queued
+    short: bool = False  # one of them was left untried (the sweep stopped): not done
+    lost: bool = False  # its lease is lost: another worker may be sending it
+
+
+Source = Callable[["Sweep"], Awaitable[Part | None]]
+"""The next range to sweep (None: no more), given the sweep (which it may :meth:`Sweep.flush`)."""
+
+
+@dataclass
+class Pass:
+    """One attempt at a parent delivery, by the worker holding it (``owner``) or by a replica
+    helping with some of its parts: what it knows, counts and why it stopped."""
+
+    runtime: AccountRuntime
+    msg: Outgoing
+    parent: DeliveryRow
+    policy: RetryPolicy
+    worker: str  # who leases the parts
+    owner: bool = True
+    codes: Sequence[str] = ()
+    stopping: Callable[[], bool] = lambda: False  # the replica is shutting down
+    counts: Counter[str] = field(default_factory=Counter)
+    halted: ChannelError | None = None  # the account cannot send (credentials, quota)
+    lost: bool = False  # the parent's claim was lost: another worker may hold it
+    grew: asyncio.Event = field(default_factory=asyncio.Event)  # the expansion added a part
+    published_at: float = 0.0
+    counted_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The parent's progress: whether the expansion is complete, and how it is sent."""
+        found = self.msg.progress.setdefault("recipients", {"expanded": False})
+        assert isinstance(found, dict)
+        return found
+
+    @property
+    def stopped(self) -> bool:
+        return self.lost or self.halted is not None or self.stopping()
+
+    async def recount(self, store: Store, *, exact: bool = False) -> None:
+        """The holder's counts re-read from the store (a GROUP BY over every send), when other
+        replicas may have recorded some of them, or ``exact`` is asked for (the verdict)."""
+        self.counted_at = time.monotonic()
+        if self.owner and (exact or not store.single_process):
+            self.counts = Counter(await store.recipient_summary(self.parent.id))
+
+
+class Sweep:
+    """Sends what is due now of the ranges a source gives, once (see the module's docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        p: Pass,
+        *,
+        width: int,
+        lease_s: float,
+        keep_s: float,
+        on_batch: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store, self.p, self.width = store, p, width
+        self.lease_s, self.keep_s, self.on_batch = lease_s, keep_s, on_batch
+        self.queue: asyncio.Queue[tuple[Part, RecipientSend] | None] = asyncio.Queue(2 * width)
+        self.held: list[Part] = []  # parts leased to us and not marked done yet
+        self.batch: list[SendOutcome] = []
+        self.done: list[Part] = []  # parts to mark done with the batch
+        self.since = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def run(self, source: Source, *beside: Coroutine[Any, Any, None]) -> None:
+        """Sweep every range ``source`` gives, with ``beside`` (the expansion) running too."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                keeper = tg.create_task(self._keep())
+                for job in beside:
+                    tg.create_task(job)
+                workers = [tg.create_task(self._work()) for _ in range(self.width)]
+                await self._produce(source)
+                for _ in workers:  # once everything due is queued: each worker ends
+                    await self.queue.put(None)
+                await asyncio.gather(*workers)
+                keeper.cancel()
+        finally:
+            await self._settle()
+
+    # -- producing --------------------------------------------------------------------------
+    async def _produce(self, source: Source) -> None:
+        while not self.p.stopped and (part := await source(self)) is not None:
+            if part.leased:
+                self.held.append(part)
+            await self._page(part)
+
+    async def _page(self, part: Part) -> None:
+        p, after = self.p, part.after
+        while True:
+            if p.stopped or part.lost:
+                part.short = True
+                break
+            page = await self.store.due_recipients(
+                p.parent.id,
+                p.parent.account,
+                now=time.time(),
+                after=after,
+                last=part.last,
+                limit=PAGE,
+            )
+            for row in page:
+                part.queued += 1
+                await self.queue.put((part, row))
+            if len(page) < PAGE:
+                break
+            after = page[-1].recipient_id
+        part.paged = True
+        self._closed(part)
+
+    # -- sending ----------------------------------------------------------------------------
+    async def _work(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            part, row = item
+            stop = self.p.stopped or part.lost  # drain: what is not sent stays due
+            outcome = None if stop else await self._one(row)
+            part.queued -= 1
+            if outcome is None:
+                part.short = True
+            else:
+                self.batch.append(outcome)
+                self.p.counts[row.state] -= 1
+                self.p.counts[outcome.state] += 1
+            self._closed(part)
+            if len(self.batch) >= BATCH or time.monotonic() - self.since >= BATCH_S:
+                await self.flush()
+
+    async def _one(self, row: RecipientSend) -> SendOutcome | None:
+        """Send to one recipient; its outcome (None: the account cannot send, nothing noted)."""
+        attempts = row.attempts + 1
+        if row.data is None:
+            return SendOutcome(row.recipient_id, "failed", attempts, last_error=GONE)
+        result = await self._attempt(row, row.data, attempts)
+        if isinstance(result, Receipt):  # the common case, without building a row to decide on
+            return SendOutcome(row.recipient_id, "delivered", attempts, None, result.http_status)
+        if isinstance(result, AuthExpired | QuotaExhausted):
+            self.p.halted = result
+            return None
+        p = self.p
+        outcome = decide(
+            replace(p.parent, attempts=attempts), result, result.reason, p.policy, time.time()
+        )
+        return SendOutcome(
+            row.recipient_id,
+            outcome.state.value,
+            attempts,
+            outcome.next_attempt_at,
+            result.http_status,
+            outcome.last_error,
+        )
+
+    async def _attempt(
+        self, row: RecipientSend, data: Mapping[str, Any], attempts: int
+    ) -> Receipt | ChannelError:
+        msg = self.p.msg
+        out = Outgoing(
+            delivery_id=msg.delivery_id,
+            incident_id=msg.incident_id,
+            idempotency_key=f"{msg.idempotency_key}:{row.recipient_id}",
+            payload=msg.payload,
+            action=msg.action,
+            target_remote_id=msg.target_remote_id,
+            attempt=attempts,
+            recipient={"id": row.recipient_id, "region": row.region, **data},
+        )
+        try:
+            return await self.p.runtime.channel.deliver(out)
+        except ChannelError as exc:
+            return exc
+        except Exception as exc:  # an adapter bug must not lose the recipient
+            log.exception("bulk.adapter_bug", recipient=row.recipient_id)
+            return Transient(f"internal error in adapter: {type(exc).__name__}")
+
+    # -- recording --------------------------------------------------------------------------
+    def _closed(self, part: Part) -> None:
+        """Once every send of a leased part is tried and its outcome batched: done with the
+        batch (a part left short stays held, to be given back)."""
+        finished = part.leased and part.paged and part.queued == 0
+        if finished and not (part.short or part.lost) and part not in self.done:
+            self.done.append(part)
+
+    async def flush(self) -> None:
+        """Write the outcomes batched and mark the parts they complete done."""
+        async with self.lock:
+            batch, done = self.batch, self.done
+            self.batch, self.done, self.since = [], [], time.monotonic()
+            if batch or done:
+                await self.store.record_recipients(
+                    self.p.parent.id,
+                    batch,
+                    now=time.time(),
+                    worker=self.p.worker,
+                    done=[part.after for part in done],
+                )
+            self.held = [part for part in self.held if part not in done]
+        self.on_batch()
+
+    async def _keep(self) -> None:
+        """Renew the leases while the sweep runs: the parent's (its holder's checkpoint saves
+        its progress too) and the parts'; a lost one stops what depends on it."""
+        while True:
+            await asyncio.sleep(self.keep_s)
+            await self._renew()
+
+    async def _renew(self) -> None:
+        p = self.p
+        if p.msg.checkpoint is not None and not await p.msg.checkpoint():
+            p.lost = True
+        held = [part for part in self.held if not part.lost]
+        if held:
+            kept = await self.store.renew_recipient_parts(
+                p.parent.id,
+                [part.after for part in held],
+                worker=p.worker,
+                until=time.time() + self.lease_s,
+            )
+            for part in held:
+                part.lost = part.after not in kept
+        if time.monotonic() - p.counted_at >= RECOUNT_S:
+            await p.recount(self.store)
+
+    async def _settle(self) -> None:
+        """Write what was decided and give back the parts not done (best effort: a store that
+        does not answer leaves them to their leases)."""
+        try:
+            await self.flush()
+            short = [part.after for part in self.held if not part.lost]
+            await self.store.release_recipient_parts(self.p.parent.id, short, worker=self.p.worker)
+        except Exception as exc:
+            log.warning("bulk.settle_failed", error=type(exc).__name__)
+        self.held = []
+
+
+def tally(counts: Counter[str]) -> str:
+    """``1998 of 2000 recipients delivered; 1 failed, 1 dead`` (states with none left out)."""
+    counts = +counts
+    total = sum(counts.values())
+    rest = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if state != "delivered")
+    head = f"{counts['delivered']} of {total} recipients delivered"
+    return f"{head}; {rest}" if rest else head
