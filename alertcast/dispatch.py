@@ -85,6 +85,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
         self._loop_task: asyncio.Task[None] | None = None
+        self._assist: asyncio.Task[None] | None = None  # parts of others' bulk deliveries
         self.outage = Outage(store, secrets.redact)  # since when the store is away, and why
         # Attempts recorded in batches; each batch committed frees room and may make follow-ups
         # due (they wait for what it settled): one claim per batch, not one per delivery.
@@ -98,6 +99,9 @@ class Dispatcher:
             log.warning("dispatch.recovered", deliveries=recovered)
         self.inbox.open = True
         self._loop_task = asyncio.create_task(self._supervise(), name="dispatcher")
+        if (bulk := self.audience.bulk) is not None and not self.store.single_process:
+            helping = bulk.assist(self.capacity, lambda: self._stopping)
+            self._assist = asyncio.create_task(helping, name="bulk-assist")
 
     async def stop(self, grace_s: float) -> None:
         """Stop claiming, let in-flight sends finish within ``grace_s``, cancel the rest."""
@@ -109,8 +113,9 @@ class Dispatcher:
         for _, ticket in self.inbox.take():  # handed but never spawned: the lease brings them
             ticket.release()
         deadline = time.monotonic() + grace_s
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+        running = self._tasks | ({self._assist} if self._assist is not None else set())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

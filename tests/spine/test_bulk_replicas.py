@@ -23,14 +23,6 @@ from tests.spine.test_bulk_crash import WIDTH, Sends, _config
 pytestmark = pytest.mark.postgres
 
 N = 12_001  # three parts (the expansion writes 5,000 a part)
-# The dispatcher starts Bulk.assist on a store shared by processes (PostgreSQL): without it a
-# replica never takes parts of a parent another one holds. Remove with the dispatcher's change.
-NEEDS_ASSIST = pytest.mark.xfail(
-    strict=True,
-    reason="alertcast/dispatch.py does not start Bulk.assist yet (Dispatcher.start should run "
-    "audience.bulk.assist(capacity, stopping) when the store is not single_process, and stop "
-    "wait for it with the in-flight sends), so the second replica never takes a part",
-)
 
 
 def everyone(n: int) -> Any:
@@ -51,7 +43,6 @@ async def verdicts(url: str, delivery_id: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-@NEEDS_ASSIST
 @pytest.mark.timeout(300)
 async def test_two_replicas_each_send_parts_of_one_parent(
     pg_url: str, start_daemon: Any, sink: WebhookSink
@@ -88,7 +79,6 @@ async def _holder(daemons: list[DaemonProcess]) -> int:
     return inflight.index(1)
 
 
-@NEEDS_ASSIST
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("killed", ["holder", "helper"])
