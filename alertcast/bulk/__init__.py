@@ -119,6 +119,10 @@ class Bulk:
         codes = [str(c) for c in area.get("codes") or ()]
         p = Pass(runtime, msg, parent, self._policy(runtime), self.worker, codes=codes)
         p.counts.update(await self.store.recipient_summary(parent.id))
+        correcting = incident.msg_type in ("update", "cancel")  # who the original reached
+        if correcting and parent.target_delivery_id is not None and "of" not in p.state:
+            first = incident.msg_type == "update"
+            p.state.update(of=parent.target_delivery_id, first=first, audience="")
         how = {"action": msg.action, "target": msg.target_remote_id}
         if any(p.state.get(k) != v for k, v in how.items()):  # how the helpers send it
             p.state.update(how)
@@ -150,8 +154,10 @@ class Bulk:
         return next_part
 
     async def _expand_all(self, p: Pass) -> None:
-        """Expand to the end (ahead of the sending, which takes the parts there are)."""
+        """Expand to the end (ahead of the sending, which takes the parts there are): a
+        correction's audience first, then (an alert, an update) the recipients in the area."""
         try:
+            await self._copy_audience(p)
             while not p.state["expanded"] and not p.stopped:
                 last, added = await self.store.expand_recipients(
                     p.parent.id, p.parent.account, p.codes, limit=CHUNK, now=time.time()
@@ -162,6 +168,28 @@ class Bulk:
                     await self._checkpoint(p)
                 p.grew.set()
         finally:
+            p.grew.set()
+
+    async def _copy_audience(self, p: Pass) -> None:
+        """A correction's audience, copied from who its original's family reached (each with
+        the remote id to reply to), by chunk on a cursor of its own; a cancellation has no
+        other (an update goes on by area: the recipients it adds, never one twice)."""
+        original = p.state.get("of")
+        while original is not None and p.state["audience"] is not None and not p.stopped:
+            last, added = await self.store.expand_correction(
+                p.parent.id,
+                str(original),
+                p.parent.account,
+                first=bool(p.state["first"]),
+                after=str(p.state["audience"]),
+                limit=CHUNK,
+                now=time.time(),
+            )
+            p.counts["pending"] += added
+            p.state["audience"] = last
+            if last is None and not p.state["first"]:
+                p.state["expanded"] = True
+            await self._checkpoint(p)
             p.grew.set()
 
     async def _checkpoint(self, p: Pass) -> None:

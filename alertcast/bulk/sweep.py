@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -190,7 +190,15 @@ class Sweep:
             return SendOutcome(row.recipient_id, "failed", attempts, last_error=GONE)
         result = await self._attempt(row, row.data, attempts)
         if isinstance(result, Receipt):  # the common case, without building a row to decide on
-            return SendOutcome(row.recipient_id, "delivered", attempts, None, result.http_status)
+            return SendOutcome(
+                row.recipient_id,
+                "delivered",
+                attempts,
+                None,
+                result.http_status,
+                None,
+                result.remote_id,
+            )
         if isinstance(result, AuthExpired | QuotaExhausted):
             self.p.halted = result
             return None
@@ -216,8 +224,7 @@ class Sweep:
             incident_id=msg.incident_id,
             idempotency_key=f"{msg.idempotency_key}:{row.recipient_id}",
             payload=msg.payload,
-            action=msg.action,
-            target_remote_id=msg.target_remote_id,
+            **_thread(msg, row, self.p.runtime.channel.capabilities),
             attempt=attempts,
             recipient={"id": row.recipient_id, "region": row.region, **data},
         )
@@ -287,6 +294,15 @@ class Sweep:
         except Exception as exc:
             log.warning("bulk.settle_failed", error=type(exc).__name__)
         self.held = []
+
+
+def _thread(msg: Outgoing, row: RecipientSend, capabilities: Set[str]) -> dict[str, Any]:
+    """How one recipient's send goes out: a correction's to a recipient its original reached
+    with a remote id replies to that (the webhook's in_reply_to, email's In-Reply-To), where
+    the platform can; any other as the parent is sent."""
+    if row.reply_to is not None and "reply" in capabilities:
+        return {"action": "reply", "target_remote_id": row.reply_to}
+    return {"action": msg.action, "target_remote_id": msg.target_remote_id}
 
 
 def tally(counts: Counter[str]) -> str:

@@ -458,6 +458,23 @@ class Store(Protocol):
         crash loses and repeats nothing. Returns the chunk's last id (None: no recipient left)
         and the sends added."""
 
+    async def expand_correction(
+        self,
+        correction_id: str,
+        original_id: str,
+        account: str,
+        *,
+        first: bool,
+        after: str,
+        limit: int,
+        now: float,
+    ) -> tuple[str | None, int]:
+        """Copy the next chunk (the original's recipient ids after ``after``) of who the
+        original's family reached into the correction's sends, ``pending``, each with
+        ``reply_to`` the remote id that reached them; ``first`` (an update): also those it
+        withdrew, ``reply_to`` NULL. Idempotent. Returns the chunk's last id (None: the last
+        chunk is copied) and the sends added."""
+
     async def due_recipients(
         self,
         delivery_id: str,
@@ -622,6 +639,7 @@ class RecipientSend:
     updated_at: float = 0.0
     region: str | None = None
     data: Mapping[str, Any] | None = None
+    reply_to: str | None = None  # a correction's: the remote id of the send that reached them
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,3 +662,4 @@ class SendOutcome:
     next_attempt_at: float | None = None
     http_status: int | None = None
     last_error: str | None = None
+    remote_id: str | None = None  # the receipt's (None keeps the one recorded before)

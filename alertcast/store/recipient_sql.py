@@ -85,9 +85,10 @@ SELECT id, region, data FROM recipients WHERE account = ? AND id > ? ORDER BY id
 # recipient. PAGE_DUE_IN: within a part's range, (after, last].
 _PAGE_DUE = """
 SELECT s.recipient_id, s.state, s.attempts, s.next_attempt_at, s.http_status, s.last_error,
-       s.updated_at, r.region, r.data
+       s.updated_at, r.region, r.data, s.reply_to
 FROM (
-    SELECT recipient_id, state, attempts, next_attempt_at, http_status, last_error, updated_at
+    SELECT recipient_id, state, attempts, next_attempt_at, http_status, last_error, updated_at,
+           reply_to
     FROM recipient_sends
     WHERE delivery_id = ? AND recipient_id > ?{upto} AND state IN ('pending', 'retrying')
       AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
@@ -100,9 +101,10 @@ PAGE_DUE = _PAGE_DUE.format(upto="")
 PAGE_DUE_IN = _PAGE_DUE.format(upto=" AND recipient_id <= ?")
 
 # A delivered row stays delivered: a late write of a worker that lost its claim never undoes it.
+# The receipt's remote id is kept (a correction names it), a later NULL not overwriting it.
 RECORD = """
 UPDATE recipient_sends SET state = ?, attempts = ?, next_attempt_at = ?, http_status = ?,
-       last_error = ?, updated_at = ?
+       last_error = ?, updated_at = ?, remote_id = COALESCE(?, remote_id)
 WHERE delivery_id = ? AND recipient_id = ? AND state <> 'delivered'"""
 
 ANALYZE_RECIPIENTS = "ANALYZE recipients"
@@ -136,6 +138,7 @@ def record_params(
             o.http_status,
             o.last_error,
             now,
+            o.remote_id,
             delivery_id,
             o.recipient_id,
         )
@@ -171,7 +174,7 @@ def due_from(r: Sequence[Any], loads: Any = json.loads) -> RecipientSend:
     """A row of :data:`PAGE_DUE` by position (a page of them is read for every 500 sends)."""
     data = r[8]
     return RecipientSend(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if data is None else loads(data)
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if data is None else loads(data), r[9]
     )
 
 

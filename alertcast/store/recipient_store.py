@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from functools import partial
 
-from alertcast.store import part_sql, recipient_sql
+from alertcast.store import followup_sql, part_sql, recipient_sql
 from alertcast.store.base import Recipient, RecipientPart, RecipientSend, SendOutcome
 from alertcast.store.driver import Driver
 
@@ -45,6 +45,29 @@ class RecipientMethods:
             delivery_id=delivery_id,
             account=account,
             codes=codes,
+            limit=limit,
+            now=now,
+        )
+        return await self._db.write(op)
+
+    async def expand_correction(
+        self,
+        correction_id: str,
+        original_id: str,
+        account: str,
+        *,
+        first: bool,
+        after: str,
+        limit: int,
+        now: float,
+    ) -> tuple[str | None, int]:
+        op = partial(
+            followup_sql.audience_op,
+            correction=correction_id,
+            original=original_id,
+            account=account,
+            first=first,
+            after=after,
             limit=limit,
             now=now,
         )

@@ -119,7 +119,6 @@ async def test_an_update_of_a_done_delivery_reaches_each_who_got_it_once(
     assert all(r.signed and r.key.endswith(":" + r.body["recipient"]["id"]) for r in posts)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_THREAD)
 async def test_a_correction_threads_to_each_recipients_original(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -142,7 +141,6 @@ async def test_a_correction_threads_to_each_recipients_original(
             assert (r.body["action"], r.body["in_reply_to"]) == ("reply", f"alert-{rid}"), r.body
 
 
-@pytest.mark.xfail(strict=True, reason=EXPANDS_BY_AREA)
 async def test_an_update_narrowing_the_area_still_reaches_everyone_who_got_the_alert(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -157,7 +155,6 @@ async def test_an_update_narrowing_the_area_still_reaches_everyone_who_got_the_a
     assert b.got("update") == b.got("alert") == dict.fromkeys(in_chengdu(), 1)
 
 
-@pytest.mark.xfail(strict=True, reason=EXPANDS_BY_AREA)
 async def test_a_cancellation_skips_recipients_imported_after_the_alert(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -174,7 +171,6 @@ async def test_a_cancellation_skips_recipients_imported_after_the_alert(
     assert b.got("cancel") == b.got("alert") == dict.fromkeys(in_chengdu(20, 0), 1)
 
 
-@pytest.mark.xfail(strict=True, reason=FAILED_PARENT)
 async def test_a_cancellation_of_a_partly_refused_delivery_reaches_who_got_it(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -254,7 +250,6 @@ async def test_an_update_half_way_replaces_the_rest_and_corrects_who_got_it_at_o
     assert len(b.got("alert")) < 200
 
 
-@pytest.mark.xfail(strict=True, reason=HANDED_BACK)
 async def test_a_cancellation_of_a_parent_handed_back_reaches_who_got_the_alert(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
