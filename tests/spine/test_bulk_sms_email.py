@@ -347,11 +347,6 @@ async def test_a_cancellation_mails_every_recipient_again(start_daemon: Any, eng
     assert all("解除" in str(m["Subject"]) or "取消" in str(m["Subject"]) for m in cancellations)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alertcast/bulk.py: a per-recipient parent is delivered without a remote_id, so "
-    "its correction is planned as a post (plan_send: nothing to thread to), not a reply",
-)
 async def test_a_cancellation_threads_under_the_alert(start_daemon: Any, engine: str) -> None:
     """Each recipient's cancellation names the alert's Message-ID in In-Reply-To."""
     box = Mailbox()
