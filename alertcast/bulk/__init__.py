@@ -99,6 +99,8 @@ class Bulk:
                     await p.recount(self.store)
                 if p.halted is not None:
                     raise p.halted
+                if p.paused is not None:  # the rest stay due, sent once it is resumed
+                    raise Transient(f"account paused: {p.paused}", retry_after=0.0)
                 if p.lost:
                     raise Transient("the claim was lost; another worker carries on")
                 due = await self.store.next_recipient_due(p.parent.id)
@@ -312,7 +314,7 @@ class Bulk:
         if not p.owner or (not final and now - p.published_at < SUMMARY_S):
             return
         p.published_at = now
-        self.events.publish(summary_event(p.parent, p.counts, final=final))
+        self.events.publish(summary_event(p.parent, p.counts, final=final, paused=p.paused))
 
 
 def _state(parent: DeliveryRow) -> dict[str, Any]:
@@ -345,8 +347,11 @@ def _then_more(bulk: Bulk, p: Pass, first: RecipientPart) -> Source:
     return next_part
 
 
-def summary_event(d: DeliveryRow, counts: Counter[str], *, final: bool) -> dict[str, Any]:
-    """A ``recipients`` stream event: where a parent's sends stand, by state."""
+def summary_event(
+    d: DeliveryRow, counts: Counter[str], *, final: bool, paused: str | None = None
+) -> dict[str, Any]:
+    """A ``recipients`` stream event: where a parent's sends stand, by state (and, when its
+    account is paused, why the rest wait)."""
     shown = {state: n for state, n in sorted(counts.items()) if n > 0}
     return {
         "type": "recipients",
@@ -357,4 +362,5 @@ def summary_event(d: DeliveryRow, counts: Counter[str], *, final: bool) -> dict[
         "recipients": shown,
         "total": sum(shown.values()),
         "final": final,
+        **({"paused": paused} if paused is not None else {}),
     }

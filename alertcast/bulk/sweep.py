@@ -11,9 +11,11 @@ the parts not finished are given back. Memory: a page, the queue and a batch, ne
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence, Set
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +31,8 @@ from alertcast.channels.base import (
     Transient,
 )
 from alertcast.fate import RetryPolicy, decide
+from alertcast.secrets import MASK
+from alertcast.shared_limiter import WaitedTooLong
 from alertcast.store.base import DeliveryRow, RecipientSend, SendOutcome, Store
 
 __all__ = ["Part", "Pass", "Source", "Sweep", "tally"]
@@ -40,6 +44,8 @@ BATCH = 256  # outcomes per recorded batch
 BATCH_S = 0.1  # ... or after this long, whichever first
 GONE = "no longer a recipient of the account"
 RECOUNT_S = 15.0  # how often the holder re-reads the counts when other replicas help
+MIN_SCRUBBED = 4  # shorter column values (a flag, a code) are not scrubbed from reasons
+WINDOW_LOOK_S = 0.5  # a send waiting for the rate window looks this often whether to stop
 
 
 @dataclass(eq=False)
@@ -88,7 +94,14 @@ class Pass:
 
     @property
     def stopped(self) -> bool:
-        return self.lost or self.halted is not None or self.stopping()
+        return self.lost or self.halted is not None or self.stopping() or self.paused is not None
+
+    @property
+    def paused(self) -> str | None:
+        """Why the account is paused (an operator, a spent quota, rejected credentials), if
+        it is: the pass stops sending and the parent waits, saying so."""
+        health = self.runtime.health
+        return health.paused_reason if health.paused(time.time()) else None
 
     async def recount(self, store: Store, *, exact: bool = False) -> None:
         """The holder's counts re-read from the store (a GROUP BY over every send), when other
@@ -124,7 +137,7 @@ class Sweep:
         """Sweep every range ``source`` gives, with ``beside`` (the expansion) running too."""
         try:
             async with asyncio.TaskGroup() as tg:
-                keeper = tg.create_task(self._keep())
+                keepers = [tg.create_task(self._keep()), tg.create_task(self._flush_late())]
                 for job in beside:
                     tg.create_task(job)
                 workers = [tg.create_task(self._work()) for _ in range(self.width)]
@@ -132,7 +145,8 @@ class Sweep:
                 for _ in workers:  # once everything due is queued: each worker ends
                     await self.queue.put(None)
                 await asyncio.gather(*workers)
-                keeper.cancel()
+                for keeper in keepers:
+                    keeper.cancel()
         finally:
             await self._settle()
 
@@ -189,6 +203,8 @@ class Sweep:
         if row.data is None:
             return SendOutcome(row.recipient_id, "failed", attempts, last_error=GONE)
         result = await self._attempt(row, row.data, attempts)
+        if result is None:
+            return None
         if isinstance(result, Receipt):  # the common case, without building a row to decide on
             return SendOutcome(
                 row.recipient_id,
@@ -217,7 +233,9 @@ class Sweep:
 
     async def _attempt(
         self, row: RecipientSend, data: Mapping[str, Any], attempts: int
-    ) -> Receipt | ChannelError:
+    ) -> Receipt | ChannelError | None:
+        """Send to one recipient in a slot of the account's rate window (None: the pass
+        stopped while it waited, nothing sent)."""
         msg = self.p.msg
         out = Outgoing(
             delivery_id=msg.delivery_id,
@@ -228,12 +246,29 @@ class Sweep:
             attempt=attempts,
             recipient={"id": row.recipient_id, "region": row.region, **data},
         )
+        limiter = self.p.runtime.limiter
+        if not limiter.windows_for(msg.action):  # most accounts: no window to wait for
+            return await self._deliver(out, data)
+        while not self.p.stopped:
+            async with AsyncExitStack() as slot:
+                try:
+                    async with asyncio.timeout(WINDOW_LOOK_S):
+                        await slot.enter_async_context(
+                            limiter.slot(msg.action, self.p.parent.priority)
+                        )
+                except (TimeoutError, WaitedTooLong):
+                    continue  # still no room: look whether the pass stopped meanwhile
+                return await self._deliver(out, data)
+        return None
+
+    async def _deliver(self, out: Outgoing, data: Mapping[str, Any]) -> Receipt | ChannelError:
         try:
             return await self.p.runtime.channel.deliver(out)
         except ChannelError as exc:
+            exc.reason = scrub(exc.reason, data)  # a receiver may echo the recipient's data
             return exc
         except Exception as exc:  # an adapter bug must not lose the recipient
-            log.exception("bulk.adapter_bug", recipient=row.recipient_id)
+            log.exception("bulk.adapter_bug", recipient=out.recipient and out.recipient["id"])
             return Transient(f"internal error in adapter: {type(exc).__name__}")
 
     # -- recording --------------------------------------------------------------------------
@@ -249,16 +284,31 @@ class Sweep:
         async with self.lock:
             batch, done = self.batch, self.done
             self.batch, self.done, self.since = [], [], time.monotonic()
-            if batch or done:
-                await self.store.record_recipients(
-                    self.p.parent.id,
-                    batch,
-                    now=time.time(),
-                    worker=self.p.worker,
-                    done=[part.after for part in done],
-                )
+            try:
+                if batch or done:
+                    await self.store.record_recipients(
+                        self.p.parent.id,
+                        batch,
+                        now=time.time(),
+                        worker=self.p.worker,
+                        done=[part.after for part in done],
+                    )
+            except BaseException:  # kept, for the next flush (the sweep's end tries again)
+                self.batch[:0], self.done[:0] = batch, done
+                raise
             self.held = [part for part in self.held if part not in done]
         self.on_batch()
+
+    async def _flush_late(self) -> None:
+        """Write outcomes decided ``BATCH_S`` ago even while no send ends (every send hangs),
+        so a stop or a crash then loses none of them."""
+        while True:
+            await asyncio.sleep(BATCH_S)
+            if self.batch and time.monotonic() - self.since >= BATCH_S:
+                try:
+                    await self.flush()
+                except Exception as exc:  # the store away: kept, written by a later flush
+                    log.warning("bulk.flush_failed", error=type(exc).__name__)
 
     async def _keep(self) -> None:
         """Renew the leases while the sweep runs: the parent's (its holder's checkpoint saves
@@ -303,6 +353,15 @@ def _thread(msg: Outgoing, row: RecipientSend, capabilities: Set[str]) -> dict[s
     if row.reply_to is not None and "reply" in capabilities:
         return {"action": "reply", "target_remote_id": row.reply_to}
     return {"action": msg.action, "target_remote_id": msg.target_remote_id}
+
+
+def scrub(reason: str, data: Mapping[str, Any]) -> str:
+    """``reason`` without the recipient's data (the values of its columns: a number, an
+    address a receiver echoes in its refusal), each replaced by ``***``, in any case."""
+    values = sorted({str(v) for v in data.values() if len(str(v)) >= MIN_SCRUBBED}, key=len)
+    for value in reversed(values):  # the longest first: one value may hold another
+        reason = re.sub(re.escape(value), MASK, reason, flags=re.IGNORECASE)
+    return reason
 
 
 def tally(counts: Counter[str]) -> str:

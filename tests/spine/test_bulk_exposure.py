@@ -33,14 +33,6 @@ MARK = {"exercise": "【演习】", "test": "【测试】"}  # a drill's text sa
 BEARER = "bearer-token-of-the-receiver-4c1e9a"
 PHONES = [f"1390000{i:04d}" for i in (3, 5, 7)]  # cd-0003, cd-0005, cd-0007's phone numbers
 
-ECHOED_COLUMN = (
-    "a receiver's refusal that echoes a recipient's own column (its phone number) is kept "
-    "verbatim as that send's last_error (bulk._one records ChannelError.reason, scrubbed of "
-    "the account's secrets only) and shown by GET /v1/deliveries/{id}/recipients, whose "
-    "module promises a recipient's own columns are never shown; bulk should scrub the "
-    "recipient's data values from the reason before it records it"
-)
-
 
 def _db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'alertcast.db'}"
@@ -246,7 +238,6 @@ async def test_the_recipients_columns_are_not_shown_where_alertcast_writes_them(
     assert {r.body["recipient"]["phone"] for r in b.sink.received} == set(phones)
 
 
-@pytest.mark.xfail(strict=True, reason=ECHOED_COLUMN)
 async def test_a_refusal_echoing_a_recipients_phone_does_not_show_it(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -246,12 +246,6 @@ async def test_a_restart_mid_send_never_resends_a_recorded_recipient(
     assert all(len(v) == 1 for n, v in sms.inbox.items() if n not in texted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alertcast/bulk.py: a sweep's outcomes are written when the next one is added or "
-    "the sweep ends, so while every send hangs the decided ones wait, and a stop (which "
-    "cancels the sweep) drops them: the next daemon texts those recipients again",
-)
 async def test_a_stop_while_the_gateway_hangs_keeps_the_outcomes_decided(
     start_daemon: Any, engine: str, sms_env: None
 ) -> None:
