@@ -40,6 +40,7 @@ from typing import Any
 import structlog
 
 from alertcast.accounts import AccountRuntime
+from alertcast.bulk.redrive import SETTLED, requeue_refused
 from alertcast.bulk.sweep import Part, Pass, Source, Sweep, tally
 from alertcast.capacity import Capacity
 from alertcast.channels.base import Outgoing, Permanent, Receipt, Transient
@@ -108,6 +109,8 @@ class Bulk:
                     return await self._verdict(p)
                 await self._wait_or_hand_back(p, due)
         finally:
+            if p.parent.attempts >= p.parent.max_attempts:
+                p.state[SETTLED] = True  # its last attempt: settled whatever it raised
             self.holding.discard(p.parent.id)
             self._publish(p, final=True)
 
@@ -128,6 +131,10 @@ class Bulk:
         how = {"action": msg.action, "target": msg.target_remote_id}
         if any(p.state.get(k) != v for k, v in how.items()):  # how the helpers send it
             p.state.update(how)
+            await self._checkpoint(p)
+        if p.state.pop(SETTLED, None):  # re-driven by an operator: the refused sends again
+            await requeue_refused(self.store, parent, worker=self.worker, now=time.time())
+            p.counts = Counter(await self.store.recipient_summary(parent.id))
             await self._checkpoint(p)
         return p
 
@@ -227,6 +234,7 @@ class Bulk:
             raise Skipped("no recipient of the account is in the incident's area")
         if counts["delivered"] == total:
             return Receipt(detail={"recipients": dict(counts)})
+        p.state[SETTLED] = True  # saved with the verdict: a re-drive sends the refused again
         raise Permanent(tally(counts))
 
     # -- a replica helping with the parents others hold ----------------------------------------

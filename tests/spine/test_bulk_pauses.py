@@ -31,13 +31,6 @@ PAUSE_IS_AN_ATTEMPT = (
     "dead; the dispatcher should take a pause as no attempt (Store.unclaim, as for "
     "WaitedTooLong) with the pause as the reason"
 )
-RETRY_SENDS_NOBODY = (
-    "POST /v1/deliveries/{id}/retry of a failed per-recipient parent requeues the parent only "
-    "(plan.operate.plan_retry -> Requeue): its failed and dead recipient_sends stay settled, "
-    "so the new pass finds nothing due and fails again with the same counts; a re-drive "
-    "should make the parent's failed and dead sends due again (a new budget each), and only "
-    "those"
-)
 
 
 def _db(tmp_path: Path) -> str:
@@ -187,7 +180,6 @@ async def test_a_spent_rate_window_holds_the_rest_of_the_recipients(
     assert parent["state"] != "delivered", parent
 
 
-@pytest.mark.xfail(strict=True, reason=RETRY_SENDS_NOBODY)
 async def test_a_retry_of_a_partly_refused_delivery_resends_only_the_refused_recipients(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
