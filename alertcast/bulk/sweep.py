@@ -80,6 +80,7 @@ class Pass:
     stopping: Callable[[], bool] = lambda: False  # the replica is shutting down
     counts: Counter[str] = field(default_factory=Counter)
     halted: ChannelError | None = None  # the account cannot send (credentials, quota)
+    unreached: int = 0  # sends in a row that reached no receiver at all
     lost: bool = False  # the parent's claim was lost: another worker may hold it
     grew: asyncio.Event = field(default_factory=asyncio.Event)  # the expansion added a part
     published_at: float = 0.0
@@ -102,6 +103,21 @@ class Pass:
         it is: the pass stops sending and the parent waits, saying so."""
         health = self.runtime.health
         return health.paused_reason if health.paused(time.time()) else None
+
+    def note(self, result: Receipt | ChannelError, width: int) -> None:
+        """Halt the pass on an account-wide failure: credentials rejected, a quota spent, or
+        as many sends in a row as run at once (``width``, at least 2) that reached no receiver
+        (refused, TLS, timed out: no answer at all); the parent retries as a whole, the
+        recipients not tried stay due, untouched."""
+        if isinstance(result, AuthExpired | QuotaExhausted):
+            self.halted = result
+        elif isinstance(result, Transient) and result.http_status is None:
+            self.unreached += 1
+            if self.unreached >= max(2, width) and self.halted is None:
+                why = f"{self.unreached} recipients in a row not reached: {result.reason}"
+                self.halted = Transient(why, retry_after=result.retry_after)
+        else:
+            self.unreached = 0
 
     async def recount(self, store: Store, *, exact: bool = False) -> None:
         """The holder's counts re-read from the store (a GROUP BY over every send), when other
@@ -205,6 +221,7 @@ class Sweep:
         result = await self._attempt(row, row.data, attempts)
         if result is None:
             return None
+        self.p.note(result, self.width)
         if isinstance(result, Receipt):  # the common case, without building a row to decide on
             return SendOutcome(
                 row.recipient_id,
@@ -216,8 +233,7 @@ class Sweep:
                 result.remote_id,
             )
         if isinstance(result, AuthExpired | QuotaExhausted):
-            self.p.halted = result
-            return None
+            return None  # the pass halts: nothing noted for this recipient
         p = self.p
         outcome = decide(
             replace(p.parent, attempts=attempts), result, result.reason, p.policy, time.time()
