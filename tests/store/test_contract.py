@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -33,29 +31,11 @@ from alertcast.store.base import (
     Taken,
     Write,
 )
+from tests.conftest import PG_URL, drop_schema, fresh_schema, pg_reachable  # noqa: F401 (PG_URL: for the tests that import it from here)
 
-PG_URL = os.environ.get("ALERTCAST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-async def _pg_reachable() -> str | None:
-    try:
-        import asyncpg
-
-        conn = await asyncio.wait_for(asyncpg.connect(PG_URL), 5)
-    except Exception as exc:
-        return f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__})"
-    await conn.close()
-    return None
-
-
-async def _drop_schema(schema: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+# One copy of the PostgreSQL helpers (tests/conftest.py); the old names stay for the tests that
+# import them from here.
+_pg_reachable, _drop_schema = pg_reachable, drop_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -63,11 +43,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'contract.db'}"
         return
-    if (why := await _pg_reachable()) is not None:
-        pytest.skip(why)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_URL}?schema={schema}"
-    await _drop_schema(schema)
+    async with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture
