@@ -7,7 +7,8 @@ two ``alertcast serve`` replicas (two need PostgreSQL). One incident is posted; 
 parent delivery is expanded to every recipient and sent, and the run ends when it is settled.
 
 Printed: the import's time and peak memory; deliveries per second and the time from the POST
-to the last recipient recorded; each daemon's peak RSS (VmHWM); duplicates at the receiver.
+to the last recipient recorded; each daemon's peak RSS (VmHWM); duplicates at the receiver;
+how the parts of the delivery's sends were shared (``recipient_parts``: who held each last).
 
     .venv/bin/python bench/recipients.py [--recipients 1000000] [--store sqlite|postgres]
         [--replicas 1|2] [--width 64]
@@ -158,6 +159,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             for r in replicas:
                 r.stop()
+            shares = await _shares(url)
             if args.store == "postgres":
                 await _drop(schema)
     n = args.recipients
@@ -168,8 +170,29 @@ async def run(args: argparse.Namespace) -> None:
         f"  time to the last: {result['took_s']:.1f} s; {n / result['took_s']:,.0f} deliveries/s\n"
         f"  receiver: {stats['received']:,} requests, {stats['duplicates']} duplicates\n"
         f"  peak RSS per daemon: {', '.join(f'{k / 1024:.0f} MiB' for k in rss)}; "
-        f"import {import_kib / 1024:.0f} MiB"
+        f"import {import_kib / 1024:.0f} MiB\n"
+        f"  parts by worker: {', '.join(f'{p} parts, {n:,} sends' for p, n in shares)}"
     )
+
+
+SHARES = "SELECT COUNT(*), SUM(size) FROM recipient_parts GROUP BY worker ORDER BY 2 DESC"
+
+
+async def _shares(url: str) -> list[tuple[int, int]]:
+    """``(parts, sends)`` per worker that held parts last (one per replica that sent)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return [(int(p), int(n)) for p, n in conn.execute(SHARES)]
+    import asyncpg
+
+    base, schema = url.split("?schema=")
+    conn = await asyncpg.connect(base, server_settings={"search_path": schema})
+    try:
+        return [(int(p), int(n)) for p, n in await conn.fetch(SHARES)]
+    finally:
+        await conn.close()
 
 
 async def _drop(schema: str) -> None:
