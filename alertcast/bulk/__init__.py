@@ -123,6 +123,7 @@ class Bulk:
         area = incident.body.get("area") or {}
         codes = [str(c) for c in area.get("codes") or ()]
         p = Pass(runtime, msg, parent, self._policy(runtime), self.worker, codes=codes)
+        await self.store.unstart_recipients(parent.id, now=time.time())  # a pass died with them
         p.counts.update(await self.store.recipient_summary(parent.id))
         correcting = incident.msg_type in ("update", "cancel")  # who the original reached
         if correcting and parent.target_delivery_id is not None and "of" not in p.state:

@@ -187,18 +187,33 @@ class Sweep:
                 last=part.last,
                 limit=PAGE,
             )
-            for row in page:
-                part.queued += 1
-                await self.queue.put((part, row))
+            for i in range(0, len(page), self.width):
+                await self._start(part, page[i : i + self.width])
             if len(page) < PAGE:
                 break
             after = page[-1].recipient_id
         part.paged = True
         self._closed(part)
 
+    async def _start(self, part: Part, rows: Sequence[RecipientSend]) -> None:
+        """Queue ``width`` sends once every queued one is taken, marked ``sending`` first (those
+        still due): a follow-up's stop then leaves this pass at most these and the ones on the
+        wire, never a page read before it."""
+        await self.queue.join()
+        if self.p.stopped or part.lost:
+            part.short = True
+            return
+        ids = [row.recipient_id for row in rows]
+        taken = await self.store.start_recipients(self.p.parent.id, ids, now=time.time())
+        for row in rows:
+            if row.recipient_id in taken:
+                part.queued += 1
+                await self.queue.put((part, row))
+
     # -- sending ----------------------------------------------------------------------------
     async def _work(self) -> None:
         while (item := await self.queue.get()) is not None:
+            self.queue.task_done()  # taken: the producer may take the next sends (_start)
             part, row = item
             stop = self.p.stopped or part.lost  # drain: what is not sent stays due
             outcome = None if stop else await self._one(row)

@@ -475,6 +475,16 @@ class Store(Protocol):
         withdrew, ``reply_to`` NULL. Idempotent. Returns the chunk's last id (None: the last
         chunk is copied) and the sends added."""
 
+    async def start_recipients(
+        self, delivery_id: str, ids: Sequence[str], *, now: float
+    ) -> set[str]:
+        """Mark the sends ``ids`` ``sending`` just before they are sent, those still due
+        (a follow-up may have withdrawn the rest): the ids to send."""
+
+    async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
+        """The delivery's sends marked ``sending`` outside any part leased now (a pass that
+        died with them): due again, or withdrawn when the delivery was; how many."""
+
     async def due_recipients(
         self,
         delivery_id: str,
@@ -526,7 +536,8 @@ class Store(Protocol):
     async def release_recipient_parts(
         self, delivery_id: str, parts: Sequence[str], *, worker: str
     ) -> None:
-        """Give ``worker``'s ``parts`` (not done) back for anyone to take."""
+        """Give ``worker``'s ``parts`` (not done) back for anyone to take, the sends it
+        marked ``sending`` in them and did not send due again."""
 
     async def open_recipient_parts(self, delivery_id: str) -> int:
         """How many of the delivery's parts are not done."""

@@ -68,11 +68,13 @@ _COPY = """
 INSERT INTO recipient_sends (delivery_id, recipient_id, state, attempts, updated_at, reply_to)
 SELECT CAST(? AS TEXT), recipient_id, 'pending', 0, CAST(? AS DOUBLE PRECISION), {reply_to}
 FROM recipient_sends
-WHERE {source} AND state = '{state}' AND recipient_id > ?{upto}
+WHERE {source} AND state IN ({state}) AND recipient_id > ?{upto}
 ON CONFLICT (delivery_id, recipient_id) DO NOTHING"""
 
-REACHED = "delivered"
-WITHDRAWN = "skipped"
+# Reached: delivered, or on the wire when a follow-up stopped the original (a pass marks the
+# few it is about to send ``sending``: alertcast/store/part_sql.py, START).
+REACHED = "'delivered', 'sending'"
+WITHDRAWN = "'skipped'"
 
 
 def effect_statements(effects: Effects | None, now: float) -> list[EffectSQL]:

@@ -38,8 +38,10 @@ __all__ = [
     "open_op",
     "release_op",
     "renew_op",
+    "start_op",
     "take_any_op",
     "take_op",
+    "unstart_op",
 ]
 
 CURSOR = "SELECT MAX(last_id) FROM recipient_parts WHERE delivery_id = ?"
@@ -71,6 +73,31 @@ RENEW = f"UPDATE recipient_parts SET lease_until = ? WHERE {_MINE} RETURNING aft
 RELEASE = f"UPDATE recipient_parts SET worker = NULL, lease_until = NULL WHERE {_MINE}"
 DONE = f"UPDATE recipient_parts SET done_at = ?, lease_until = NULL WHERE {_MINE}"
 OPEN = "SELECT COUNT(*) FROM recipient_parts WHERE delivery_id = ? AND done_at IS NULL"
+
+# A page's sends are taken ``width`` at a time just before they are sent (:func:`start_op`):
+# ``sending``, only those still due, so a follow-up's stop (which withdraws what is due) leaves
+# a pass the few it has taken, and counts them as reached. Taken but never sent (the pass
+# stopped, or died): due again (:data:`UNSTART`; withdrawn instead when the parent was) when
+# their part is given back or taken again, or the parent's next pass opens.
+START = """
+UPDATE recipient_sends SET state = 'sending', updated_at = ?
+WHERE delivery_id = ? AND state IN ('pending', 'retrying') AND recipient_id {ids}
+RETURNING recipient_id"""
+_UNSTART = """
+UPDATE recipient_sends SET updated_at = ?, state = CASE
+    WHEN (SELECT state FROM deliveries WHERE id = ?) = 'skipped' THEN 'skipped' ELSE 'pending'
+END
+WHERE delivery_id = ? AND state = 'sending'"""
+_IN_PART = """
+    SELECT 1 FROM recipient_parts p WHERE p.delivery_id = recipient_sends.delivery_id
+      AND recipient_sends.recipient_id > p.after_id AND recipient_sends.recipient_id <= p.last_id"""
+UNSTART_RANGE = _UNSTART + " AND recipient_id > ? AND recipient_id <= ?"
+UNSTART_PARTS = _UNSTART + f" AND EXISTS ({_IN_PART} AND p.after_id {{ids}})"
+UNSTART_UNHELD = (
+    _UNSTART
+    + f"""
+  AND NOT EXISTS ({_IN_PART} AND p.done_at IS NULL AND p.lease_until >= ?)"""
+)
 
 
 def _stem(code: str) -> str:
@@ -151,7 +178,7 @@ async def take_op(
     c: Conn, delivery_id: str, worker: str, now: float, lease_s: float
 ) -> RecipientPart | None:
     lock = " FOR UPDATE SKIP LOCKED" if c.locks else ""
-    return await _take(c, TAKABLE + lock, (delivery_id, now), worker, now + lease_s)
+    return await _take(c, TAKABLE + lock, (delivery_id, now), worker, (now, lease_s))
 
 
 async def take_any_op(
@@ -171,17 +198,20 @@ async def take_any_op(
         skip_clause, params = f" AND NOT (d.id {in_skip})", (*params, *skipped)
     query = TAKABLE_ANY.format(accounts=in_accounts, skip=skip_clause)
     lock = " FOR UPDATE OF p SKIP LOCKED" if c.locks else ""
-    return await _take(c, query + lock, (now, *params), worker, now + lease_s)
+    return await _take(c, query + lock, (now, *params), worker, (now, lease_s))
 
 
 async def _take(
-    c: Conn, query: str, params: Sequence[Any], worker: str, until: float
+    c: Conn, query: str, params: Sequence[Any], worker: str, lease: tuple[float, float]
 ) -> RecipientPart | None:
     row = await c.fetchone(query, params)
     if row is None:
         return None
     part = RecipientPart(str(row[0]), str(row[1]), str(row[2]))
-    await c.execute(TAKE, (worker, until, part.delivery_id, part.after))
+    now, lease_s = lease
+    await c.execute(TAKE, (worker, now + lease_s, part.delivery_id, part.after))
+    # The sends a dead worker had taken: due again (a repeat only among what was in flight).
+    await c.execute(UNSTART_RANGE, (now, part.delivery_id, part.delivery_id, part.after, part.last))
     return part
 
 
@@ -194,9 +224,26 @@ async def renew_op(
     return {str(r[0]) for r in rows}
 
 
-async def release_op(c: Conn, delivery_id: str, parts: Sequence[str], worker: str) -> None:
+async def release_op(
+    c: Conn, delivery_id: str, parts: Sequence[str], worker: str, now: float
+) -> None:
+    """Give ``worker``'s ``parts`` back, the sends it took of them and did not send due again."""
     clause, params = c.any_of(parts)
+    unstart = UNSTART_PARTS.format(ids=clause)
+    await c.execute(unstart, (now, delivery_id, delivery_id, *params))
     await c.execute(RELEASE.format(ids=clause), (delivery_id, worker, *params))
+
+
+async def start_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) -> set[str]:
+    """Mark ``ids`` ``sending``, those still due: the ones to send."""
+    clause, params = c.any_of(ids)
+    rows = await c.fetchall(START.format(ids=clause), (now, delivery_id, *params))
+    return {str(r[0]) for r in rows}
+
+
+async def unstart_op(c: Conn, delivery_id: str, now: float) -> int:
+    """The delivery's sends taken and not sent, outside any part leased now: due again."""
+    return await c.execute(UNSTART_UNHELD, (now, delivery_id, delivery_id, now))
 
 
 async def open_op(c: Conn, delivery_id: str) -> int:

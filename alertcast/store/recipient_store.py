@@ -7,6 +7,7 @@ an operation of :mod:`alertcast.store.recipient_sql` (recipients, sends) or
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from functools import partial
 
@@ -175,8 +176,26 @@ class RecipientMethods:
         self, delivery_id: str, parts: Sequence[str], *, worker: str
     ) -> None:
         if parts:
-            op = partial(part_sql.release_op, delivery_id=delivery_id, parts=parts, worker=worker)
-            await self._db.write(op, single=True)
+            op = partial(
+                part_sql.release_op,
+                delivery_id=delivery_id,
+                parts=parts,
+                worker=worker,
+                now=time.time(),
+            )
+            await self._db.write(op)
+
+    async def start_recipients(
+        self, delivery_id: str, ids: Sequence[str], *, now: float
+    ) -> set[str]:
+        if not ids:
+            return set()
+        op = partial(part_sql.start_op, delivery_id=delivery_id, ids=ids, now=now)
+        return await self._db.write(op, single=True)
+
+    async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
+        op = partial(part_sql.unstart_op, delivery_id=delivery_id, now=now)
+        return await self._db.write(op, single=True)
 
     async def open_recipient_parts(self, delivery_id: str) -> int:
         return await self._db.read(partial(part_sql.open_op, delivery_id=delivery_id))

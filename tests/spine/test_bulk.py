@@ -178,8 +178,8 @@ async def _events(resp: aiohttp.ClientResponse, until: Any) -> list[dict[str, An
 
 
 async def test_a_cancellation_goes_to_every_recipient_too(start_daemon: Any, engine: str) -> None:
-    """The alert's 40 recipients each get the cancellation as well (a new post, the webhook's
-    correction plan), under its own key; the cancellation's parent summarised alike."""
+    """The alert's 40 recipients each get the cancellation as well (a reply to the remote id
+    their alert got), under its own key; the cancellation's parent summarised alike."""
     await load(engine, people(chengdu=40, nowhere=0, beijing=0))
     d = await start_daemon(hooks=0, accounts=[PEOPLE], store={"url": engine})
     incident_id, _ = await _alert(d)
@@ -192,4 +192,4 @@ async def test_a_cancellation_goes_to_every_recipient_too(start_daemon: Any, eng
     by_key = Counter(r.key for r in d.sink.received)
     assert len(by_key) == 80 and set(by_key.values()) == {1}
     actions = Counter((r.body["action"], r.body["msg_type"]) for r in d.sink.received)
-    assert actions == {("post", "alert"): 40, ("post", "cancel"): 40}, actions
+    assert actions == {("post", "alert"): 40, ("reply", "cancel"): 40}, actions

@@ -213,7 +213,6 @@ def _after(b: Bulk, follow_up: str, acked: float) -> None:
     assert first - acked < 1.0, f"the {follow_up} started {first - acked:.2f} s after its 202"
 
 
-@pytest.mark.xfail(strict=True, reason=WAITS_BEHIND)
 async def test_a_cancellation_half_way_stops_the_rest_and_reaches_who_got_it_at_once(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -231,7 +230,6 @@ async def test_a_cancellation_half_way_stops_the_rest_and_reaches_who_got_it_at_
     assert len(b.got("alert")) < 200
 
 
-@pytest.mark.xfail(strict=True, reason=WAITS_BEHIND)
 async def test_an_update_half_way_replaces_the_rest_and_corrects_who_got_it_at_once(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -344,7 +342,6 @@ async def test_an_update_while_the_account_is_paused_goes_out_once_instead(
 
 # -- (d) in another replica's hands -------------------------------------------------------------
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason=WAITS_BEHIND)
 async def test_a_cancellation_on_one_replica_stops_the_fan_out_on_the_other(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, pg_url: str
 ) -> None:

@@ -87,7 +87,7 @@ async def _alert(store: Store, n: int = 6) -> str:
     now = time.time()
     claims = await store.claim_due(now=now, limit=5, lease_s=30, worker="w1", free={ACCOUNT: 5})
     assert [c.delivery.id for c in claims] == ["A"]
-    await store.expand_recipients("A", ACCOUNT, [], after="", limit=100, now=now)
+    await store.expand_recipients("A", ACCOUNT, [], limit=100, now=now)
     await _sent(store, "A", {"r0": "delivered", "r1": "delivered", "r2": "failed"})
     return "A"
 
@@ -207,7 +207,7 @@ async def test_a_later_cancellation_reaches_whom_an_update_reached_first(store: 
     await _audience(store, "U", first=True)
     newcomer = [(9, Recipient("r9", "510104", {"phone": "9"}))]
     await store.import_recipients(ACCOUNT, iter(newcomer))
-    await store.expand_recipients("U", ACCOUNT, [], after="", limit=100, now=time.time())
+    await store.expand_recipients("U", ACCOUNT, [], limit=100, now=time.time())
     reached = {"r0": "delivered", "r3": "delivered", "r4": "delivered", "r9": "delivered"}
     await _sent(store, "U", {**reached, "r1": "failed", "r5": "failed"})
     await _follow(store, "cancel", "C", ("U",))
