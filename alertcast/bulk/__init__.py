@@ -102,6 +102,8 @@ class Bulk:
                     raise p.halted
                 if p.paused is not None:  # the rest stay due, sent once it is resumed
                     raise Transient(f"account paused: {p.paused}", retry_after=0.0)
+                if p.making_way:  # the rest stay due, sent after the correction
+                    raise Transient("handed back: a correction goes first", retry_after=0.0)
                 if p.lost:
                     raise Transient("the claim was lost; another worker carries on")
                 due = await self.store.next_recipient_due(p.parent.id)

@@ -43,6 +43,7 @@ PAGE = 500  # sends read per page
 BATCH = 256  # outcomes per recorded batch
 BATCH_S = 0.1  # ... or after this long, whichever first
 GONE = "no longer a recipient of the account"
+LOOK_S = 0.2  # how often a pass on a full account looks whether a correction waits
 RECOUNT_S = 15.0  # how often the holder re-reads the counts when other replicas help
 MIN_SCRUBBED = 4  # shorter column values (a flag, a code) are not scrubbed from reasons
 WINDOW_LOOK_S = 0.5  # a send waiting for the rate window looks this often whether to stop
@@ -85,6 +86,7 @@ class Pass:
     grew: asyncio.Event = field(default_factory=asyncio.Event)  # the expansion added a part
     published_at: float = 0.0
     counted_at: float = field(default_factory=time.monotonic)
+    making_way: bool = False  # a correction waits for the account's slot: hand the parent back
 
     @property
     def state(self) -> dict[str, Any]:
@@ -95,7 +97,8 @@ class Pass:
 
     @property
     def stopped(self) -> bool:
-        return self.lost or self.halted is not None or self.stopping() or self.paused is not None
+        stop = self.lost or self.halted is not None or self.stopping() or self.paused is not None
+        return stop or self.making_way
 
     @property
     def paused(self) -> str | None:
@@ -148,6 +151,7 @@ class Sweep:
         self.done: list[Part] = []  # parts to mark done with the batch
         self.since = time.monotonic()
         self.lock = asyncio.Lock()
+        self.looked = time.monotonic()  # when it last looked for a correction waiting
 
     async def run(self, source: Source, *beside: Coroutine[Any, Any, None]) -> None:
         """Sweep every range ``source`` gives, with ``beside`` (the expansion) running too."""
@@ -200,6 +204,7 @@ class Sweep:
         still due): a follow-up's stop then leaves this pass at most these and the ones on the
         wire, never a page read before it."""
         await self.queue.join()
+        await self._make_way()
         if self.p.stopped or part.lost:
             part.short = True
             return
@@ -209,6 +214,19 @@ class Sweep:
             if row.recipient_id in taken:
                 part.queued += 1
                 await self.queue.put((part, row))
+
+    async def _make_way(self) -> None:
+        """Every ``LOOK_S``, when the account has no free slot: if a correction of a higher
+        priority is due on it, stop (the parent is handed back, an attempt like a pause's; the
+        correction is claimed first, the rest of this fan-out after it)."""
+        p, now = self.p, time.monotonic()
+        if now - self.looked < LOOK_S or p.runtime.free(time.time()) > 0:
+            return
+        if p.parent.attempts >= p.parent.max_attempts:  # a hand-back would end it: go on
+            return
+        self.looked = now
+        account, priority = p.parent.account, p.parent.priority
+        p.making_way = await self.store.correction_due(account, priority, now=time.time())
 
     # -- sending ----------------------------------------------------------------------------
     async def _work(self) -> None:

@@ -539,6 +539,9 @@ class Store(Protocol):
         """Give ``worker``'s ``parts`` (not done) back for anyone to take, the sends it
         marked ``sending`` in them and did not send due again."""
 
+    async def correction_due(self, account: str, priority: int, *, now: float) -> bool:
+        """Whether a delivery of a higher ``priority`` (a correction) is due on ``account``."""
+
     async def open_recipient_parts(self, delivery_id: str) -> int:
         """How many of the delivery's parts are not done."""
 

@@ -31,6 +31,7 @@ from alertcast.store.driver import Conn
 __all__ = [
     "OPEN",
     "area_clause",
+    "correction_due_op",
     "done_statement",
     "expand_last",
     "expand_op",
@@ -73,6 +74,13 @@ RENEW = f"UPDATE recipient_parts SET lease_until = ? WHERE {_MINE} RETURNING aft
 RELEASE = f"UPDATE recipient_parts SET worker = NULL, lease_until = NULL WHERE {_MINE}"
 DONE = f"UPDATE recipient_parts SET done_at = ?, lease_until = NULL WHERE {_MINE}"
 OPEN = "SELECT COUNT(*) FROM recipient_parts WHERE delivery_id = ? AND done_at IS NULL"
+
+# A correction due on the account, of a higher priority than a delivery being sent there.
+CORRECTION_DUE = """
+SELECT 1 FROM deliveries
+WHERE account = ? AND state IN ('pending', 'retrying') AND next_attempt_at <= ?
+  AND priority > ? AND wait_for IS NULL
+LIMIT 1"""
 
 # A page's sends are taken ``width`` at a time just before they are sent (:func:`start_op`):
 # ``sending``, only those still due, so a follow-up's stop (which withdraws what is due) leaves
@@ -244,6 +252,10 @@ async def start_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) ->
 async def unstart_op(c: Conn, delivery_id: str, now: float) -> int:
     """The delivery's sends taken and not sent, outside any part leased now: due again."""
     return await c.execute(UNSTART_UNHELD, (now, delivery_id, delivery_id, now))
+
+
+async def correction_due_op(c: Conn, account: str, priority: int, now: float) -> bool:
+    return await c.fetchone(CORRECTION_DUE, (account, now, priority)) is not None
 
 
 async def open_op(c: Conn, delivery_id: str) -> int:

@@ -199,3 +199,7 @@ class RecipientMethods:
 
     async def open_recipient_parts(self, delivery_id: str) -> int:
         return await self._db.read(partial(part_sql.open_op, delivery_id=delivery_id))
+
+    async def correction_due(self, account: str, priority: int, *, now: float) -> bool:
+        op = partial(part_sql.correction_due_op, account=account, priority=priority, now=now)
+        return await self._db.read(op)

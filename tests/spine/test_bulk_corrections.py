@@ -42,44 +42,6 @@ WIDTH = 4  # the account's concurrency in the half-way cases
 SLOW_S = 0.05  # the sink's answer time then: 200 recipients take 2.5 s at WIDTH
 HALF = 40  # originals seen at the sink before the follow-up is posted
 
-NO_THREAD = (
-    "a per-recipient correction is sent as action 'post' with in_reply_to null: the parent "
-    "delivery has no remote_id (bulk.Bulk._verdict's Receipt carries none, recipient_sends "
-    "keeps no per-recipient remote id), so plan_send stands it alone; bulk._attempt should "
-    "send it as a reply with in_reply_to naming that recipient's original"
-)
-EXPANDS_BY_AREA = (
-    "a correction's parent is expanded like an alert (bulk._expand: store.expand_recipients by "
-    "the follow-up's area), not from the original's sends: recipients are chosen by the "
-    "incident's area as the follow-up has it and by who is imported now, not by who got the "
-    "original"
-)
-WAITS_BEHIND = (
-    "a follow-up of a per-recipient parent still sending gets wait_for = the parent "
-    "(plan.reach.correction_deliveries), so it waits until the original has gone to every "
-    "recipient; nothing stops the original's remaining recipients (Effects withdraws only "
-    "pending/retrying deliveries, and bulk never re-reads whether its parent was withdrawn), "
-    "and the correction then expands to every recipient in the area"
-)
-FAILED_PARENT = (
-    "a per-recipient parent that reached some recipients but not all ends 'failed' "
-    "(bulk.Bulk._verdict), and a failed original is no public_post (plan.drafts), so a "
-    "cancellation plans no correction for the account: the recipients it reached never get "
-    "it (and at send time plan_send would skip it: ActiveClaim.target_delivered is false)"
-)
-HANDED_BACK = (
-    "a per-recipient parent handed back 'retrying' after reaching some recipients is withdrawn "
-    "by the cancellation (plan.drafts.unsent) and is no public_post, so no correction is "
-    "planned: the recipients who got the alert never get the cancellation"
-)
-BEHIND_ANOTHER = (
-    "a per-recipient parent holds one of its account's concurrency slots for its whole "
-    "fan-out (dispatch claims it as one delivery; bulk sends its recipients inside that "
-    "claim), so with concurrency = 1 a correction of another incident is not claimed until "
-    "the other fan-out has gone to every recipient: corrections first applies to claims, "
-    "not to recipients already being sent"
-)
-
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
@@ -275,7 +237,6 @@ async def test_a_cancellation_of_a_parent_handed_back_reaches_who_got_the_alert(
     assert b.got("alert")["cd-0007"] == 1  # its one refused try; never retried after the cancel
 
 
-@pytest.mark.xfail(strict=True, reason=BEHIND_ANOTHER)
 async def test_a_correction_does_not_wait_behind_another_incidents_fan_out(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
