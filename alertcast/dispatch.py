@@ -18,6 +18,7 @@ from alertcast import metrics
 from alertcast.accounts import AccountRuntime
 from alertcast.attempts import attempt_row, delivery_event, noted, outgoing
 from alertcast.audience import Audience
+from alertcast.bulk import HandedBack
 from alertcast.capacity import Capacity, Ticket
 from alertcast.channels.base import (
     ChannelError,
@@ -247,22 +248,31 @@ class Dispatcher:
         except WaitedTooLong as exc:  # nothing was sent: due again now, not after the lease
             log.warning("dispatch.window_wait_gave_up", reason=str(exc))
             await self._unclaim(d)
+        except HandedBack as back:  # a per-recipient pass made way: no attempt, the rest due
+            log.info("dispatch.handed_back", reason=back.reason)
+            await self._unclaim(d, back.reason, back.progress)
         except Exception:  # failed before its outcome was known: the lease brings it back
             log.exception("dispatch.record_failed")
         finally:
             ticket.release()
 
-    async def _unclaim(self, d: DeliveryRow) -> None:
-        """Give back a claim on which nothing was sent; the next claim that has room for its
-        account takes it. If the store cannot take it now, the lease brings it back."""
+    async def _unclaim(
+        self, d: DeliveryRow, reason: str | None = None, progress: dict[str, Any] | None = None
+    ) -> None:
+        """Give back a claim whose attempt does not count; the next claim that has room for
+        its account takes it. If the store cannot take it now, the lease brings it back."""
         try:
-            await self.store.unclaim(d.id, worker=self.worker, due_at=time.time())
+            await self.store.unclaim(
+                d.id, worker=self.worker, due_at=time.time(), reason=reason, progress=progress
+            )
         except Exception as exc:
             log.warning(
                 "dispatch.unclaim_failed", error=type(exc).__name__, lease_s=self.config.lease_s
             )
-        else:
-            self.inbox.wake()
+            return
+        state = DeliveryState.retrying if d.attempts > 1 else DeliveryState.pending
+        self._publish(replace(d, attempts=d.attempts - 1, reason=reason), state)
+        self.inbox.wake()
 
     async def _deliver(
         self, claim: ActiveClaim, runtime: AccountRuntime | None, ticket: Ticket
@@ -308,6 +318,8 @@ class Dispatcher:
             return await self.audience.send(runtime.id, msg, self.audience.deliver_for(runtime))
         except ChannelError as exc:
             return exc
+        except HandedBack:
+            raise
         except Exception as exc:  # an adapter bug must not lose the delivery
             log.exception("dispatch.adapter_bug")
             return Transient(f"internal error in adapter: {type(exc).__name__}")

@@ -49,7 +49,7 @@ from alertcast.events import EventBus
 from alertcast.fate import RetryPolicy, Skipped
 from alertcast.store.base import DeliveryRow, RecipientPart, Store
 
-__all__ = ["Bulk", "Deliver", "summary_event"]
+__all__ = ["Bulk", "Deliver", "HandedBack", "summary_event"]
 
 log = structlog.get_logger("alertcast.bulk")
 
@@ -59,6 +59,16 @@ SUMMARY_S = 1.0  # at most one stream summary per delivery per second
 WAIT_INLINE_S = 30.0  # retries due sooner are waited for; later ones go back to the dispatcher
 OTHERS_S = 0.25  # how often the parent's holder looks whether the others' parts are done
 
+
+
+class HandedBack(Exception):
+    """The pass stopped before its verdict for a reason that is no failure of the attempt (its
+    account paused, a correction going first): the dispatcher gives the claim back uncounted,
+    with ``reason`` shown on the parent and its ``progress`` kept; the rest stay due."""
+
+    def __init__(self, reason: str, progress: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason, self.progress = reason, progress
 
 class Bulk:
     """Sends a per-recipient account's deliveries (see the module's docstring)."""
@@ -101,9 +111,9 @@ class Bulk:
                 if p.halted is not None:
                     raise p.halted
                 if p.paused is not None:  # the rest stay due, sent once it is resumed
-                    raise Transient(f"account paused: {p.paused}", retry_after=0.0)
+                    raise HandedBack(f"account paused: {p.paused}", p.msg.progress)
                 if p.making_way:  # the rest stay due, sent after the correction
-                    raise Transient("handed back: a correction goes first", retry_after=0.0)
+                    raise HandedBack("handed back: a correction goes first", p.msg.progress)
                 if p.lost:
                     raise Transient("the claim was lost; another worker carries on")
                 due = await self.store.next_recipient_due(p.parent.id)

@@ -356,10 +356,19 @@ class Store(Protocol):
         holds the claim. ``False`` means it does not (the lease ran out and another worker may
         have the delivery): the sender must stop."""
 
-    async def unclaim(self, delivery_id: str, *, worker: str, due_at: float) -> bool:
-        """Give back a claim ``worker`` holds on which nothing was sent: the delivery is due
-        again at ``due_at`` and the attempt the claim counted is taken back. ``False``: the
-        claim was no longer held (its lease ran out)."""
+    async def unclaim(
+        self,
+        delivery_id: str,
+        *,
+        worker: str,
+        due_at: float,
+        reason: str | None = None,
+        progress: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Give back a claim ``worker`` holds whose attempt does not count (nothing was sent, or
+        a per-recipient pass made way): the delivery is due again at ``due_at`` with ``reason``
+        (why it waits) and ``progress`` (if given) stored, the attempt the claim counted taken
+        back. ``False``: the claim was no longer held (its lease ran out)."""
 
     async def next_due_at(self) -> float | None: ...
     async def recover(self, *, now: float, everything: bool) -> int:

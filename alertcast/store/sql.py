@@ -132,7 +132,7 @@ WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
 UNCLAIM = """
 UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
        attempts = attempts - 1, next_attempt_at = ?, claimed_by = NULL, lease_until = NULL,
-       updated_at = ?
+       reason = ?, progress = COALESCE(?, progress), updated_at = ?
 WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
 
 NEXT_DUE = "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'retrying')"

@@ -175,8 +175,17 @@ class SQLStore(RecipientMethods):
         params = (to_json(progress), now + lease_s, now, delivery_id, worker)
         return await self._db.write(lambda c: _touched(c, sql.SAVE_PROGRESS, params), single=True)
 
-    async def unclaim(self, delivery_id: str, *, worker: str, due_at: float) -> bool:
-        params = (due_at, time.time(), delivery_id, worker)
+    async def unclaim(
+        self,
+        delivery_id: str,
+        *,
+        worker: str,
+        due_at: float,
+        reason: str | None = None,
+        progress: Mapping[str, Any] | None = None,
+    ) -> bool:
+        kept = None if progress is None else to_json(progress)
+        params = (due_at, reason, kept, time.time(), delivery_id, worker)
         return await self._db.write(lambda c: _touched(c, sql.UNCLAIM, params), single=True)
 
     async def next_due_at(self) -> float | None:
