@@ -60,7 +60,6 @@ WAIT_INLINE_S = 30.0  # retries due sooner are waited for; later ones go back to
 OTHERS_S = 0.25  # how often the parent's holder looks whether the others' parts are done
 
 
-
 class HandedBack(Exception):
     """The pass stopped before its verdict for a reason that is no failure of the attempt (its
     account paused, a correction going first): the dispatcher gives the claim back uncounted,
@@ -69,6 +68,7 @@ class HandedBack(Exception):
     def __init__(self, reason: str, progress: dict[str, Any]) -> None:
         super().__init__(reason)
         self.reason, self.progress = reason, progress
+
 
 class Bulk:
     """Sends a per-recipient account's deliveries (see the module's docstring)."""
