@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -20,19 +19,9 @@ from alertcast.shared_limiter import SharedLimiter
 from alertcast.testing.fakes import FakeWechat, serve
 from alertcast.testing.sink import WebhookSink
 from tests.conftest import Daemon, incident, until
-from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 
 PER_SECOND = 3
 SENDS = 12
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    if (why := await _pg_reachable()) is not None:
-        pytest.skip(why)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_URL}?schema={schema}"
-    await _drop_schema(schema)
 
 
 def limited(**limits: Any) -> dict[str, Any]:

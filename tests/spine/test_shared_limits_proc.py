@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,21 +13,11 @@ import pytest
 from alertcast.testing.sink import WebhookSink
 from tests.conftest import HOOK_SECRET, incident
 from tests.spine.daemon_proc import DaemonProcess
-from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 
 pytestmark = pytest.mark.postgres
 
 PER_SECOND = 3
 SENDS = 12
-
-
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    if (why := await _pg_reachable()) is not None:
-        pytest.skip(why)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield f"{PG_URL}?schema={schema}"
-    await _drop_schema(schema)
 
 
 def _config(path: Path, url: str, sink: str) -> Path:
@@ -53,7 +41,7 @@ def _most_in_one_second(sink: WebhookSink) -> int:
 
 @pytest.mark.timeout(180)
 async def test_two_daemon_processes_never_exceed_the_window_together(
-    tmp_path: Path, url: str
+    tmp_path: Path, pg_url: str
 ) -> None:
     """Twelve alerts raised on two daemon processes at once, to an account of 3 a second: no
     second of the sink's holds more than 3, every alert arrives once, and both processes sent
@@ -61,7 +49,7 @@ async def test_two_daemon_processes_never_exceed_the_window_together(
     sink = WebhookSink(secret=HOOK_SECRET)
     await sink.start()
     daemons = [
-        DaemonProcess(_config(tmp_path / f"{n}.toml", url, sink.url), 0, tmp_path / f"{n}.log")
+        DaemonProcess(_config(tmp_path / f"{n}.toml", pg_url, sink.url), 0, tmp_path / f"{n}.log")
         for n in ("a", "b")
     ]
     try:
