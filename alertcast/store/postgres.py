@@ -115,8 +115,10 @@ class PgDriver:
         settings = {"search_path": self.schema} if self.schema else {}
         if self.schema:
             conn = await asyncpg.connect(self.url)
-            try:
+            try:  # two replicas starting at once: IF NOT EXISTS still races in the catalogue
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            except asyncpg.UniqueViolationError:
+                pass  # the other one created it
             finally:
                 await conn.close()
         self._pool = await asyncpg.create_pool(

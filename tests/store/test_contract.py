@@ -666,3 +666,14 @@ async def test_a_claim_given_back_is_due_again_with_its_attempt_taken_back(store
     assert row is not None and (row.state, row.attempts) == ("pending", 0)
     assert await _claim(store) == ["d_1"]
     assert (await store.get_delivery("d_1")).attempts == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+async def test_replicas_opening_a_new_schema_at_once_all_start() -> None:
+    """Several replicas started together on a schema that does not exist yet: each creates
+    it if missing and migrates under the advisory lock; none fails on the other's create."""
+    async with fresh_schema() as url:
+        stores = [open_store(url) for _ in range(6)]
+        await asyncio.gather(*(s.open() for s in stores))
+        for s in stores:
+            await s.close()
