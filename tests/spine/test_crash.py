@@ -62,7 +62,10 @@ async def test_kill9_mid_fanout_loses_nothing(tmp_path: Path) -> None:
     assert _states(db) == {"delivered": len(ids)}
     assert sink.delivered_keys() == set(ids)
     duplicates = sum(n - 1 for n in sink.keys().values() if n > 1)
-    assert duplicates <= at_kill.get("sending", 0) <= CONCURRENCY
+    # A send's slot is given back once its outcome is decided, before its record commits, so
+    # the store may show up to twice the concurrency `sending`: those in flight and those
+    # answered but not yet recorded (the recorder lets no more wait than the concurrency).
+    assert duplicates <= at_kill.get("sending", 0) <= 2 * CONCURRENCY
     assert 0 < at_kill.get("delivered", 0) < len(ids)
 
 
