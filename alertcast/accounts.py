@@ -1,10 +1,11 @@
 """Live accounts: each configured account's adapter, limits, in-flight count and health.
 
 Health is what operators see in ``GET /v1/channels``: an account whose credentials expired is
-paused (nothing is claimed for it) until an operator resumes it after replacing them; a spent
-quota pauses it until the quota resets; a run of failures and the time since its last success
-are shown so a dormant or broken account is noticed before it matters. Pauses are kept in the
-store and survive a restart (:mod:`alertcast.pauses`).
+paused (nothing is claimed for it) until they are replaced (noticed at the dispatcher's next
+claim, at most ``poll_interval_s`` later) or an operator resumes it; a spent quota pauses it
+until the quota resets; a run of failures and the time since its last success are shown so a
+dormant or broken account is noticed before it matters. Pauses are kept in the store and
+survive a restart (:mod:`alertcast.pauses`).
 """
 
 from __future__ import annotations
@@ -61,17 +62,45 @@ class AccountRuntime:
     waiting: int = 0  # claimed, not yet holding a rate-limit slot
     health: Health = field(default_factory=Health)
     credentials: Callable[[], str] = lambda: ""
+    # The credentials' fingerprint as last observed (at a claim), and since when (wall-clock,
+    # as the store stamps a claim): what a send claimed since then used, or newer ones.
+    known: str = ""
+    known_since: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self.known = self.credentials()
 
     @property
     def id(self) -> str:
         return self.config.id
 
+    def observe(self, now: float) -> None:
+        """Look at the credentials: replaced since last looked at, they are known from ``now``;
+        an account paused for the ones rejected resumes (its sends try the new ones)."""
+        current = self.credentials()
+        if current != self.known:
+            self.known, self.known_since = current, now
+        rejected = self.health.paused_credentials
+        if rejected is not None and current != rejected:
+            self.resume()
+
+    def rejected(self, reason: str, claimed_at: float) -> bool:
+        """The platform rejected the credentials of a send claimed at ``claimed_at``: pause
+        until they are replaced (True). Those are the ones known at the claim, never the ones
+        in the environment now, which no send may have tried yet (an operator's fix made while
+        the send was on the wire). Replaced since the claim, nothing is paused (False): the
+        next send tries the new ones, and pauses the account if they are rejected too."""
+        if claimed_at < self.known_since:
+            return False
+        self.pause(reason, credentials=True)
+        self.health.paused_credentials = self.known
+        return True
+
     def free(self, now: float, *, correction: str | None = None) -> int:
         """How many more may be claimed now: alerts, or updates and cancellations that take the
-        action ``correction`` (they may spend its windows' reserve)."""
-        rejected = self.health.paused_credentials
-        if rejected is not None and self.credentials() != rejected:
-            self.resume()  # the token was replaced: try again at once
+        action ``correction`` (they may spend its windows' reserve). Asked at every claim, it
+        notices replaced credentials first (:meth:`observe`)."""
+        self.observe(now)
         if not self.config.enabled or self.health.paused(now):
             return 0
         free = self.limits.concurrency - self.inflight

@@ -149,8 +149,8 @@ def note_attempt(
     runtime.errored(now, error, final=final)
     if final and d.path not in (None, "fallback"):  # a correction reached no one here
         h.correction_failed = f"{d.id} ({d.incident_id}): {error}"
-    if isinstance(result, AuthExpired):
-        runtime.pause(f"credentials rejected: {error}", credentials=True)
+    if isinstance(result, AuthExpired):  # d.updated_at: when this attempt was claimed
+        runtime.rejected(f"credentials rejected: {error}", claimed_at=d.updated_at)
     elif isinstance(result, QuotaExhausted):
         until = result.until.timestamp() if result.until is not None else None
         runtime.pause(f"quota exhausted: {error}", until)
