@@ -6,31 +6,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 
 pytestmark = pytest.mark.slow
 
 GOOD = '\ufeffid,region,name,team\nu-1,510104,张三,"a, b"\n\nu-2,,李四,c\nu-3,510105,王五,d\n'
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture
+def config(engine: str, tmp_path: Path) -> Path:
     """A configuration with per-recipient webhook, sms and email accounts, and plain ones."""
-    import asyncio
-
-    url = f"sqlite:///{tmp_path / 'alertcast.db'}"
-    schema = None
-    if request.param == "postgres":
-        if (why := asyncio.run(_pg_reachable())) is not None:
-            pytest.skip(why)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        url = f"{PG_URL}?schema={schema}"
+    url = engine
     path = tmp_path / "c.toml"
     path.write_text(
         f'[store]\nurl = "{url}"\n'
@@ -45,9 +33,7 @@ def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
         'mail_from = "alerts@office.example.org"\nper_recipient = true\n',
         encoding="utf-8",
     )
-    yield path
-    if schema is not None:
-        asyncio.run(_drop_schema(schema))
+    return path
 
 
 def _sms(account: str, how: str) -> str:

@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from alertcast.store import open_store
-from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
 
 pytestmark = pytest.mark.slow
 
@@ -50,16 +48,10 @@ class Office:
         return Path(self.url.removeprefix("sqlite:///")) if self.url.startswith("sqlite") else None
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def office(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Office]:
+@pytest.fixture
+def office(engine: str, tmp_path: Path) -> Iterator[Office]:
     """A per-recipient webhook, sms and email account, on the engine; three people loaded."""
-    url = f"sqlite:///{tmp_path / 'alertcast.db'}"
-    schema = None
-    if request.param == "postgres":
-        if (why := asyncio.run(_pg_reachable())) is not None:
-            pytest.skip(why)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        url = f"{PG_URL}?schema={schema}"
+    url = engine
     path = tmp_path / "c.toml"
     path.write_text(
         f'[store]\nurl = "{url}"\n[[issuers]]\nname = "city"\ntoken_env = "T_TOKEN"\n'
@@ -72,8 +64,6 @@ def office(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Office]:
         done = cli(found, "import", account, "-", stdin=text)
         assert done.returncode == 0, done.stderr
     yield found
-    if schema is not None:
-        asyncio.run(_drop_schema(schema))
 
 
 def cli(
