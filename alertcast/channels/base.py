@@ -195,6 +195,9 @@ class Channel(ABC):
     """The platform's hourly budgets by name, where it has its own per action (an account
     overrides each by name in ``budgets``); on top of :attr:`limits`."""
     timeout_s: ClassVar[float] = 10.0
+    times_itself: ClassVar[bool] = False
+    """The adapter's :meth:`send` bounds itself by :meth:`send_timeout_s` (its HTTP client's
+    own timeout, raising :class:`TimeoutError`); the wrapper then sets no timer of its own."""
     formats: ClassVar[Mapping[str, FieldLimits] | None] = None
     """Every format the channel takes, with the most each payload field of it may hold.
     ``None``: any format, and no limits of its own (console, file, webhook)."""
@@ -218,6 +221,7 @@ class Channel(ABC):
         self.secrets = secrets
         self.slots: Slots = MemorySlots() if slots is None else slots  # quotas' shared counts
         self.log = HotLogger(f"alertcast.channels.{self.name}")
+        self._checked: Mapping[str, Any] | None = None  # the last payload :meth:`check` passed
 
     @abstractmethod
     async def send(self, msg: Outgoing) -> Receipt:
@@ -323,8 +327,11 @@ class Channel(ABC):
     async def _checked_send(self, msg: Outgoing) -> Receipt:
         timeout_s = self.send_timeout_s(msg)
         try:
-            if msg.action != "delete":  # a delete sends no text
+            if msg.action != "delete" and msg.payload is not self._checked:  # no text to delete
                 self.check(msg.payload)
+                self._checked = msg.payload  # kept, so its id is not reused while compared
+            if self.times_itself:
+                return await self.send(msg)
             async with asyncio.timeout(timeout_s):
                 return await self.send(msg)
         except TimeoutError as exc:

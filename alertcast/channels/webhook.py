@@ -18,12 +18,14 @@ honoured); any other status is permanent.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Mapping
 from json.encoder import encode_basestring
 from typing import Any, ClassVar, Literal
 
+import aiohttp
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alertcast.channels._vendor import EnvName, secret
@@ -105,8 +107,17 @@ class WebhookChannel(Channel):
     def per_recipient(cls, options: BaseModel) -> bool:
         return isinstance(options, WebhookOptions) and options.per_recipient
 
+    times_itself = True  # aiohttp's timeout, not a second timer around it
+
     def send_timeout_s(self, msg: Outgoing) -> float:
         return self._opts.timeout_s
+
+    @functools.cached_property
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        """The whole request, answer read included, within ``timeout_s`` (connecting within
+        10 s of it, as every session's request)."""
+        total = self._opts.timeout_s
+        return aiohttp.ClientTimeout(total=total, connect=min(10.0, total))
 
     async def send(self, msg: Outgoing) -> Receipt:
         body = _body(msg)
@@ -118,7 +129,11 @@ class WebhookChannel(Channel):
             **self._authorization(),
         }
         async with self.session.post(
-            str(self._opts.url), data=body, headers=headers, allow_redirects=False
+            str(self._opts.url),
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=self._timeout,
         ) as resp:
             text = await resp.text(errors="replace")
             if resp.status in TRANSIENT_STATUSES or resp.status >= 500:
@@ -186,8 +201,11 @@ def _body(msg: Outgoing) -> bytes:
     return kept[1][:-1] + b"," + tail.encode() + b"}"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per call
+
+
 def _dumps(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 _string = encode_basestring  # a JSON string as json.dumps(ensure_ascii=False) writes it
@@ -198,7 +216,7 @@ def _value(value: Any) -> str:
         return "null"
     if isinstance(value, str):
         return _string(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _remote_id(text: str, headers: Mapping[str, str]) -> str | None:

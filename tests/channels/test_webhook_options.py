@@ -161,6 +161,37 @@ async def test_the_accounts_timeout_bounds_a_slow_receiver(
         await hook(session, url, timeout_s=0.2).deliver(outgoing())
 
 
+async def test_the_timeout_covers_an_answer_whose_body_never_ends(
+    session: aiohttp.ClientSession,
+) -> None:
+    """The status line and headers come at once, the body (100 bytes promised) never: the
+    account's timeout_s still bounds the send, which is transient (aiohttp's own timer covers
+    reading the answer; the channel sets none of its own around it)."""
+    hung: list[asyncio.StreamWriter] = []
+
+    async def answer_headers_only(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        hung.append(writer)
+
+    server = await asyncio.start_server(answer_headers_only, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(Transient, match=r"timed out after 0\.3 s"):
+            await hook(session, f"http://127.0.0.1:{port}/h", timeout_s=0.3).deliver(outgoing())
+    finally:
+        for writer in hung:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert loop.time() - started < 5, "the timeout did not bound reading the body"
+    assert hung, "the receiver never answered: the test proved nothing"
+
+
 async def test_a_secret_that_is_not_whsec_is_refused_without_showing_it(
     session: aiohttp.ClientSession, receiver: tuple[Receiver, str]
 ) -> None:
