@@ -218,7 +218,7 @@ def _limiter(
         (account.budgets.get(name, budget.per_hour), budget.actions)
         for name, budget in sorted(cls.budgets.items())
     ]
-    clock = time.time if shared is not None else time.monotonic  # a store's times are wall-clock
+    clock = shared[0].clock if shared is not None else time.monotonic  # the store's: one clock
     rates = Limiter.per(
         per_minute=limits.per_minute, per_second=limits.per_second, budgets=budgets, clock=clock
     )
@@ -226,7 +226,7 @@ def _limiter(
         return rates
     slots, lease_s = shared
     return SharedLimiter(
-        rates.windows, rates.by_action, key=account.id, slots=slots, lease_s=lease_s
+        rates.windows, rates.by_action, key=account.id, slots=slots, lease_s=lease_s, clock=clock
     )
 
 

@@ -16,6 +16,11 @@ waits longer than ``max_wait_s`` (half the claim's lease by default) gives up wi
 :class:`WaitedTooLong` rather than send late, when its lease may have run out and another
 replica sent it too: the dispatcher gives the claim back at once, its attempt uncounted, and it
 is claimed again when the window has room.
+
+Every instant the limiter gives the store or compares with its slots (a take's *now* and its
+needs' ``since``, a finish, the windows' copies) is read on the slots' clock
+(:meth:`~alertcast.slots.Slots.clock`: on PostgreSQL the database's, so replicas whose clocks
+differ still count one window); how long to wait is a duration, kept on the loop's clock.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -69,7 +73,8 @@ class _Ask:
 
 
 class SharedLimiter(Limiter):
-    """One account's windows, counted under ``key`` in ``slots`` (wall-clock times)."""
+    """One account's windows, counted under ``key`` in ``slots``, on ``clock`` (by default
+    the slots' own: the windows given should read it too)."""
 
     def __init__(
         self,
@@ -79,11 +84,11 @@ class SharedLimiter(Limiter):
         key: str,
         slots: Slots,
         lease_s: float,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         refresh_s: float = REFRESH_S,
         max_wait_s: float | None = None,
     ) -> None:
-        super().__init__(windows, by_action, clock)
+        super().__init__(windows, by_action, slots.clock if clock is None else clock)
         self.key, self.slots, self.lease_s = key, slots, lease_s
         self.refresh_s = refresh_s
         self.max_wait_s = lease_s / 2 if max_wait_s is None else max_wait_s

@@ -8,6 +8,9 @@ finished, the moment it finished. A :class:`Need` asks for room among the slots 
 ending after ``since`` (``now - window_s`` for a sliding window, the local midnight for a daily
 quota); a take inserts the slot in every budget its needs name only when every need has room,
 and in the same transaction, so replicas sharing the store never together exceed a window.
+Every instant of a slot and a need is read on :meth:`Slots.clock`, the one clock all holders
+of the slots share (the store's: PostgreSQL's clock, :mod:`alertcast.store.clock`), never on
+each replica's own, which may be seconds apart; durations (a lease, a wait) are anyone's.
 
 :class:`Slots` is what the store implements (``limit_slots``, migration 0007: PostgreSQL
 serialises takes per account with an advisory lock, SQLite's single writer already does);
@@ -17,6 +20,7 @@ A leaf: it imports nothing of alertcast, so the store, the limiter and the chann
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -53,6 +57,10 @@ class Answer:
 
 
 class Slots(Protocol):
+    def clock(self) -> float:
+        """Now (seconds since the epoch) on the clock every holder of these slots reads."""
+        ...
+
     async def take_slot(
         self, key: str, slot_id: str, needs: Sequence[Need], *, now: float, lease_s: float
     ) -> Answer:
@@ -96,6 +104,10 @@ class MemorySlots:
 
     def __init__(self) -> None:
         self._rows: dict[str, dict[tuple[str, str], SlotRow]] = {}
+
+    def clock(self) -> float:
+        """One process: its wall clock."""
+        return time.time()
 
     def _held(self, key: str, needs: Sequence[Need]) -> tuple[SlotRow, ...]:
         since = oldest_since(needs)

@@ -59,7 +59,8 @@ class DailyQuota:
         self.per_day, self.per_month = per_day, per_month
         self.what, self.tz, self.key = what, tz, key
         self.slots: Slots = MemorySlots() if slots is None else slots
-        self._now = now or (lambda: datetime.now(tz))
+        # the slots' clock (the store's): every replica's day ends at the same instant
+        self._now = now or (lambda: datetime.fromtimestamp(self.slots.clock(), tz))
         self._held: tuple[SlotRow, ...] = ()
         self._seen_at: datetime | None = None
         self._spent_until: datetime | None = None  # the platform said so (45028)

@@ -567,6 +567,10 @@ class Store(Protocol):
         """The delivery's sends by recipient id after ``after`` (of ``state`` only, if given)."""
 
     # limit slots (issue 15): rate windows and quotas shared by replicas, see alertcast.slots
+    def clock(self) -> float:
+        """Now on the clock every replica reads for the slots' instants (PostgreSQL's own,
+        estimated from this machine's: :mod:`alertcast.store.clock`; SQLite: the wall clock)."""
+
     async def take_slot(
         self, key: str, slot_id: str, needs: Sequence[Need], *, now: float, lease_s: float
     ) -> Answer:

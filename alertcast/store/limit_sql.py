@@ -6,7 +6,8 @@ Written with ``?`` placeholders like :mod:`alertcast.store.sql`; PostgreSQL rewr
 then :func:`select_held` (the slots the needs count, and the slot itself if a retry already
 took it), then — when :func:`decide` says so — :data:`INSERT_SLOT` for each budget and
 :data:`PRUNE` of what no window counts any more. SQLite runs the same statements in its single
-writer, which serialises every take already.
+writer, which serialises every take already. The instants it is given (``now``, each need's
+``since``) are read on the store's clock (:mod:`alertcast.store.clock`), as every replica's are.
 """
 
 from __future__ import annotations

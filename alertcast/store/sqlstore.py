@@ -34,6 +34,7 @@ from alertcast.store.base import (
     StateConflict,
     Write,
 )
+from alertcast.store.clock import StoreClock, clock_for
 from alertcast.store.driver import Conn, Driver
 from alertcast.store.recipient_store import RecipientMethods
 from alertcast.store.records import (
@@ -60,14 +61,17 @@ class SQLStore(RecipientMethods):
     def __init__(self, driver: Driver) -> None:
         self._db = driver
         self.single_process = driver.single_process
+        self.shared_clock: StoreClock = clock_for(driver)  # the limit slots' clock
 
     def describe(self) -> str:
         return self._db.describe()
 
     async def open(self) -> None:
         await self._db.open()
+        await self.shared_clock.start()
 
     async def close(self) -> None:
+        await self.shared_clock.stop()
         await self._db.close()
 
     # -- incidents --------------------------------------------------------------------------
@@ -302,6 +306,9 @@ class SQLStore(RecipientMethods):
             await self._db.write(lambda c: c.executemany(interaction_sql.NOTE_SENT, rows))
 
     # -- limit slots: rate windows and quotas shared by replicas (issue 15) ---------------------
+    def clock(self) -> float:
+        return self.shared_clock.now()
+
     async def take_slot(
         self, key: str, slot_id: str, needs: Sequence[Need], *, now: float, lease_s: float
     ) -> Answer:
