@@ -82,7 +82,7 @@ class AccountRuntime:
             self.known, self.known_since = current, now
         rejected = self.health.paused_credentials
         if rejected is not None and current != rejected:
-            self.resume()
+            self.lift()
 
     def rejected(self, reason: str, claimed_at: float) -> bool:
         """The platform rejected the credentials of a send claimed at ``claimed_at``: pause
@@ -144,9 +144,15 @@ class AccountRuntime:
         self.health.paused_credentials = self.credentials() if credentials else None
 
     def resume(self) -> None:
+        """An operator's resume: the pause lifted, and a failed correction's flag with it."""
+        self.lift()
+        self.health.correction_failed = None
+
+    def lift(self) -> None:
+        """The pause lifted by itself (its credentials replaced): a correction that failed
+        meanwhile still shows, until it is re-driven or an operator resumes the account."""
         self.health.paused_reason = self.health.paused_until = self.health.paused_for = None
         self.health.paused_credentials = None
-        self.health.correction_failed = None
 
     def quota_left(self) -> dict[str, int]:
         """The platform's daily budgets left, and each per-action budget's room in its window

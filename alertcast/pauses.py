@@ -197,7 +197,7 @@ def _adopt(runtime: AccountRuntime, state: AccountState, now: float) -> Held:
         return NOT_HELD
     if state.paused_for == "credentials":
         if not _matches(state.paused_credentials, runtime.credentials()):
-            runtime.resume()  # replaced while nobody watched: try them
+            runtime.lift()  # replaced while nobody watched: try them
             return STALE
         runtime.pause(state.paused_reason, state.paused_until, credentials=True)
     else:

@@ -55,10 +55,11 @@ async def weibo(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Held, st
 
 
 async def _cancelled_behind_an_expired_token(
-    start_daemon: Any, fake: Held, url: str, held: set[str]
+    start_daemon: Any, fake: Held, url: str, held: set[str], *, refused: int | None = None
 ) -> tuple[Daemon, str]:
-    """A daemon whose original went out on Weibo, then the token expired and the requests to
-    ``held`` are held: the incident's cancellation is on its way."""
+    """A daemon whose original went out on Weibo, then the token expired, the requests to
+    ``held`` are held (and the next post ``refused`` with that code): the incident's
+    cancellation is on its way."""
     account = {
         "id": "weibo-city",
         "channel": "weibo",
@@ -71,6 +72,8 @@ async def _cancelled_behind_an_expired_token(
     assert [x["state"] for x in first["deliveries"]] == ["delivered"]
     fake.expired.add(OLD)
     fake.paths = held
+    if refused is not None:
+        fake.fail_next(refused, path=SHARE)  # before the token is looked at
     return d, await _cancel(d, first["id"])
 
 
@@ -145,3 +148,33 @@ async def test_a_token_replaced_while_its_rejected_sends_are_on_the_wire(
     replaced = _replace(fake, monkeypatch)
     fake.release.set()
     await _delivered(d, fake, cancel, replaced + BOUND_S)
+
+
+@pytest.mark.timeout(60)
+async def test_a_refused_correction_still_shows_once_the_replaced_token_resumes_its_account(
+    start_daemon: Any, weibo: tuple[Held, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weibo refuses the cancellation's post (20021) and rejects its comment's token: the
+    replaced token resumes the account, the comment goes out, the refusal still flags it."""
+    fake, url = weibo
+    d, cancel = await _cancelled_behind_an_expired_token(
+        start_daemon, fake, url, set(), refused=20021
+    )
+
+    async def failed_and_paused() -> bool:
+        _, view = await d.get(f"/v1/incidents/{cancel}")
+        states = {x["path"]: x["state"] for x in view["deliveries"]}
+        return states.get("timeline") == "failed" and bool((await _account(d))["paused"])
+
+    await until(failed_and_paused, 20, "the post refused and the account paused")
+    replaced = _replace(fake, monkeypatch)
+
+    async def thread_delivered() -> bool:
+        _, view = await d.get(f"/v1/incidents/{cancel}")
+        return any(x["path"] == "thread" and x["state"] == "delivered" for x in view["deliveries"])
+
+    await until(thread_delivered, BOUND_S, "the comment sent with the new token")
+    assert time.monotonic() - replaced < BOUND_S
+    row = await _account(d)
+    assert row["paused"] is None and row["healthy"] is False, row
+    assert "weibo 20021" in row["correction_failed"], row
