@@ -84,17 +84,15 @@ class AccountRuntime:
         if rejected is not None and current != rejected:
             self.lift()
 
-    def rejected(self, reason: str, claimed_at: float) -> bool:
+    def rejected(self, reason: str, claimed_at: float) -> None:
         """The platform rejected the credentials of a send claimed at ``claimed_at``: pause
-        until they are replaced (True). Those are the ones known at the claim, never the ones
-        in the environment now, which no send may have tried yet (an operator's fix made while
-        the send was on the wire). Replaced since the claim, nothing is paused (False): the
-        next send tries the new ones, and pauses the account if they are rejected too."""
-        if claimed_at < self.known_since:
-            return False
-        self.pause(reason, credentials=True)
-        self.health.paused_credentials = self.known
-        return True
+        until they are replaced. Those are the ones known at the claim, never the ones in the
+        environment now, which no send may have tried yet (an operator's fix made while the
+        send was on the wire). Replaced since the claim, nothing is paused: the next send
+        tries the new ones, and pauses the account if they are rejected too."""
+        if claimed_at >= self.known_since:
+            self.pause(reason, credentials=True)
+            self.health.paused_credentials = self.known
 
     def free(self, now: float, *, correction: str | None = None) -> int:
         """How many more may be claimed now: alerts, or updates and cancellations that take the
