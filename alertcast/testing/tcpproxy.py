@@ -1,13 +1,25 @@
-"""A TCP proxy on 127.0.0.1 that a test can cut and restore, to rehearse losing a database.
+"""A TCP proxy on 127.0.0.1 that a test can cut, blackhole and restore, to rehearse losing a
+database.
 
-``cut()`` closes every live connection (both sides, at once) and makes new ones fail: each is
-reset as soon as it is accepted, so a client sees its connect refused without waiting for a
-timeout. ``restore()`` lets connections through again. The listening port never changes, so
-the client's DSN stays valid across a cut.
+Two ways to fail:
+
+- ``cut()`` closes every live connection (both sides, at once) and makes new ones fail: each
+  is reset as soon as it is accepted, so a client sees its connect refused without waiting for
+  a timeout.
+- ``blackhole()`` is a route that drops packets: every connection stays open and nothing
+  arrives either way (the bytes are read and dropped), and a new connection is accepted but
+  never connected onward, so the client's handshake waits for an answer that never comes. The
+  client learns only from its own timeouts.
+
+``restore()`` lets connections through again. After a blackhole, every connection that lost
+bytes (the stream is broken: it cannot go on) and every connection accepted meanwhile is reset
+then, as a real partition's stuck connections are in the end; a connection that sent nothing
+either way while it lasted goes on. The listening port never changes, so the client's DSN stays
+valid across a cut or a blackhole.
 
     proxy = TcpProxy("127.0.0.1", 5432)
     await proxy.start()            # proxy.port: point the client at it
-    await proxy.cut()              # the database "goes away"
+    await proxy.cut()              # the database "goes away" (or: proxy.blackhole())
     proxy.restore()                # and comes back
     await proxy.stop()
 """
@@ -23,23 +35,33 @@ __all__ = ["TcpProxy"]
 
 CHUNK = 64 * 1024
 
+Link = frozenset[asyncio.StreamWriter]  # the two sides of one proxied connection
+
 
 class TcpProxy:
-    """Forwards every connection on its port to ``(host, port)`` until cut."""
+    """Forwards every connection on its port to ``(host, port)`` until cut or blackholed."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
         self.refused = 0  # connections reset while cut
         self.accepted = 0  # connections forwarded
+        self.held = 0  # connections accepted while blackholed (never connected onward)
+        self.dropped_bytes = 0  # bytes read and dropped while blackholed
         self._cut = False
+        self._dark = False
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._broken: set[Link] = set()  # lost bytes (or never connected) in a blackhole
 
     @property
     def is_cut(self) -> bool:
         return self._cut
+
+    @property
+    def is_dark(self) -> bool:
+        return self._dark
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -54,20 +76,33 @@ class TcpProxy:
 
     async def cut(self) -> None:
         """Every live connection closed, and every new one reset, until :meth:`restore`."""
-        self._cut = True
+        self._cut, self._dark = True, False
+        self._broken.clear()
         for writer in list(self._writers):
             _reset(writer)
         for task in list(self._pipes):
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
+    def blackhole(self) -> None:
+        """Nothing forwarded either way, no new connection answered, until :meth:`restore`."""
+        self._dark = True
+
     def restore(self) -> None:
-        self._cut = False
+        """Forward again; the connections a blackhole broke are reset now."""
+        self._cut, self._dark = False, False
+        for link in self._broken:
+            for writer in link:
+                _reset(writer)
+        self._broken.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._cut:
             self.refused += 1
             _reset(writer)
+            return
+        if self._dark:
+            await self._hold(reader, writer)
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -75,24 +110,48 @@ class TcpProxy:
             _reset(writer)
             return
         self.accepted += 1
-        self._writers |= {writer, up_writer}
-        pipes = [self._pipe(reader, up_writer), self._pipe(up_reader, writer)]
+        link = frozenset({writer, up_writer})
+        self._writers |= link
+        pipes = [self._pipe(reader, up_writer, link), self._pipe(up_reader, writer, link)]
         tasks = [asyncio.create_task(p) for p in pipes]
         self._pipes.update(tasks)
         try:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._pipes.difference_update(tasks)
-            for w in (writer, up_writer):
+            self._broken.discard(link)
+            for w in link:
                 self._writers.discard(w)
                 _reset(w)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A connection accepted in the dark: its bytes dropped until it or a restore ends it."""
+        self.held += 1
+        link = frozenset({writer})
+        self._writers.add(writer)
+        self._broken.add(link)
+        try:
+            while data := await reader.read(CHUNK):
+                self.dropped_bytes += len(data)
+        except OSError:
+            pass
+        finally:
+            self._broken.discard(link)
+            self._writers.discard(writer)
+            _reset(writer)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link
+    ) -> None:
         """One direction; when either side ends, the whole connection ends."""
         try:
             while data := await reader.read(CHUNK):
                 if self._cut:
                     return
+                if self._dark:  # dropped: the stream is broken for good
+                    self.dropped_bytes += len(data)
+                    self._broken.add(link)
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
