@@ -73,11 +73,14 @@ class Outage:
 
     async def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         """Whether the store answers a cheap query within ``timeout_s`` (and note it)."""
+        timer = asyncio.timeout(timeout_s)
         try:
-            async with asyncio.timeout(timeout_s):
+            async with timer:
                 await self.store.next_due_at()
         except Exception as exc:  # any failure, of any driver: unreachable
-            self.failed(exc)
+            self.failed(
+                TimeoutError(f"no answer within {timeout_s:g} s") if timer.expired() else exc
+            )
             return False
         self.answered()
         return True
@@ -144,6 +147,6 @@ class Outage:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
-    if isinstance(exc, TimeoutError) and not text:
-        text = f"no answer within {PROBE_TIMEOUT_S:g} s"
+    if isinstance(exc, TimeoutError) and not text:  # a driver's own bound, unnamed
+        text = "no answer in time"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -10,6 +10,13 @@ and one warning each way, and the dispatcher is woken once it is back: what was 
 this replica could not hear is claimed then, not at the next poll. An operation runs on
 one pooled connection, in one transaction unless it is one statement; statements are sent as
 written, their ``?`` placeholders numbered once per text.
+
+Every wait is bounded, so a database that stops answering (packets dropped, not refused) is an
+error within seconds, not a call held for as long as the kernel retransmits (about 15 min).
+The URL's own keys say how long (:class:`PgOptions`); the others go to the server as settings.
+A statement that runs out of time raises ``TimeoutError`` naming the bound, and its connection
+is terminated, never given back to the pool: it may be mid-statement or mid-transaction, and
+asyncpg's own clean-up (a cancel request, then a reset) would wait for the same silent server.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,7 +37,7 @@ from alertcast.store import sql
 from alertcast.store.driver import Op, Row
 from alertcast.store.sqlstore import SQLStore
 
-__all__ = ["PgConn", "PgDriver", "PostgresStore"]
+__all__ = ["PgConn", "PgDriver", "PgOptions", "PostgresStore"]
 
 T = TypeVar("T")
 log = structlog.get_logger("alertcast.store")
@@ -38,11 +46,48 @@ RELISTEN_S = (0.1, 2.0)  # the first wait before reopening the listener, and the
 N = lru_cache(maxsize=1024)(sql.numbered)
 
 
-def _split_schema(url: str) -> tuple[str, str | None]:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    schema = query.pop("schema", None)
-    return urlunsplit(parts._replace(query=urlencode(query))), schema
+@dataclass(frozen=True)
+class PgOptions:
+    """The store URL's own query keys (``postgresql://…/db?command_timeout_s=5``).
+
+    The defaults come from what the store runs. Its slowest statements outside bulk loads are
+    the status ``GROUP BY`` over a million sends (170–220 ms) and one part's expansion (an
+    ``INSERT … SELECT`` of 5,000 ids, about 0.1 s): ``command_timeout_s`` is 50 times the
+    slowest, so a loaded machine is not mistaken for a lost one, and a claim, a record or an
+    intake that gets no answer fails within seconds. A bulk load is another matter: the
+    recipients import's COPY of a million rows takes 10–20 s and its merge several more, and a
+    file ten times bigger ten times as long, so an operation that COPYs (its COPY and every
+    statement after it) and a migration get ``bulk_timeout_s``: a partition still ends them,
+    a big file does not.
+    """
+
+    schema: str | None = None  # the store's own schema (created if missing)
+    connect_timeout_s: float = 10.0  # a new connection's whole handshake
+    command_timeout_s: float = 10.0  # one statement (a commit included)
+    bulk_timeout_s: float = 600.0  # one statement of an import (the COPY, the merge) or migration
+
+    @classmethod
+    def split(cls, url: str) -> tuple[str, PgOptions]:
+        """The URL without the store's own keys, and those keys (a bad value: ValueError)."""
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        seconds: dict[str, float] = {
+            key: _seconds(key, query.pop(key))
+            for key in ("connect_timeout_s", "command_timeout_s", "bulk_timeout_s")
+            if key in query
+        }
+        options = cls(query.pop("schema", None), **seconds)
+        return urlunsplit(parts._replace(query=urlencode(query))), options
+
+
+def _seconds(key: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 86400:  # NaN fails too
+        raise ValueError(f"store url: {key} must be seconds, more than 0 (not {text!r})")
+    return value
 
 
 class PostgresStore(SQLStore):
@@ -62,27 +107,34 @@ class PostgresStore(SQLStore):
 
 
 class PgConn:
-    """A pooled asyncpg connection, as an operation sees it."""
+    """A pooled asyncpg connection, as an operation sees it: each statement bounded by
+    ``command_timeout_s``, or from a COPY on (a bulk load) by ``bulk_timeout_s``."""
 
     locks = True  # other replicas claim the same rows
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, options: PgOptions = PgOptions()) -> None:
         self.conn = conn
+        self.options = options
+        self.timeout_s = options.command_timeout_s  # what the statement running may take
 
     async def execute(self, query: str, params: Sequence[Any] = ()) -> int:
-        return _count(await self.conn.execute(N(query), *params))
+        return _count(await self.conn.execute(N(query), *params, timeout=self.timeout_s))
 
     async def copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        return _count(await self.conn.copy_records_to_table(table, records=rows, columns=columns))
+        self.timeout_s = self.options.bulk_timeout_s  # the load, and its merge after it
+        status = await self.conn.copy_records_to_table(
+            table, records=rows, columns=columns, timeout=self.timeout_s
+        )
+        return _count(status)
 
     async def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self.conn.executemany(N(query), rows)
+        await self.conn.executemany(N(query), rows, timeout=self.timeout_s)
 
     async def fetchone(self, query: str, params: Sequence[Any] = ()) -> Row | None:
-        return await self.conn.fetchrow(N(query), *params)
+        return await self.conn.fetchrow(N(query), *params, timeout=self.timeout_s)
 
     async def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
-        return list(await self.conn.fetch(N(query), *params))
+        return list(await self.conn.fetch(N(query), *params, timeout=self.timeout_s))
 
     def any_of(self, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
         return "= ANY(?::text[])", (list(ids),)
@@ -99,7 +151,8 @@ class PgDriver:
         max_size: int = 10,
         on_due: Callable[[], None] | None = None,
     ) -> None:
-        self.url, self.schema = _split_schema(url)
+        self.url, self.options = PgOptions.split(url)
+        self.schema = self.options.schema
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
@@ -111,21 +164,34 @@ class PgDriver:
         parts = urlsplit(self.url)
         return f"postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
 
-    async def open(self) -> None:
+    def _connect_kwargs(self) -> dict[str, Any]:
+        """Every connection's bounds and settings: the pool's, the listener's, the schema's."""
         settings = {"search_path": self.schema} if self.schema else {}
+        return {
+            "timeout": self.options.connect_timeout_s,
+            "command_timeout": self.options.command_timeout_s,
+            "server_settings": settings,
+        }
+
+    async def open(self) -> None:
         if self.schema:
-            conn = await asyncpg.connect(self.url)
-            try:  # two replicas starting at once: IF NOT EXISTS still races in the catalogue
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            except asyncpg.UniqueViolationError:
-                pass  # the other one created it
-            finally:
-                await conn.close()
+            await self._create_schema()
         self._pool = await asyncpg.create_pool(
-            self.url, min_size=self._sizes[0], max_size=self._sizes[1], server_settings=settings
+            self.url, min_size=self._sizes[0], max_size=self._sizes[1], **self._connect_kwargs()
         )
         await self._migrate()
         await self._listen()
+
+    async def _create_schema(self) -> None:
+        assert self.schema is not None
+        kwargs = self._connect_kwargs() | {"server_settings": {}}
+        conn = await asyncpg.connect(self.url, **kwargs)
+        try:  # two replicas starting at once: IF NOT EXISTS still races in the catalogue
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        except asyncpg.UniqueViolationError:
+            pass  # the other one created it
+        finally:
+            await _close(conn, self.options.connect_timeout_s)
 
     async def close(self) -> None:
         self._closing = True
@@ -133,15 +199,16 @@ class PgDriver:
             self._relisten.cancel()
             await asyncio.gather(self._relisten, return_exceptions=True)
         if self._listener is not None:
-            with contextlib.suppress(Exception):  # already dropped: nothing to close
-                await self._listener.close()
+            await _close(self._listener, self.options.connect_timeout_s)
         if self._pool is not None:
-            await self._pool.close()
+            try:  # a graceful close waits for the server: not past the bound
+                await asyncio.wait_for(self._pool.close(), self.options.connect_timeout_s)
+            except TimeoutError:
+                self._pool.terminate()
 
     async def _listen(self) -> None:
         """A connection of its own that LISTENs, and notices when it drops."""
-        settings = {"search_path": self.schema} if self.schema else {}
-        conn = await asyncpg.connect(self.url, server_settings=settings, timeout=10)
+        conn = await asyncpg.connect(self.url, **self._connect_kwargs())
         try:
             await conn.add_listener(CHANNEL, self._notified)
         except BaseException:
@@ -177,18 +244,38 @@ class PgDriver:
             self._on_due()
 
     async def read(self, op: Op[T]) -> T:
-        async with self.pool.acquire() as conn:
-            return await op(PgConn(conn))
+        async with self._connection() as conn:
+            return await op(conn)
 
     async def write(self, op: Op[T], *, single: bool = False, notify: bool = False) -> T:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             if single and not notify:
-                return await op(PgConn(conn))
-            async with conn.transaction():
-                result = await op(PgConn(conn))
-                if notify:
-                    await conn.execute(f"NOTIFY {CHANNEL}")
-            return result
+                return await op(conn)
+            return await _in_transaction(conn, op, notify)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[PgConn]:
+        """A pooled connection for one operation. If a statement runs out of time (or the
+        operation is cancelled: a probe's own bound), the connection is terminated before the
+        transaction's rollback or the pool's reset could wait on it, and the timeout says which
+        bound ran out. Given back after an operation that ended, a reset that fails (asyncpg
+        terminates that connection) does not undo the operation's result."""
+        try:
+            conn = PgConn(await self.pool.acquire(), self.options)
+        except TimeoutError as exc:  # a new connection's handshake, unanswered
+            bound_s = self.options.connect_timeout_s
+            raise TimeoutError(f"no connection to the store within {bound_s:g} s") from exc
+        try:
+            yield conn
+        except TimeoutError as exc:
+            conn.conn.terminate()
+            raise TimeoutError(f"the store did not answer within {conn.timeout_s:g} s") from exc
+        except asyncio.CancelledError:
+            conn.conn.terminate()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn.conn)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -196,8 +283,11 @@ class PgDriver:
         return self._pool
 
     async def _migrate(self) -> None:
+        """Every migration not applied yet, one replica at a time (a migration may rewrite a big
+        table, or wait for another replica's: ``bulk_timeout_s`` for each statement)."""
+        bulk_s = self.options.bulk_timeout_s
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(7401955)")
+            await conn.execute("SELECT pg_advisory_xact_lock(7401955)", timeout=bulk_s)
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION)"
@@ -205,10 +295,39 @@ class PgDriver:
             done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
             for version, script in sql.migrations():
                 if version not in done:
-                    await conn.execute(script)
+                    await conn.execute(script, timeout=bulk_s)
                     await conn.execute(
                         "INSERT INTO schema_migrations VALUES ($1, $2)", version, time.time()
                     )
+
+
+async def _in_transaction(conn: PgConn, op: Op[T], notify: bool) -> T:
+    """``op`` in one transaction. No rollback after a timeout or a cancellation: the connection
+    is terminated then (:meth:`PgDriver._connection`), and a rollback would wait on it."""
+    transaction = conn.conn.transaction()
+    await transaction.start()
+    try:
+        result = await op(conn)
+        if notify:
+            await conn.execute(f"NOTIFY {CHANNEL}")
+    except (TimeoutError, asyncio.CancelledError):
+        raise
+    except BaseException:
+        try:
+            await transaction.rollback()
+        except Exception:  # the connection broke too: it is not given back as it is
+            conn.conn.terminate()
+        raise
+    await transaction.commit()
+    return result
+
+
+async def _close(conn: asyncpg.Connection, timeout_s: float) -> None:
+    """Close gracefully within ``timeout_s``, or terminate (the server no longer answers)."""
+    try:
+        await conn.close(timeout=timeout_s)
+    except Exception:  # already dropped, or silent: nothing more to wait for
+        conn.terminate()
 
 
 def _count(status: str) -> int:
