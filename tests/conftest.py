@@ -122,6 +122,26 @@ async def pg_url() -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    """The name of a fresh PostgreSQL schema (:func:`fresh_schema`), for a URL of the test's own."""
+    async with fresh_schema() as url:
+        yield url.rsplit("schema=", 1)[1]
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[Any]:
+    """A :class:`~alertcast.testing.tcpproxy.TcpProxy` in front of the PostgreSQL server at
+    :data:`PG_URL`, that the test cuts, blackholes and restores."""
+    from alertcast.testing.tcpproxy import TcpProxy
+
+    host, _, port = PG_URL.rsplit("@", 1)[1].split("/", 1)[0].partition(":")
+    proxy = TcpProxy(host, int(port or 5432))
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """The store's URL on every engine: SQLite where the daemon fixture keeps its file

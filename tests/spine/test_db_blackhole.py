@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,7 +18,7 @@ from alertcast.outage import Outage
 from alertcast.store.base import AccountState
 from alertcast.store.postgres import PostgresStore
 from alertcast.testing.tcpproxy import TcpProxy
-from tests.conftest import PG_URL, TOKEN, Daemon, fresh_schema, incident, until
+from tests.conftest import PG_URL, TOKEN, Daemon, incident, until
 
 pytestmark = pytest.mark.postgres
 
@@ -35,21 +34,6 @@ DISPATCH = {
     "max_attempts": 5,
     "poll_interval_s": 0.2,
 }
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[str]:
-    async with fresh_schema() as url:
-        yield url.rsplit("schema=", 1)[1]
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    parts = PG_URL.rsplit("@", 1)[1].split("/", 1)[0].split(":")
-    p = TcpProxy(parts[0], int(parts[1]) if len(parts) > 1 else 5432)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 def _url(proxy: TcpProxy, schema: str, timeout_s: float = TIMEOUT_S) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -16,30 +14,11 @@ from structlog.testing import capture_logs
 from alertcast.keys import DISPATCHER
 from alertcast.store.postgres import CHANNEL, PostgresStore
 from alertcast.testing.tcpproxy import TcpProxy
-from tests.conftest import TOKEN, Daemon, incident, until
-from tests.store.test_contract import PG_URL, _drop_schema, _pg_reachable
+from tests.conftest import PG_URL, TOKEN, Daemon, incident, until
 
 pytestmark = pytest.mark.postgres
 
 HOOKS, INCIDENTS, SINK_LATENCY_S = 4, 10, 0.3
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[str]:
-    if (why := await _pg_reachable()) is not None:
-        pytest.skip(why)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield name
-    await _drop_schema(name)
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[TcpProxy]:
-    parts = PG_URL.rsplit("@", 1)[1].split("/", 1)[0].split(":")
-    p = TcpProxy(parts[0], int(parts[1]) if len(parts) > 1 else 5432)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 @pytest.fixture
