@@ -2,8 +2,9 @@
 
 Each method is an operation over :class:`~alertcast.store.driver.Conn` run by the engine's
 driver (:mod:`alertcast.store.driver` says how and why); the SQL text is in :mod:`sql`,
-:mod:`account_sql`, :mod:`feed_sql` and :mod:`interaction_sql`, the rows' columns and
-conversions in :mod:`records`; the per-recipient methods are :mod:`recipient_store`'s.
+:mod:`account_sql` and :mod:`followup_sql`, the rows' columns and conversions in :mod:`records`;
+the per-recipient methods are :mod:`recipient_store`'s, the feed events :mod:`feed_store`'s, the
+interaction windows and limit slots :mod:`limit_store`'s.
 :class:`~alertcast.store.sqlite.SQLiteStore` and :class:`~alertcast.store.postgres.PostgresStore`
 are this store over their driver.
 """
@@ -14,8 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from alertcast.slots import Answer, Need, SlotRow  # limit slots
-from alertcast.store import account_sql, feed_sql, followup_sql, interaction_sql, limit_sql, sql
+from alertcast.store import account_sql, followup_sql, sql
 from alertcast.store.base import (
     AccountState,
     ActiveClaim,
@@ -23,11 +23,9 @@ from alertcast.store.base import (
     AttemptRow,
     AuditRow,
     DeliveryRow,
-    FeedEventRow,
     IdempotencyConflict,
     IdempotencyRecord,
     IncidentRow,
-    InWindow,
     Outcome,
     Release,
     Requeue,
@@ -36,13 +34,14 @@ from alertcast.store.base import (
 )
 from alertcast.store.clock import StoreClock, clock_for
 from alertcast.store.driver import Conn, Driver
+from alertcast.store.feed_store import FeedMethods
+from alertcast.store.limit_store import LimitMethods
 from alertcast.store.recipient_store import RecipientMethods
 from alertcast.store.records import (
     ACCOUNT_STATE,
     ATTEMPT,
     AUDIT,
     DELIVERY,
-    FEED_EVENT,
     IDEMPOTENCY,
     INCIDENT,
     to_json,
@@ -54,9 +53,11 @@ DUE_SCAN = 2000
 Finish = tuple[DeliveryRow, AttemptRow, Outcome]
 
 
-class SQLStore(RecipientMethods):
+class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
     """The store over one engine's :class:`~alertcast.store.driver.Driver` (its per-recipient
-    methods in :class:`~alertcast.store.recipient_store.RecipientMethods`)."""
+    methods in :class:`~alertcast.store.recipient_store.RecipientMethods`, its feed events in
+    :class:`~alertcast.store.feed_store.FeedMethods`, its interaction windows and limit slots
+    in :class:`~alertcast.store.limit_store.LimitMethods`)."""
 
     def __init__(self, driver: Driver) -> None:
         self._db = driver
@@ -245,86 +246,6 @@ class SQLStore(RecipientMethods):
 
         return await self._db.write(op)
 
-    # -- feed events (issue 5) --------------------------------------------------------------
-    async def get_feed_event(self, feed: str, event_id: str) -> FeedEventRow | None:
-        row = await self._one(feed_sql.GET_EVENT, (feed, event_id))
-        return None if row is None else FEED_EVENT.from_row(row)
-
-    async def feed_events(
-        self,
-        feed: str,
-        *,
-        ids: Sequence[str],
-        between: tuple[float, float] | None = None,
-    ) -> list[FeedEventRow]:
-        query = feed_sql.candidates(len(ids), between is not None)
-        params = feed_sql.candidate_params(feed, ids, between)
-        return [FEED_EVENT.from_row(r) for r in await self._all(query, params)]
-
-    async def live_feed_events(self, feed: str, *, since: float) -> list[FeedEventRow]:
-        rows = await self._all(feed_sql.SELECT_LIVE, (feed, since))
-        return [FEED_EVENT.from_row(r) for r in rows]
-
-    async def put_feed_event(
-        self, row: FeedEventRow, *, takeover: Sequence[str] = (), now: float
-    ) -> bool:
-        try:
-            await self._db.write(lambda c: _put_feed_event(c, row, takeover, now))
-        except feed_sql.Lost:
-            return False
-        return True
-
-    async def prune_feed_events(self, feed: str, *, before: float, idle_since: float) -> int:
-        params = (feed, before, idle_since)
-
-        async def op(c: Conn) -> int:
-            await c.execute(feed_sql.PRUNE_IDS, (feed, *params))
-            return await c.execute(feed_sql.PRUNE_EVENTS, params)
-
-        return await self._db.write(op)
-
-    # -- interaction windows (issue 11) -----------------------------------------------------
-    async def note_interaction(self, account: str, openid: str, kind: str, at: float) -> None:
-        statement, params = interaction_sql.note_statement(account, openid, kind, at)
-
-        async def op(c: Conn) -> None:
-            await c.execute(statement, params)
-            await c.execute(interaction_sql.PRUNE, interaction_sql.prune_params(account, at))
-
-        await self._db.write(op)
-
-    async def window(
-        self, account: str, *, now: float, limit: int, after: str = ""
-    ) -> list[InWindow]:
-        params = interaction_sql.window_params(account, now, limit, after)
-        rows = await self._all(interaction_sql.WINDOW, params)
-        return [interaction_sql.in_window(r, now) for r in rows]
-
-    async def note_custom_sent(self, account: str, openids: Sequence[str], *, at: float) -> None:
-        rows = interaction_sql.sent_params(account, openids, at)
-        if rows:
-            await self._db.write(lambda c: c.executemany(interaction_sql.NOTE_SENT, rows))
-
-    # -- limit slots: rate windows and quotas shared by replicas (issue 15) ---------------------
-    def clock(self) -> float:
-        return self.shared_clock.now()
-
-    async def take_slot(
-        self, key: str, slot_id: str, needs: Sequence[Need], *, now: float, lease_s: float
-    ) -> Answer:
-        return await self._db.write(lambda c: limit_sql.take(c, key, slot_id, needs, now, lease_s))
-
-    async def finish_slot(self, key: str, slot_id: str, *, now: float) -> None:
-        params = (now, key, slot_id)
-        await self._db.write(lambda c: c.execute(limit_sql.FINISH_SLOT, params), single=True)
-
-    async def drop_slot(self, key: str, slot_id: str) -> None:
-        params = (key, slot_id)
-        await self._db.write(lambda c: c.execute(limit_sql.DROP_SLOT, params), single=True)
-
-    async def held_slots(self, key: str, needs: Sequence[Need]) -> tuple[SlotRow, ...]:
-        return await self._db.read(lambda c: limit_sql.held(c, key, needs))
-
     # -- plumbing ---------------------------------------------------------------------------
     async def _one(self, query: str, params: Sequence[Any]) -> Any:
         return await self._db.read(lambda c: c.fetchone(query, params))
@@ -431,34 +352,3 @@ async def _requeue(c: Conn, r: Requeue, now: float) -> DeliveryRow:
     if await c.execute(sql.REQUEUE, (now, r.budget, now, r.delivery_id)) == 0:
         raise StateConflict(f"delivery {r.delivery_id} cannot be retried")
     return DELIVERY.from_row(await c.fetchone(sql.SELECT_DELIVERY, (r.delivery_id,)))
-
-
-# -- feed events (issue 5) ---------------------------------------------------------------------
-async def _put_feed_event(c: Conn, row: FeedEventRow, takeover: Sequence[str], now: float) -> None:
-    """Store the event and point its ids at it; :class:`feed_sql.Lost` when another writer
-    changed the event or took one of its ids first (a write that touched no row)."""
-    had = await _put_event_row(c, row, now)
-    held = await c.fetchall(feed_sql.mapped_ids(len(row.ids)), (row.feed, *row.ids))
-    inserts, moves = feed_sql.id_changes(row, {r[0]: r[1] for r in held}, takeover, had)
-    for params in inserts:  # a concurrent writer's id makes the insert a no-op
-        _must_touch(await c.execute(feed_sql.INSERT_ID + sql.NOTHING, params), "id taken")
-    for move in moves:
-        _must_touch(await c.execute(feed_sql.MOVE_ID, move), "id moved")
-
-
-async def _put_event_row(c: Conn, row: FeedEventRow, now: float) -> tuple[str, ...]:
-    """Insert or update the event row; the ids its stored version held."""
-    if row.version == 0:
-        query = feed_sql.INSERT_EVENT + sql.NOTHING
-        _must_touch(await c.execute(query, feed_sql.insert_params(row, now)), "event exists")
-        return ()
-    key = (row.feed, row.event_id, row.version)
-    had = feed_sql.stored_ids(await c.fetchone(feed_sql.STORED_IDS, key))
-    status = await c.execute(feed_sql.UPDATE_EVENT, feed_sql.update_params(row, now))
-    _must_touch(status, f"event {row.event_id} changed concurrently")
-    return had
-
-
-def _must_touch(touched: int, why: str) -> None:
-    if touched == 0:
-        raise feed_sql.Lost(why)
