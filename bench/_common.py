@@ -372,6 +372,66 @@ async def run_daemon(
             await runner.cleanup()
 
 
+class DaemonProcess:
+    """``with DaemonProcess(workdir, hooks, ...) as d:`` :func:`run_daemon` in a process of its
+    own (``python bench/_common.py daemon …``), so that the benchmark's client (its POSTs, its
+    reading of ``/v1/stream``) shares neither the daemon's event loop nor its interpreter, as an
+    office's client and an operator's browser do not; closing its stdin stops it."""
+
+    def __init__(
+        self, workdir: Path, hook_urls: Sequence[str], *, concurrency: int | None, log_level: str
+    ) -> None:
+        self.db, self.log = workdir / "alertcast.db", workdir / "alertcast.log"
+        self._argv = [str(workdir), log_level, str(concurrency or "-"), *hook_urls]
+        self.url = ""
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> DaemonProcess:
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__, "daemon", *self._argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        self.url = self._proc.stdout.readline().strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.__exit__()
+            raise RuntimeError("the daemon process did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._proc.terminate()
+            self._proc.wait(5)
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def cpu_s(self) -> tuple[float, float]:
+        """CPU seconds (user and system) of the daemon's main thread, and of all its threads."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def of(path: str) -> float:
+            fields = Path(path).read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        return of(f"/proc/{self.pid}/task/{self.pid}/stat"), of(f"/proc/{self.pid}/stat")
+
+
+async def _serve_daemon(workdir: str, log_level: str, concurrency: str, *hooks: str) -> None:
+    workers = None if concurrency == "-" else int(concurrency)
+    async with run_daemon(Path(workdir), hooks, concurrency=workers, log_level=log_level) as d:
+        print(d.url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
 def _configure_logs(secrets: Secrets, level: str, stream: TextIO) -> None:
     configure(secrets, level=level, fmt="json", stream=stream)
 
@@ -380,3 +440,5 @@ if __name__ == "__main__" and sys.argv[1:2] == ["sink"]:
     asyncio.run(_serve_sink(float(sys.argv[2])))
 if __name__ == "__main__" and sys.argv[1:2] == ["instant"]:
     asyncio.run(_serve_instant())
+if __name__ == "__main__" and sys.argv[1:2] == ["daemon"]:
+    asyncio.run(_serve_daemon(*sys.argv[2:]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -26,6 +27,8 @@ from typing import Any
 import aiohttp
 from _common import (
     EARTHQUAKE,
+    Daemon,
+    DaemonProcess,
     SinkProcess,
     auth,
     bare_post,
@@ -116,23 +119,30 @@ async def check(session: aiohttp.ClientSession, url: str, run: Run, accounts: in
 async def alertcast_runs(args: argparse.Namespace, sink: SinkProcess) -> tuple[Run, list[Run]]:
     """One cold incident, then ``args.runs`` measured ones, each after a quiet pause."""
     hooks = [sink.hook(i) for i in range(args.accounts)]
+    workers, level = args.concurrency, args.log_level
     with scratch_dir() as workdir:
-        async with (
-            run_daemon(workdir, hooks, concurrency=args.concurrency, log_level=args.log_level) as d,
-            aiohttp.ClientSession() as session,
-        ):
-            await sink.reset(session)
-            async with session.get(f"{d.url}/v1/stream", headers=auth(), timeout=None) as resp:
-                stream = Stream(resp)
-                pump = asyncio.create_task(stream.pump())
-                runs = []
-                for _ in range(args.runs + 1):
-                    await asyncio.sleep(args.pause_s)
-                    run = await fan_out(session, d.url, stream, args.accounts, timeout_s=60)
-                    await check(session, d.url, run, args.accounts)
-                    runs.append(run)
-                pump.cancel()
-            await check_sink(session, sink, args.accounts * (args.runs + 1))
+        async with contextlib.AsyncExitStack() as stack:
+            if args.daemon_in_process:
+                d: Daemon | DaemonProcess = await stack.enter_async_context(
+                    run_daemon(workdir, hooks, concurrency=workers, log_level=level)
+                )
+            else:
+                d = stack.enter_context(
+                    DaemonProcess(workdir, hooks, concurrency=workers, log_level=level)
+                )
+            async with aiohttp.ClientSession() as session:
+                await sink.reset(session)
+                async with session.get(f"{d.url}/v1/stream", headers=auth(), timeout=None) as resp:
+                    stream = Stream(resp)
+                    pump = asyncio.create_task(stream.pump())
+                    runs = []
+                    for _ in range(args.runs + 1):
+                        await asyncio.sleep(args.pause_s)
+                        run = await fan_out(session, d.url, stream, args.accounts, timeout_s=60)
+                        await check(session, d.url, run, args.accounts)
+                        runs.append(run)
+                    pump.cancel()
+                await check_sink(session, sink, args.accounts * (args.runs + 1))
     return runs[0], runs[1:]
 
 
@@ -203,8 +213,9 @@ def main() -> int:
         f"log level {args.log_level}"
     )
     print(
-        "setup:      daemon = create_app + aiohttp runner on 127.0.0.1, SQLite (WAL, "
-        "synchronous=FULL) in a temp dir,\n"
+        "setup:      daemon = create_app + aiohttp runner on 127.0.0.1, "
+        + ("in this process, beside the client" if args.daemon_in_process else "its own process")
+        + ", SQLite (WAL, synchronous=FULL) in a temp dir,\n"
         "            JSON logs to a file; sink = alertcast.testing.WebhookSink (signatures "
         "checked) in its own process;\n"
         "            client = POST /v1/incidents with a bearer token, done when GET /v1/stream "
@@ -230,6 +241,12 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--pause-s", type=float, default=0.5, help="quiet time before each run (0.5)")
+    p.add_argument(
+        "--daemon-in-process",
+        action="store_true",
+        help="run the daemon in the benchmark's own process and event loop, beside its client "
+        "(the setup before 2026-12-03); by default it has a process of its own",
+    )
     return p.parse_args()
 
 
