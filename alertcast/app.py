@@ -43,6 +43,7 @@ from alertcast.keys import (
     TOKENS,
 )
 from alertcast.latest import Latest
+from alertcast.outage import UNANSWERED
 from alertcast.plan import Planner
 from alertcast.render import Renderer
 from alertcast.secrets import Secrets
@@ -124,10 +125,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.content_type == "application/problem+json":
             raise
         return problem(exc.status, exc.text or exc.reason, headers=_keep_headers(exc))
-    except Exception:
+    except Exception as exc:
         outage = request.app[DISPATCHER].outage if DISPATCHER in request.app else None
         if outage is not None and not await outage.probe():  # the store is away, not a bug
             return problem(503, outage.detail(), headers={"Retry-After": "2"})
+        if outage is not None and isinstance(exc, UNANSWERED):  # slow, or a connection lost
+            log.warning("http.store_unanswered", path=request.path, error=outage.redacted(exc))
+            return problem(503, outage.missed(exc), headers={"Retry-After": "2"})
         log.exception("http.unhandled", path=request.path)
         return problem(500, "internal error; the request may not have been processed")
 

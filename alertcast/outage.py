@@ -1,9 +1,15 @@
 """Whether the store answers: since when it has not, why, and one warning each way.
 
 The dispatcher, ``/healthz`` and the API's error edge share one :class:`Outage`. Any exception
-from a store call counts as the store being unreachable (a cut connection surfaces as
-``OSError``, the driver's own errors or a timeout, depending on where it broke); a probe that
-answers ends the outage. The error kept for operators is redacted: a DSN may carry a password.
+from a store call counts as the store being unreachable (PostgreSQL raises a ``TimeoutError``
+or a ``ConnectionError``, whatever its driver said; another engine may raise its own); a probe
+that answers ends the outage. The error kept for operators is redacted: a DSN may carry a password.
+
+A call can also fail while the store still answers a probe: a statement that ran out of its
+bound (a lock held elsewhere, a slow moment) or a connection that dropped under it. The store
+raises those as :data:`UNANSWERED` (``TimeoutError`` naming the bound, ``ConnectionError``
+naming what dropped): a request that met one is refused with a ``503`` to send again
+(:meth:`Outage.missed`), not a ``500``; any other error is a bug, and stays one.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import structlog
 
 from alertcast.store.base import Store
 
-__all__ = ["Outage", "backoff"]
+__all__ = ["UNANSWERED", "Outage", "backoff"]
 
 log = structlog.get_logger("alertcast.store")
 
@@ -28,6 +34,7 @@ T = TypeVar("T")
 FIRST_S, MAX_S = 0.1, 2.0
 PROBE_TIMEOUT_S = 5.0
 _DSN_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+UNANSWERED = (TimeoutError, ConnectionError)  # how a store call that got no answer fails
 
 
 def backoff(first_s: float = FIRST_S, max_s: float = MAX_S) -> Iterator[float]:
@@ -56,7 +63,7 @@ class Outage:
 
     def failed(self, exc: BaseException) -> None:
         """A store call failed: the outage starts (one warning) or goes on (its last error)."""
-        self.error = _DSN_PASSWORD.sub(r"\1***@", self._redact(_describe(exc)))
+        self.error = self.redacted(exc)
         if self.since is None:
             self.since = time.time()
             self._back.clear()
@@ -135,6 +142,18 @@ class Outage:
             "store_unreachable_since": datetime.fromtimestamp(self.since, UTC).isoformat(),
             "store_error": self.error,
         }
+
+    def redacted(self, exc: BaseException) -> str:
+        """``exc`` as operators see it: its type and text, a DSN's password and secrets masked."""
+        return _DSN_PASSWORD.sub(r"\1***@", self._redact(_describe(exc)))
+
+    def missed(self, exc: BaseException) -> str:
+        """A refusal's reason when one call got no answer but the store answers again."""
+        return (
+            f"the store failed this request ({self.redacted(exc)}) and answers again: the request "
+            "may not have been carried out; send it again (with the same Idempotency-Key, if it "
+            "had one)"
+        )
 
     def detail(self) -> str:
         """A refusal's reason while the store is away (for a ``503``)."""

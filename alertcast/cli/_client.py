@@ -29,7 +29,7 @@ class ExitCode(IntEnum):
     REFUSED = 1  # the daemon refused the request, or a delivery ended failed or dead
     USAGE = 2  # bad arguments or input: a missing file, not JSON, CAP to render, a bad config
     PENDING = 3  # --follow's --timeout ran out before every delivery settled
-    UNREACHABLE = 4  # no daemon answers at the URL, or it answered with a server error
+    UNREACHABLE = 4  # no daemon answers at the URL, or it failed; recipients: no store answers
     AUTH = 5  # no token (variable unset, its _FILE missing), or the daemon refused it
     NOT_FOUND = 6  # no such incident, delivery, account or feed (or not in the token's scope)
 
@@ -41,7 +41,8 @@ EXIT_CODES_HELP = """exit codes:
   2  bad arguments or input: a missing or unreadable file, not JSON,
      CAP given to render, an unusable configuration
   3  --follow: still in progress when --timeout ran out
-  4  the daemon cannot be reached at --url / $ALERTCAST_URL, or failed
+  4  the daemon cannot be reached at --url / $ALERTCAST_URL, or failed;
+     recipients: the store did not answer (or dropped the connection)
   5  no token ($ALERTCAST_TOKEN unset, or its _FILE missing), or the
      daemon refused it (unknown token, or a role it lacks)
   6  no such incident, delivery, account or feed (or outside the token's scope)"""

@@ -17,6 +17,9 @@ The URL's own keys say how long (:class:`PgOptions`); the others go to the serve
 A statement that runs out of time raises ``TimeoutError`` naming the bound, and its connection
 is terminated, never given back to the pool: it may be mid-statement or mid-transaction, and
 asyncpg's own clean-up (a cancel request, then a reset) would wait for the same silent server.
+A connection that drops under an operation (reset, closed by the server, shut down) raises
+``ConnectionError`` naming what dropped. Those two are the store not answering, whatever the
+driver said; any other error is an answer (a constraint, a bug), raised as it came.
 """
 
 from __future__ import annotations
@@ -258,24 +261,35 @@ class PgDriver:
         """A pooled connection for one operation. If a statement runs out of time (or the
         operation is cancelled: a probe's own bound), the connection is terminated before the
         transaction's rollback or the pool's reset could wait on it, and the timeout says which
-        bound ran out. Given back after an operation that ended, a reset that fails (asyncpg
-        terminates that connection) does not undo the operation's result."""
-        try:
-            conn = PgConn(await self.pool.acquire(), self.options)
-        except TimeoutError as exc:  # a new connection's handshake, unanswered
-            bound_s = self.options.connect_timeout_s
-            raise TimeoutError(f"no connection to the store within {bound_s:g} s") from exc
+        bound ran out; if the connection dropped, a ``ConnectionError`` says how. Given back
+        after an operation that ended, a reset that fails (asyncpg terminates that connection)
+        does not undo the operation's result."""
+        conn = PgConn(await self._acquire(), self.options)
         try:
             yield conn
-        except TimeoutError as exc:
-            conn.conn.terminate()
-            raise TimeoutError(f"the store did not answer within {conn.timeout_s:g} s") from exc
         except asyncio.CancelledError:
-            conn.conn.terminate()
+            _terminate(conn.conn)
             raise
+        except Exception as exc:
+            if (unanswered := _unanswered(exc, conn)) is None:
+                raise  # an answer: a constraint, a bad statement, the caller's own error
+            _terminate(conn.conn)
+            raise unanswered from exc
         finally:
             with contextlib.suppress(Exception):
                 await self.pool.release(conn.conn)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A pooled connection; no connection to be had is a ``TimeoutError`` (a handshake
+        unanswered within ``connect_timeout_s``) or a ``ConnectionError`` (refused, reset, the
+        server starting or stopping or full)."""
+        try:
+            return await self.pool.acquire()
+        except TimeoutError as exc:
+            bound_s = self.options.connect_timeout_s
+            raise TimeoutError(f"no connection to the store within {bound_s:g} s") from exc
+        except CONNECT_FAILED as exc:
+            raise ConnectionError(f"no connection to the store: {_name(exc)}") from exc
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -316,7 +330,7 @@ async def _in_transaction(conn: PgConn, op: Op[T], notify: bool) -> T:
         try:
             await transaction.rollback()
         except Exception:  # the connection broke too: it is not given back as it is
-            conn.conn.terminate()
+            _terminate(conn.conn)
         raise
     await transaction.commit()
     return result
@@ -328,6 +342,57 @@ async def _close(conn: asyncpg.Connection, timeout_s: float) -> None:
         await conn.close(timeout=timeout_s)
     except Exception:  # already dropped, or silent: nothing more to wait for
         conn.terminate()
+
+
+# No connection to be had: refused or reset, the server starting, stopping or full.
+CONNECT_FAILED = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed, or does not exist
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,  # starting up, or in recovery
+    asyncpg.TooManyConnectionsError,
+)
+# The server ended the session under an operation (it closes the connection after them).
+ENDED = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,  # pg_terminate_backend, a fast shutdown
+    asyncpg.CrashShutdownError,
+    asyncpg.IdleInTransactionSessionTimeoutError,
+)
+
+
+def _unanswered(exc: Exception, conn: PgConn) -> OSError | None:
+    """What the store raises when ``exc`` is its not answering: the ``TimeoutError`` naming the
+    bound that ran out, or a ``ConnectionError`` naming what dropped (the server ended the
+    session, or any error after which the connection is closed: a reset is asyncpg's
+    ``OSError`` then). None: ``exc`` is an answer, raised as it is (a constraint, a bug, or an
+    error of the rows a COPY was given, an ``OSError`` of the caller's own file included: the
+    COPY fails cleanly and the connection stays open)."""
+    if isinstance(exc, TimeoutError):
+        return TimeoutError(f"the store did not answer within {conn.timeout_s:g} s")
+    if isinstance(exc, ENDED) or _closed(conn.conn):
+        return ConnectionError(f"the store's connection was lost: {_name(exc)}")
+    return None
+
+
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # the pool's proxy, detached: terminated already
+        return True
+
+
+def _terminate(conn: asyncpg.Connection) -> None:
+    """Drop the connection without a word to the server; once is enough (a pooled one, once
+    terminated, is detached, and terminating it again raises)."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+def _name(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _count(status: str) -> int:
