@@ -18,10 +18,23 @@ sends (they get the update as their first message, ``reply_to`` NULL). Chunks ar
 original's own sends; the last chunk takes every family send after them. The update's newly
 matching recipients are left to the ordinary expansion by area (``ON CONFLICT DO NOTHING`` keeps
 what was copied first).
+
+**Its sends, when they go** (the pages and the next due time of
+:mod:`alertcast.store.recipient_sql`, through :func:`family_op`): a send the family had on the
+wire at the copy has no remote id yet (its outcome is recorded over the stop, later), so a
+correction's send replies to :data:`REPLY_TO`: the remote id copied, else the one recorded since
+on the family's send to that recipient (the original's first). And a correction's send is not
+due while a family send to the same recipient is on the wire (:data:`ON_THE_WIRE`: ``sending``,
+taken less than :data:`WIRE_S` ago; read once per page, never per send): it goes as soon as
+that send's outcome is recorded, after the message it corrects and threaded to it, never
+before it; the pass looks again every :data:`WIRE_LOOK_S`. A send still ``sending`` after
+:data:`WIRE_S` (its worker died) holds nothing: the correction goes, without a reply if it has
+no remote id.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from alertcast.store.base import Effects
@@ -30,14 +43,20 @@ from alertcast.store.sql import EffectSQL
 
 __all__ = [
     "AUDIENCE_LAST",
+    "ON_THE_WIRE",
     "REACHED",
+    "REPLY_TO",
     "STOP_PARENTS",
+    "WIRE_LOOK_S",
+    "WIRE_S",
     "WITHDRAWN",
     "WITHDRAW_SENDS",
+    "Family",
     "audience_op",
     "audience_params",
     "audience_statements",
     "effect_statements",
+    "family_op",
 ]
 
 STOP_PARENTS = """
@@ -57,6 +76,9 @@ _FAMILY = """
 SELECT id FROM deliveries
 WHERE account = ? AND (id = ? OR target_delivery_id = ?) AND id <> ?"""
 
+# What a delivery corrects, if anything (params: the delivery).
+TARGET = "SELECT account, target_delivery_id FROM deliveries WHERE id = ?"
+
 # Where the next chunk ends: the original's sends in recipient order (its primary key).
 AUDIENCE_LAST = """
 SELECT MAX(recipient_id) FROM (
@@ -75,6 +97,23 @@ ON CONFLICT (delivery_id, recipient_id) DO NOTHING"""
 # few it is about to send ``sending``: alertcast/store/part_sql.py, START).
 REACHED = "'delivered', 'sending'"
 WITHDRAWN = "'skipped'"
+
+# A correction's send (``s``) replies to the remote id copied, else to the one a send of the
+# family ({family}: ids) to that recipient has now, the original's (the param) first.
+REPLY_TO = """COALESCE(s.reply_to, (
+    SELECT f.remote_id FROM recipient_sends f
+    WHERE f.delivery_id {family} AND f.recipient_id = s.recipient_id AND f.remote_id IS NOT NULL
+    ORDER BY CASE WHEN f.delivery_id = ? THEN 0 ELSE 1 END
+    LIMIT 1
+))"""
+# The recipients a send of the family ({family}: ids) is on the wire to: taken for sending
+# after the param (now - WIRE_S) and its outcome not recorded yet (few: a pass takes ``width``
+# at a time).
+ON_THE_WIRE = """
+SELECT DISTINCT recipient_id FROM recipient_sends
+WHERE delivery_id {family} AND state = 'sending' AND updated_at > ?"""
+WIRE_S = 30.0  # longer than a send may be on the wire (a webhook's timeout_s is 10 by default)
+WIRE_LOOK_S = 0.2  # how often a correction's pass looks whether such a send has ended
 
 
 def effect_statements(effects: Effects | None, now: float) -> list[EffectSQL]:
@@ -153,3 +192,28 @@ async def audience_op(
         params = audience_params(i, correction, original, account, (after, last), now)
         added += await c.execute(statement, params)
     return last, added
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """What a correction's sends need of its family when they are read for sending."""
+
+    original: str  # the delivery it corrects
+    ids: list[str]  # the family's deliveries on the account, the correction left out
+    on_the_wire: list[str]  # the recipients a send of the family is being sent to now
+
+
+async def family_op(c: Conn, delivery_id: str, now: float) -> Family | None:
+    """The family of what the delivery corrects (see ``_FAMILY``), or None for a delivery
+    that corrects nothing."""
+    row = await c.fetchone(TARGET, (delivery_id,))
+    if row is None or row["target_delivery_id"] is None:
+        return None
+    account, original = str(row["account"]), str(row["target_delivery_id"])
+    rows = await c.fetchall(_FAMILY, (account, original, original, delivery_id))
+    ids = [str(r[0]) for r in rows]
+    if not ids:
+        return None
+    clause, params = c.any_of(ids)
+    wire = await c.fetchall(ON_THE_WIRE.format(family=clause), (*params, now - WIRE_S))
+    return Family(original, ids, sorted(str(r[0]) for r in wire))

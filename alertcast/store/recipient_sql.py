@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from alertcast.store import part_sql
+from alertcast.store import followup_sql, part_sql
 from alertcast.store.base import DuplicateRecipient, Recipient, RecipientSend, SendOutcome
 from alertcast.store.driver import Conn
 
@@ -31,6 +31,7 @@ __all__ = [
     "DROP_STAGING",
     "DUPLICATE",
     "GIVE_UP",
+    "HELD_NEXT_DUE",
     "LIST",
     "MERGE",
     "NEXT_DUE",
@@ -40,6 +41,7 @@ __all__ = [
     "SENDS",
     "STAGING_COLUMNS",
     "SUMMARY",
+    "correction_page",
     "count_op",
     "due_from",
     "give_up_op",
@@ -82,23 +84,25 @@ SELECT id, region, data FROM recipients WHERE account = ? AND id > ? ORDER BY id
 # Due rows of one delivery, with what the send needs of each recipient (data NULL: the
 # recipient was removed from the account since the expansion). The page is chosen first (by
 # recipient_sends_due, in order), then joined: a plan that joins first would read every
-# recipient. PAGE_DUE_IN: within a part's range, (after, last].
+# recipient. PAGE_DUE_IN: within a part's range, (after, last]. A correction's page
+# (:func:`correction_page`) replies to what its family's sends have now and leaves out ({held})
+# the sends to a recipient the family has on the wire (alertcast/store/followup_sql.py).
 _PAGE_DUE = """
 SELECT s.recipient_id, s.state, s.attempts, s.next_attempt_at, s.http_status, s.last_error,
-       s.updated_at, r.region, r.data, s.reply_to
+       s.updated_at, r.region, r.data, {reply_to}
 FROM (
     SELECT recipient_id, state, attempts, next_attempt_at, http_status, last_error, updated_at,
            reply_to
     FROM recipient_sends
     WHERE delivery_id = ? AND recipient_id > ?{upto} AND state IN ('pending', 'retrying')
-      AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+      AND (next_attempt_at IS NULL OR next_attempt_at <= ?){held}
     ORDER BY recipient_id
     LIMIT ?
 ) s
 LEFT JOIN recipients r ON r.account = ? AND r.id = s.recipient_id
 ORDER BY s.recipient_id"""
-PAGE_DUE = _PAGE_DUE.format(upto="")
-PAGE_DUE_IN = _PAGE_DUE.format(upto=" AND recipient_id <= ?")
+PAGE_DUE = _PAGE_DUE.format(reply_to="s.reply_to", upto="", held="")
+PAGE_DUE_IN = _PAGE_DUE.format(reply_to="s.reply_to", upto=" AND recipient_id <= ?", held="")
 
 # A delivered row stays delivered: a late write of a worker that lost its claim never undoes it.
 # The receipt's remote id is kept (a correction names it), a later NULL not overwriting it.
@@ -109,10 +113,19 @@ WHERE delivery_id = ? AND recipient_id = ? AND state <> 'delivered'"""
 
 ANALYZE_RECIPIENTS = "ANALYZE recipients"
 SUMMARY = "SELECT state, COUNT(*) AS n FROM recipient_sends WHERE delivery_id = ? GROUP BY state"
-# When the next send is due: a pending one at once (0).
+# When the next send is due: a pending one at once (0). A correction's (HELD_NEXT_DUE): a send
+# to a recipient its family has on the wire ({ids}) at the time given (when to look again).
 NEXT_DUE = """
 SELECT MIN(COALESCE(next_attempt_at, 0)) FROM recipient_sends
 WHERE delivery_id = ? AND state IN ('pending', 'retrying')"""
+HELD_NEXT_DUE = """
+SELECT MIN(due) FROM (
+    SELECT COALESCE(next_attempt_at, 0) AS due FROM recipient_sends
+    WHERE delivery_id = ? AND state IN ('pending', 'retrying') AND NOT (recipient_id {ids})
+    UNION ALL
+    SELECT CAST(? AS DOUBLE PRECISION) AS due FROM recipient_sends
+    WHERE delivery_id = ? AND state IN ('pending', 'retrying') AND recipient_id {ids}
+) held"""
 GIVE_UP = """
 UPDATE recipient_sends SET state = 'dead', last_error = ?, updated_at = ?
 WHERE delivery_id = ? AND state IN ('pending', 'retrying')"""
@@ -211,11 +224,35 @@ async def count_op(c: Conn, account: str) -> int:
 async def page_op(
     c: Conn, delivery_id: str, account: str, now: float, after: str, last: str | None, limit: int
 ) -> list[RecipientSend]:
-    if last is None:
-        rows = await c.fetchall(PAGE_DUE, (delivery_id, after, now, limit, account))
+    span = (after,) if last is None else (after, last)
+    family = await followup_sql.family_op(c, delivery_id, now)
+    if family is None:
+        query = PAGE_DUE if last is None else PAGE_DUE_IN
+        rows = await c.fetchall(query, (delivery_id, *span, now, limit, account))
     else:
-        rows = await c.fetchall(PAGE_DUE_IN, (delivery_id, after, last, now, limit, account))
+        query, (fam, held) = correction_page(c, family, bounded=last is not None)
+        params = (*fam, family.original, delivery_id, *span, now, *held, limit, account)
+        rows = await c.fetchall(query, params)
     return [due_from(r) for r in rows]
+
+
+def correction_page(
+    c: Conn, family: followup_sql.Family, *, bounded: bool
+) -> tuple[str, tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """A correction's page: :data:`PAGE_DUE` (``bounded``: :data:`PAGE_DUE_IN`) replying to
+    ``followup_sql.REPLY_TO``, without the sends to a recipient the family has on the wire;
+    with the params of the family's match and of the recipients left out."""
+    match, fam = c.any_of(family.ids)
+    held, out = "", ()
+    if family.on_the_wire:
+        clause, out = c.any_of(family.on_the_wire)
+        held = f" AND NOT (recipient_id {clause})"
+    query = _PAGE_DUE.format(
+        reply_to=followup_sql.REPLY_TO.format(family=match),
+        upto=" AND recipient_id <= ?" if bounded else "",
+        held=held,
+    )
+    return query, (fam, out)
 
 
 async def record_op(
@@ -237,8 +274,17 @@ async def summary_op(c: Conn, delivery_id: str) -> dict[str, int]:
     return {str(r["state"]): int(r["n"]) for r in await c.fetchall(SUMMARY, (delivery_id,))}
 
 
-async def next_due_op(c: Conn, delivery_id: str) -> float | None:
-    row = await c.fetchone(NEXT_DUE, (delivery_id,))
+async def next_due_op(c: Conn, delivery_id: str, now: float) -> float | None:
+    """When the delivery's next send is due (None: none is); a correction's send to a
+    recipient its family has on the wire, in ``followup_sql.WIRE_LOOK_S`` (to look again)."""
+    family = await followup_sql.family_op(c, delivery_id, now)
+    if family is None or not family.on_the_wire:
+        row = await c.fetchone(NEXT_DUE, (delivery_id,))
+    else:
+        clause, ids = c.any_of(family.on_the_wire)
+        look = now + followup_sql.WIRE_LOOK_S
+        params = (delivery_id, *ids, look, delivery_id, *ids)
+        row = await c.fetchone(HELD_NEXT_DUE.format(ids=clause), params)
     return None if row is None or row[0] is None else float(row[0])
 
 

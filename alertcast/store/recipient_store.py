@@ -120,7 +120,8 @@ class RecipientMethods:
         return await self._db.read(partial(recipient_sql.summary_op, delivery_id=delivery_id))
 
     async def next_recipient_due(self, delivery_id: str) -> float | None:
-        return await self._db.read(partial(recipient_sql.next_due_op, delivery_id=delivery_id))
+        op = partial(recipient_sql.next_due_op, delivery_id=delivery_id, now=time.time())
+        return await self._db.read(op)
 
     async def give_up_recipients(self, delivery_id: str, reason: str, *, now: float) -> int:
         op = partial(recipient_sql.give_up_op, delivery_id=delivery_id, reason=reason, now=now)

@@ -239,3 +239,62 @@ async def test_a_correction_of_a_stopped_parent_that_reached_someone_threads(
     await store.apply(Write(incident=row, deliveries=[_delivery("CB", "B")], effects=effects))
     (nobody,) = await store.claim_due(now=now, limit=5, lease_s=30, worker="w2", free={ACCOUNT: 5})
     assert (nobody.delivery.id, nobody.target_delivered) == ("CB", False)
+
+
+async def _due(store: Store, delivery_id: str) -> dict[str, str | None]:
+    """The delivery's sends due now, each with what it replies to."""
+    page = await store.due_recipients(delivery_id, ACCOUNT, now=time.time() + 1, limit=10)
+    return {s.recipient_id: s.reply_to for s in page}
+
+
+async def test_a_send_on_the_wire_at_the_copy_holds_its_correction_until_it_ends(
+    store: Store,
+) -> None:
+    """r3's alert was on the wire when the cancellation's audience was copied: its
+    cancellation is not due (the pass looks again in 0.2 s) until r3's outcome is recorded,
+    then replies to the remote id recorded; the others go at once, threaded."""
+    await _alert(store)
+    assert await store.start_recipients("A", ["r3"], now=time.time()) == {"r3"}
+    await _follow(store, "cancel", "C", ("A",))
+    await _audience(store, "C", first=False)
+    assert await _reply_to(store, "C") == {
+        "r0": ("pending", "A-r0"),
+        "r1": ("pending", "A-r1"),
+        "r3": ("pending", None),
+    }
+    assert await _due(store, "C") == {"r0": "A-r0", "r1": "A-r1"}
+    await _sent(store, "C", {"r0": "delivered", "r1": "delivered"})
+    before = time.time()
+    due = await store.next_recipient_due("C")
+    assert due is not None and before < due <= time.time() + followup_sql.WIRE_LOOK_S
+    await _sent(store, "A", {"r3": "delivered"})
+    assert await _due(store, "C") == {"r3": "A-r3"}
+    assert await store.next_recipient_due("C") == 0
+
+
+async def test_a_send_left_on_the_wire_by_a_dead_worker_holds_nothing(store: Store) -> None:
+    """r3 was taken for sending longer ago than a send may be on the wire (its worker died):
+    its cancellation is due at once, with nothing to reply to."""
+    await _alert(store)
+    taken = time.time() - followup_sql.WIRE_S - 1
+    assert await store.start_recipients("A", ["r3"], now=taken) == {"r3"}
+    await _follow(store, "cancel", "C", ("A",))
+    await _audience(store, "C", first=False)
+    assert await _due(store, "C") == {"r0": "A-r0", "r1": "A-r1", "r3": None}
+    assert await store.next_recipient_due("C") == 0
+
+
+async def test_a_later_correction_waits_for_an_earlier_ones_send_on_the_wire(
+    store: Store,
+) -> None:
+    """The update's send to r0 (threaded to the alert) is on the wire when the cancellation
+    is copied: the cancellation to r0 waits for it, and replies to the alert's message."""
+    await _alert(store)
+    await _follow(store, "update", "U", ("A",))
+    await _audience(store, "U", first=True)
+    assert await store.start_recipients("U", ["r0"], now=time.time()) == {"r0"}
+    await _follow(store, "cancel", "C", ("U",))
+    await _audience(store, "C", first=False)
+    assert "r0" not in await _due(store, "C")
+    await _sent(store, "U", {"r0": "delivered"})
+    assert (await _due(store, "C"))["r0"] == "A-r0"

@@ -1,0 +1,89 @@
+"""A correction of a per-recipient alert one of whose requests is still on the wire when the
+correction is posted, through the running daemon, on every engine: that recipient's
+correction waits for the alert's answer, then goes threaded to the remote id it gave; nobody
+else's waits (docs/delivery.md, "A correction follows what is on the wire")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from alertcast.testing.sink import Received, WebhookSink
+from tests.conftest import HOOK_SECRET
+from tests.spine.bulk_people import account, answer_with_ids, load, people, quake, start
+
+HELD = "cd-0007"  # the recipient whose alert the receiver answers only when told
+PEOPLE = [f"cd-{i:04d}" for i in range(20)]
+LATER_S = 1.0  # how long the held one's correction is watched for before the answer
+
+
+@dataclass
+class HoldingSink(WebhookSink):
+    """The test's receiver: answers each POST with its own id (``<msg_type>-<recipient>``),
+    but holds its answer to ``HELD``'s alert until ``release`` is set."""
+
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    released_at: float = 0.0
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())  # aiohttp keeps it for the sink's own read
+        if body.get("msg_type") == "alert" and body.get("recipient", {}).get("id") == HELD:
+            self.holding.set()
+            await self.release.wait()
+        return await super()._handle(request)
+
+    def posts(self, msg_type: str) -> dict[str, Received]:
+        """Each recipient's POST of ``msg_type`` (one each: a second fails the test)."""
+        found = [r for r in self.received if r.body.get("msg_type") == msg_type]
+        by_recipient = {r.body["recipient"]["id"]: r for r in found}
+        assert len(by_recipient) == len(found), f"a {msg_type} twice to one recipient"
+        return by_recipient
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[HoldingSink]:
+    sink = HoldingSink(secret=HOOK_SECRET, answer=answer_with_ids)
+    await sink.start()
+    yield sink
+    sink.release.set()
+    await sink.stop()
+
+
+async def _until(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not in {timeout_s} s"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_cancellation_threads_to_an_alert_that_was_on_the_wire(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+) -> None:
+    """The alert to cd-0007 is on the wire (unanswered) when the cancellation is posted: the
+    19 others get theirs at once, cd-0007 only after its alert's answer, and every one of the
+    20 is a reply whose in_reply_to names the id that recipient's alert got."""
+    await load(engine, people(chengdu=20, nowhere=0, beijing=0))
+    hook = account(url=receiver.url, concurrency=4)
+    b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine})
+    first = await b.raise_(quake())
+    await asyncio.wait_for(receiver.holding.wait(), 30)
+    await _until(lambda: len(receiver.posts("alert")) == 19, "the 19 other alerts")
+    cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
+    await _until(lambda: len(receiver.posts("cancel")) >= 19, "the 19 other cancellations")
+    await asyncio.sleep(LATER_S)
+    assert HELD not in receiver.posts("cancel"), "the cancellation went before the alert's answer"
+    released = time.time()
+    receiver.release.set()
+    await b.settled(cancel["id"])
+    cancels = receiver.posts("cancel")
+    threads = {rid: (r.body["action"], r.body.get("in_reply_to")) for rid, r in cancels.items()}
+    assert threads == {rid: ("reply", f"alert-{rid}") for rid in PEOPLE}
+    assert cancels[HELD].at >= released
