@@ -20,6 +20,11 @@ asyncpg's own clean-up (a cancel request, then a reset) would wait for the same 
 A connection that drops under an operation (reset, closed by the server, shut down) raises
 ``ConnectionError`` naming what dropped. Those two are the store not answering, whatever the
 driver said; any other error is an answer (a constraint, a bug), raised as it came.
+
+The server bounds its side too (:meth:`PgOptions.session`): a transaction left idle, by a
+replica that died, froze or was cut off between two statements, is ended after
+``idle_in_transaction_s`` and its row locks with it, instead of when TCP keepalive notices
+(two hours by default) or the partition heals; and the server probes a silent client sooner.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ __all__ = ["PgConn", "PgDriver", "PgOptions", "PostgresStore"]
 
 T = TypeVar("T")
 log = structlog.get_logger("alertcast.store")
+IDLE_IN_TRANSACTION_X = 3  # a transaction idle this many command timeouts: its client is gone
+KEEPALIVE_PROBES = 3  # unanswered keepalive probes before the server drops a client
 CHANNEL = "alertcast_due"
 RELISTEN_S = (0.1, 2.0)  # the first wait before reopening the listener, and the longest
 N = lru_cache(maxsize=1024)(sql.numbered)
@@ -81,6 +88,30 @@ class PgOptions:
         }
         options = cls(query.pop("schema", None), **seconds)
         return urlunsplit(parts._replace(query=urlencode(query))), options
+
+    @property
+    def idle_in_transaction_s(self) -> float:
+        """How long the server lets a session sit idle inside a transaction before it ends it.
+
+        Between two statements of one operation the client only runs its own code (no call
+        waits on anything but the database inside a transaction), so a gap of several
+        statement bounds means the client died, froze or lost the route, and its row locks
+        (``FOR UPDATE`` claims) would hold other replicas off. Three command timeouts (30 s by
+        default) is far past any gap the store makes, even on a loaded machine."""
+        return IDLE_IN_TRANSACTION_X * self.command_timeout_s
+
+    def session(self) -> dict[str, str]:
+        """The settings every connection gives the server: ``idle_in_transaction_s``, and TCP
+        keepalive from the server after a command timeout of silence, every command timeout,
+        ``KEEPALIVE_PROBES`` times (a client whose host is gone is dropped within 40 s by
+        default, rather than after the kernel's two hours; a unix socket ignores them)."""
+        every_s = str(max(1, round(self.command_timeout_s)))
+        return {
+            "idle_in_transaction_session_timeout": str(round(self.idle_in_transaction_s * 1000)),
+            "tcp_keepalives_idle": every_s,
+            "tcp_keepalives_interval": every_s,
+            "tcp_keepalives_count": str(KEEPALIVE_PROBES),
+        }
 
 
 def _seconds(key: str, text: str) -> float:
@@ -167,9 +198,13 @@ class PgDriver:
         parts = urlsplit(self.url)
         return f"postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
 
-    def _connect_kwargs(self) -> dict[str, Any]:
-        """Every connection's bounds and settings: the pool's, the listener's, the schema's."""
-        settings = {"search_path": self.schema} if self.schema else {}
+    def _connect_kwargs(self, *, search_path: bool = True) -> dict[str, Any]:
+        """Every connection's bounds and settings: the pool's, the listener's, the schema's.
+        A setting the URL gives itself (``?idle_in_transaction_session_timeout=0``) wins."""
+        given = dict(parse_qsl(urlsplit(self.url).query))
+        settings = {k: v for k, v in self.options.session().items() if k not in given}
+        if self.schema and search_path:
+            settings["search_path"] = self.schema
         return {
             "timeout": self.options.connect_timeout_s,
             "command_timeout": self.options.command_timeout_s,
@@ -187,8 +222,7 @@ class PgDriver:
 
     async def _create_schema(self) -> None:
         assert self.schema is not None
-        kwargs = self._connect_kwargs() | {"server_settings": {}}
-        conn = await asyncpg.connect(self.url, **kwargs)
+        conn = await asyncpg.connect(self.url, **self._connect_kwargs(search_path=False))
         try:  # two replicas starting at once: IF NOT EXISTS still races in the catalogue
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         except asyncpg.UniqueViolationError:
