@@ -65,6 +65,8 @@ class Committer:
         except BaseException:
             if reservation is not None:
                 reservation.cancel()
+            if taken is not None:
+                self.inbox.claim_failed()
             raise
         handed = len(applied.claims)
         if reservation is not None and not self.inbox.hand(

@@ -33,8 +33,9 @@ from alertcast.events import EventBus
 from alertcast.fate import RetryPolicy, Skipped, decide
 from alertcast.inbox import Inbox
 from alertcast.logs import HotLogger
+from alertcast.lost import LostClaims
 from alertcast.models import DeliveryState
-from alertcast.outage import Outage
+from alertcast.outage import UNANSWERED, Outage
 from alertcast.pauses import Pauses, note_attempt
 from alertcast.plan import Skip, plan_send
 from alertcast.plan.sending import Lead, lead_waits
@@ -84,6 +85,8 @@ class Dispatcher:
         self.pauses = Pauses(store, capacity.accounts, lease_s=config.lease_s)
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], str] = {}  # each task's delivery
+        self.lost = LostClaims(store, worker, lease_s=config.lease_s)  # claims never answered
         self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
         self._loop_task: asyncio.Task[None] | None = None
         self._assist: asyncio.Task[None] | None = None  # parts of others' bulk deliveries
@@ -143,11 +146,15 @@ class Dispatcher:
             try:
                 await self._run_loop()
             except Exception as exc:
-                if await self.outage.probe():  # the store answers: our own bug
+                self.lost.unanswered()  # a claim may have failed after its commit
+                if not await self.outage.probe():  # no claim, no sweep until the store answers
+                    await self.outage.outlast(self.inbox.wait, lambda: self._stopping)
+                elif isinstance(exc, UNANSWERED):  # one call got no answer; the store is back
+                    log.warning("dispatch.store_unanswered", error=self.outage.redacted(exc))
+                    await asyncio.sleep(0.2)
+                else:  # the store answers: our own bug
                     log.error("dispatch.loop_crashed", exc_info=exc)
                     await asyncio.sleep(1.0)
-                else:  # no claim, no sweep until the store answers again
-                    await self.outage.outlast(self.inbox.wait, lambda: self._stopping)
 
     async def _run_loop(self) -> None:
         next_sweep = 0.0
@@ -158,10 +165,16 @@ class Dispatcher:
                 await self.outage.outlast(self.inbox.wait, lambda: self._stopping)
                 continue
             await self.pauses.save(time.time())  # an operator's resume, a replaced secret
-            if time.monotonic() >= next_sweep:
+            if self.inbox.unanswered:  # an intake's claim failed
+                self.inbox.unanswered = False
+                self.lost.unanswered()
+            sweep = time.monotonic() >= next_sweep
+            if sweep:
                 await self._sweep_leases()
                 await self.pauses.restore(time.time())  # what other replicas paused, resumed
                 next_sweep = time.monotonic() + self.config.lease_s / 4
+            if await self.lost.release(self._held, sweep=sweep):
+                self.inbox.wake()
             claimed = await self._claim()
             for claim, ticket in claimed:
                 self._spawn(claim, ticket)
@@ -194,7 +207,8 @@ class Dispatcher:
                     (a.config for a in self.capacity.accounts), self.pauses.paused(now)
                 ),
             )
-            claims += await self.pauses.claim_spent(now, room - len(claims), self.worker)
+            spent_at = time.time()  # a claim's stamp, read just before it (alertcast.lost)
+            claims += await self.pauses.claim_spent(spent_at, room - len(claims), self.worker)
             return [(c, self.capacity.take(c.delivery.account)) for c in claims]
 
     def _lead_of(self, member: AccountConfig, now: float) -> Lead | None:
@@ -212,6 +226,8 @@ class Dispatcher:
         not claimable (a paused or saturated account, a follow-up waiting for its original)
         wait for a wake-up or the poll, never a busy loop."""
         timeout = self.config.poll_interval_s
+        if (lost_in := self.lost.due_in()) is not None:
+            timeout = min(timeout, max(0.005, lost_in))
         if (due := await self.store.next_due_at()) is not None and due > time.time():
             timeout = min(timeout, max(0.005, due - time.time()))
         deadline = time.monotonic() + timeout
@@ -224,14 +240,20 @@ class Dispatcher:
         finally:
             self.sleeping = False
 
+    def _held(self) -> list[str]:
+        """Every delivery this worker received and has not settled, but those it gave up on."""
+        return [*self._sending.values(), *self.inbox.held()]
+
     def _spawn(self, claim: ActiveClaim, ticket: Ticket) -> None:
         task = asyncio.create_task(self._handle(claim, ticket), name=f"deliver-{claim.delivery.id}")
         self._tasks.add(task)
+        self._sending[task] = claim.delivery.id
         metrics.INFLIGHT.set(len(self._tasks))
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._sending.pop(task, None)
         metrics.INFLIGHT.set(len(self._tasks))
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch.task_failed", exc_info=task.exception())
@@ -253,6 +275,7 @@ class Dispatcher:
             await self._unclaim(d, back.reason, back.progress)
         except Exception:  # failed before its outcome was known: the lease brings it back
             log.exception("dispatch.record_failed")
+            self.lost.abandoned(d.id)  # it may have been sent: never a lost claim
         finally:
             ticket.release()
 

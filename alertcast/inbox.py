@@ -24,6 +24,7 @@ class Inbox:
         self._rung = asyncio.Event()
         self._due = False
         self.open = False  # a running dispatcher takes from it
+        self.unanswered = False  # a claiming write failed: its answer may have been lost
 
     def hand(self, handed: list[Handed]) -> bool:
         """Deliveries claimed at creation, to send at once; False (nothing taken) when no
@@ -34,6 +35,16 @@ class Inbox:
         self._handed += handed
         self._rung.set()
         return True
+
+    def claim_failed(self) -> None:
+        """A write that claimed at creation failed: it may have been committed all the same
+        (its answer lost), its rows claimed and never handed (:mod:`alertcast.lost`)."""
+        self.unanswered = True
+        self._rung.set()
+
+    def held(self) -> list[str]:
+        """The deliveries handed and not yet taken."""
+        return [claim.delivery.id for claim, _ in self._handed]
 
     def wake(self) -> None:
         """Due work is in the store: claim it."""

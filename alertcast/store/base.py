@@ -11,7 +11,7 @@ dispatcher knowing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -271,6 +271,9 @@ class Store(Protocol):
     """Durable state: incidents, deliveries, attempts, idempotency keys and the audit trail."""
 
     single_process: bool  # True when one process owns every claim (SQLite)
+    # How long a call that claims may take from its start, answer included, or None where a
+    # claim's answer cannot be lost (SQLite: one process, its own disk); see ``release_lost``.
+    claim_bound_s: float | None
 
     def describe(self) -> str:
         """Where the data lives, without credentials (for logs)."""
@@ -369,6 +372,17 @@ class Store(Protocol):
         a per-recipient pass made way): the delivery is due again at ``due_at`` with ``reason``
         (why it waits) and ``progress`` (if given) stored, the attempt the claim counted taken
         back. ``False``: the claim was no longer held (its lease ran out)."""
+
+    async def release_lost(
+        self, *, worker: str, held: Collection[str], claimed_before: float, now: float
+    ) -> int:
+        """Claims ``worker`` made before ``claimed_before`` on deliveries it does not hold
+        (``held``: every delivery it is sending or was handed): the call that made each was
+        committed but its answer never came back (a connection lost at the commit), so the
+        worker never had the rows and sent nothing. Each is due again at ``now``, its attempt
+        taken back, as :meth:`unclaim` would; how many. Safe only when ``claimed_before`` is at
+        least two ``claim_bound_s`` ago (a claim's stamp is read less than a bound before its
+        call starts, which is answered within one): no answer can still be on its way."""
 
     async def next_due_at(self) -> float | None: ...
     async def recover(self, *, now: float, everything: bool) -> int:

@@ -60,6 +60,10 @@ class Driver(Protocol):
 
     single_process: bool
 
+    @property
+    def claim_bound_s(self) -> float | None:
+        """What a claiming write may take, answer included (``Store.claim_bound_s``)."""
+
     def describe(self) -> str: ...
     async def open(self) -> None: ...
     async def close(self) -> None: ...

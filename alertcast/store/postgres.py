@@ -177,6 +177,12 @@ class PgConn:
 class PgDriver:
     single_process = False
 
+    @property
+    def claim_bound_s(self) -> float:
+        """What a claiming write may take, from the time it stamps to its answer: a new
+        connection, then two statement bounds (SQLStore bounds the whole call by it)."""
+        return self.options.connect_timeout_s + 2 * self.options.command_timeout_s
+
     def __init__(
         self,
         url: str,

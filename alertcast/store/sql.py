@@ -135,6 +135,14 @@ UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pendi
        reason = ?, progress = COALESCE(?, progress), updated_at = ?
 WHERE id = ? AND state = 'sending' AND claimed_by = ?"""
 
+# A claim whose answer was lost (see Store.release_lost): as UNCLAIM, for every row of the
+# worker's claimed before the bound and not held (``{held}``: the ids it holds, or TRUE).
+RELEASE_LOST = """
+UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
+       attempts = attempts - 1, next_attempt_at = ?, claimed_by = NULL, lease_until = NULL,
+       updated_at = ?
+WHERE state = 'sending' AND claimed_by = ? AND updated_at < ? AND {held}"""
+
 NEXT_DUE = "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'retrying')"
 
 RECOVER_DEAD = """

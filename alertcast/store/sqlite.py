@@ -90,6 +90,10 @@ class SQLiteConn:
 class SQLiteDriver:
     single_process = True
 
+    @property
+    def claim_bound_s(self) -> float | None:
+        return None  # one process, its own disk: a claim is never stored yet unanswered
+
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = str(path)
         self._synchronous = synchronous

@@ -11,8 +11,9 @@ are this store over their driver.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from alertcast.store import account_sql, followup_sql, sql
@@ -33,7 +34,7 @@ from alertcast.store.base import (
     Write,
 )
 from alertcast.store.clock import StoreClock, clock_for
-from alertcast.store.driver import Conn, Driver
+from alertcast.store.driver import Conn, Driver, Op, T
 from alertcast.store.feed_store import FeedMethods
 from alertcast.store.limit_store import LimitMethods
 from alertcast.store.recipient_store import RecipientMethods
@@ -63,6 +64,7 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
         self._db = driver
         self.single_process = driver.single_process
         self.shared_clock: StoreClock = clock_for(driver)  # the limit slots' clock
+        self.claim_bound_s = driver.claim_bound_s
 
     def describe(self) -> str:
         return self._db.describe()
@@ -78,7 +80,9 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
     # -- incidents --------------------------------------------------------------------------
     async def apply(self, write: Write) -> Applied:
         notify = bool(write.deliveries or write.release or write.requeue)
-        return await self._db.write(lambda c: _apply(c, write), notify=notify)
+        if write.taken is None:
+            return await self._db.write(lambda c: _apply(c, write), notify=notify)
+        return await self._claiming(lambda c: _apply(c, write), notify)
 
     async def get_idempotency(self, issuer: str, key: str) -> IdempotencyRecord | None:
         row = await self._one(sql.SELECT_IDEMPOTENCY, (issuer, key))
@@ -151,7 +155,7 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
                 ids = [r[0] for r in locked]
             return await _claim(c, ids, worker, now + lease_s, now)
 
-        return await self._db.write(op)
+        return await self._claiming(op)
 
     async def finish_attempt(
         self, claim: DeliveryRow, attempt: AttemptRow, outcome: Outcome, *, worker: str = ""
@@ -192,6 +196,19 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
         kept = None if progress is None else to_json(progress)
         params = (due_at, reason, kept, time.time(), delivery_id, worker)
         return await self._db.write(lambda c: _touched(c, sql.UNCLAIM, params), single=True)
+
+    async def release_lost(
+        self, *, worker: str, held: Collection[str], claimed_before: float, now: float
+    ) -> int:
+        async def op(c: Conn) -> int:
+            if held:
+                clause, ids = c.any_of(sorted(held))
+                query, params = sql.RELEASE_LOST.format(held=f"NOT (id {clause})"), ids
+            else:
+                query, params = sql.RELEASE_LOST.format(held="TRUE"), ()
+            return await c.execute(query, (now, now, worker, claimed_before, *params))
+
+        return await self._db.write(op, single=True)
 
     async def next_due_at(self) -> float | None:
         row = await self._one(sql.NEXT_DUE, ())
@@ -244,9 +261,26 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
             await c.execute(*account_sql.claim_spent(ids, worker, lease_s, now))
             return [sql.claim_from(r) for r in await c.fetchall(*account_sql.claimed(ids))]
 
-        return await self._db.write(op)
+        return await self._claiming(op)
 
     # -- plumbing ---------------------------------------------------------------------------
+    async def _claiming(self, op: Op[T], notify: bool = False) -> T:
+        """A write that claims rows: answered within ``claim_bound_s`` of its start, or failed
+        (its connection ended). Its rows are stamped less than a bound before it starts (the
+        caller's clock, read just before), so a claim stamped two bounds ago that its worker
+        does not hold was never answered (:meth:`release_lost`)."""
+        bound = self.claim_bound_s
+        if bound is None:
+            return await self._db.write(op, notify=notify)
+        within = asyncio.timeout(bound)
+        try:
+            async with within:
+                return await self._db.write(op, notify=notify)
+        except TimeoutError as exc:
+            if within.expired():  # not a statement's own bound: the whole call's
+                raise TimeoutError(f"the store did not answer a claim within {bound:g} s") from exc
+            raise
+
     async def _one(self, query: str, params: Sequence[Any]) -> Any:
         return await self._db.read(lambda c: c.fetchone(query, params))
 

@@ -11,6 +11,12 @@ Two ways to fail:
   never connected onward, so the client's handshake waits for an answer that never comes. The
   client learns only from its own timeouts.
 
+- ``lose_answer(marker)`` loses one commit's answer: the connection whose client next sends
+  ``marker`` inside a transaction (a value bound in a statement: an idempotency key, a
+  delivery's id) has that transaction's ``COMMIT`` forwarded, so the server commits, and from
+  then on nothing comes back on it. The client learns only from its own timeout that it does
+  not know the outcome.
+
 ``restore()`` lets connections through again. After a blackhole, every connection that lost
 bytes (the stream is broken: it cannot go on) and every connection accepted meanwhile is reset
 then, as a real partition's stuck connections are in the end; a connection that sent nothing
@@ -34,6 +40,7 @@ import struct
 __all__ = ["TcpProxy"]
 
 CHUNK = 64 * 1024
+BEGIN, COMMIT, ROLLBACK = b"BEGIN", b"COMMIT", b"ROLLBACK"
 
 Link = frozenset[asyncio.StreamWriter]  # the two sides of one proxied connection
 
@@ -54,6 +61,12 @@ class TcpProxy:
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._broken: set[Link] = set()  # lost bytes (or never connected) in a blackhole
+        self.answers_lost = 0  # commits forwarded whose answers were dropped (lose_answer)
+        self._marker: bytes | None = None  # armed by lose_answer: the bytes to wait for
+        self._marked: Link | None = None  # the connection that sent them
+        self._silenced: set[Link] = set()  # its COMMIT went through: nothing comes back
+        self._tails: dict[Link, bytes] = {}  # what each client sent last, while armed
+        self._open: set[Link] = set()  # inside a transaction, while armed
 
     @property
     def is_cut(self) -> bool:
@@ -88,6 +101,11 @@ class TcpProxy:
         """Nothing forwarded either way, no new connection answered, until :meth:`restore`."""
         self._dark = True
 
+    def lose_answer(self, marker: bytes) -> None:
+        """The next ``COMMIT`` on the connection that sends ``marker`` reaches the server; its
+        answer, and everything after it on that connection, does not reach the client."""
+        self._marker, self._marked = marker, None
+
     def restore(self) -> None:
         """Forward again; the connections a blackhole broke are reset now."""
         self._cut, self._dark = False, False
@@ -112,7 +130,10 @@ class TcpProxy:
         self.accepted += 1
         link = frozenset({writer, up_writer})
         self._writers |= link
-        pipes = [self._pipe(reader, up_writer, link), self._pipe(up_reader, writer, link)]
+        pipes = [
+            self._pipe(reader, up_writer, link, upstream=True),
+            self._pipe(up_reader, writer, link),
+        ]
         tasks = [asyncio.create_task(p) for p in pipes]
         self._pipes.update(tasks)
         try:
@@ -120,6 +141,9 @@ class TcpProxy:
         finally:
             self._pipes.difference_update(tasks)
             self._broken.discard(link)
+            self._silenced.discard(link)
+            self._tails.pop(link, None)
+            self._open.discard(link)
             for w in link:
                 self._writers.discard(w)
                 _reset(w)
@@ -141,23 +165,52 @@ class TcpProxy:
             _reset(writer)
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: Link,
+        *,
+        upstream: bool = False,
     ) -> None:
         """One direction; when either side ends, the whole connection ends."""
         try:
             while data := await reader.read(CHUNK):
                 if self._cut:
                     return
-                if self._dark:  # dropped: the stream is broken for good
+                if self._dark or (not upstream and link in self._silenced):  # dropped
                     self.dropped_bytes += len(data)
                     self._broken.add(link)
                     continue
+                if upstream and self._marker is not None:
+                    self._watch(link, data)
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
             return
         finally:
             _reset(writer)
+
+    def _watch(self, link: Link, data: bytes) -> None:
+        """``lose_answer``'s part, on what a client sends: a transaction begun, the marker in
+        it, then its commit (each may be split between two reads: the end of the last one is
+        kept)."""
+        assert self._marker is not None
+        seen = self._tails.get(link, b"") + data
+        self._tails[link] = seen[-max(len(self._marker), len(BEGIN), len(COMMIT)) :]
+        upper = seen.upper()
+        if BEGIN in upper:
+            self._open.add(link)
+        if self._marked is None and link in self._open and self._marker in seen:
+            self._marked = link
+            upper = upper[seen.index(self._marker) :]  # a commit before the marker is not its
+        if self._marked is link and COMMIT in upper:
+            self._silenced.add(link)
+            self.answers_lost += 1
+            self._marker = self._marked = None
+            self._tails.clear()
+            self._open.clear()
+        elif COMMIT in upper or ROLLBACK in upper:
+            self._open.discard(link)
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
