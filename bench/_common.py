@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, Self, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -235,25 +235,23 @@ async def _serve_instant() -> None:
     server.close()
 
 
-class SinkProcess:
-    """``with SinkProcess(0.05) as sink:`` a signed-webhook receiver at ``sink.url``.
+class _Child:
+    """A process of ``python bench/_common.py ARGV…`` that prints its URL on its first line
+    and runs until its stdin is closed."""
 
-    The sink runs as ``python bench/_common.py sink LATENCY_S``, a separate process with its own
-    interpreter and event loop; closing its stdin stops it. ``instant=True`` runs the cheapest
-    receiver instead (``python bench/_common.py instant``: answers at once, checks no signature,
-    counts keys), so that what is measured is the sender's cost.
-    """
+    what = "child"
+    stop_s = 10.0  # for it to end once told, before it is terminated
 
-    def __init__(self, latency_s: float, *, instant: bool = False) -> None:
-        self.latency_s = latency_s
-        self.instant = instant
+    def __init__(self) -> None:
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> SinkProcess:
-        mode = ["instant"] if self.instant else ["sink", str(self.latency_s)]
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._proc = subprocess.Popen(
-            [sys.executable, __file__, *mode],
+            [sys.executable, __file__, *self.argv()],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -262,21 +260,42 @@ class SinkProcess:
         self.url = self._proc.stdout.readline().strip()
         if not self.url.startswith("http://127.0.0.1:"):
             self.__exit__()
-            raise RuntimeError("the sink process did not start")
+            raise RuntimeError(f"the {self.what} process did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.close()
         try:
-            self._proc.wait(10)
+            self._proc.wait(self.stop_s)
         except subprocess.TimeoutExpired:
             self._proc.terminate()
             self._proc.wait(5)
 
     @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+
+class SinkProcess(_Child):
+    """``with SinkProcess(0.05) as sink:`` a signed-webhook receiver at ``sink.url``.
+
+    The sink runs as ``python bench/_common.py sink LATENCY_S``, a separate process with its own
+    interpreter and event loop; closing its stdin stops it. ``instant=True`` runs the cheapest
+    receiver instead (``python bench/_common.py instant``: answers at once, checks no signature,
+    counts keys), so that what is measured is the sender's cost.
+    """
+
+    what = "sink"
+
+    def __init__(self, latency_s: float, *, instant: bool = False) -> None:
+        super().__init__()
+        self.latency_s = latency_s
+        self.instant = instant
+
+    def argv(self) -> list[str]:
+        return ["instant"] if self.instant else ["sink", str(self.latency_s)]
 
     def hook(self, i: int) -> str:
         return f"{self.url}/hook/{i}"
@@ -372,47 +391,24 @@ async def run_daemon(
             await runner.cleanup()
 
 
-class DaemonProcess:
+class DaemonProcess(_Child):
     """``with DaemonProcess(workdir, hooks, ...) as d:`` :func:`run_daemon` in a process of its
     own (``python bench/_common.py daemon …``), so that the benchmark's client (its POSTs, its
     reading of ``/v1/stream``) shares neither the daemon's event loop nor its interpreter, as an
     office's client and an operator's browser do not; closing its stdin stops it."""
 
+    what = "daemon"
+    stop_s = 30.0
+
     def __init__(
         self, workdir: Path, hook_urls: Sequence[str], *, concurrency: int | None, log_level: str
     ) -> None:
+        super().__init__()
         self.db, self.log = workdir / "alertcast.db", workdir / "alertcast.log"
         self._argv = [str(workdir), log_level, str(concurrency or "-"), *hook_urls]
-        self.url = ""
-        self._proc: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> DaemonProcess:
-        self._proc = subprocess.Popen(
-            [sys.executable, __file__, "daemon", *self._argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self._proc.stdout is not None
-        self.url = self._proc.stdout.readline().strip()
-        if not self.url.startswith("http://127.0.0.1:"):
-            self.__exit__()
-            raise RuntimeError("the daemon process did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
-        self._proc.stdin.close()
-        try:
-            self._proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self._proc.terminate()
-            self._proc.wait(5)
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
+    def argv(self) -> list[str]:
+        return ["daemon", *self._argv]
 
     def cpu_s(self) -> tuple[float, float]:
         """CPU seconds (user and system) of the daemon's main thread, and of all its threads."""
