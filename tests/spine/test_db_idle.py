@@ -14,10 +14,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from alertcast.store.base import IncidentRow, NewDelivery, Write
+from alertcast.store.base import NewDelivery, Write
 from alertcast.store.postgres import PostgresStore
 from alertcast.testing.tcpproxy import TcpProxy
 from tests.conftest import PG_URL, until
+from tests.store.test_contract import _incident
 
 pytestmark = pytest.mark.postgres
 
@@ -128,21 +129,6 @@ async def _idle_in_transaction(schema: str) -> int:
         return int(await conn.fetchval(query, f"a-{schema}"))
     finally:
         await conn.close()
-
-
-def _incident() -> IncidentRow:
-    return IncidentRow(
-        id="inc-1",
-        kind="earthquake",
-        status="actual",
-        severity="severe",
-        msg_type="alert",
-        state="active",
-        issuer="city",
-        source="api",
-        body={"headline": "h"},
-        created_at=time.time(),
-    )
 
 
 def _delivery(delivery_id: str) -> NewDelivery:
