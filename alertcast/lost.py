@@ -15,13 +15,20 @@ delivery the worker received and has not settled: being sent, handed over and no
 or abandoned after a send whose outcome could not be recorded (the lease brings those back as
 an interrupted send, counted: they may have reached the platform).
 
+The stamps alone are not enough for a call still on its way in this process: an intake's rows
+carry its incident's ``created_at``, read before the plan (every account's text rendered) and
+before the commit path's turn of the event loop, so a loop held longer than a bound makes them
+look old while their answer is coming. The store therefore runs a release only while none of
+its claiming calls is in flight (it waits for those, each within its bound, and holds new ones
+back meanwhile), and reads what is held only then: an answer that came is handed by then.
+
 The check runs a bound after a claiming write failed, and at every lease sweep.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 import structlog
 
@@ -71,7 +78,7 @@ class LostClaims:
         self._abandoned = {
             k: at for k, at in self._abandoned.items() if now - at < self.lease_s + bound
         }
-        keep = {*held(), *self._abandoned}
+        keep = _Kept(held, lambda: self._abandoned)  # read by the store once no claim is on its way
         try:
             released = await self.store.release_lost(
                 worker=self.worker, held=keep, claimed_before=now - 2 * bound - MARGIN_S, now=now
@@ -82,3 +89,23 @@ class LostClaims:
         if released:
             log.warning("dispatch.lost_claims_released", deliveries=released, bound_s=bound)
         return released
+
+
+class _Kept(Collection[str]):
+    """The deliveries held, read each time it is looked at: the store reads it only once no
+    claiming call is on its way, so a claim answered meanwhile is in it."""
+
+    def __init__(self, *sources: Callable[[], Iterable[str]]) -> None:
+        self._sources = sources
+
+    def _ids(self) -> set[str]:
+        return {i for source in self._sources for i in source()}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids())
+
+    def __len__(self) -> int:
+        return len(self._ids())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids()

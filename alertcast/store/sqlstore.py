@@ -12,8 +12,9 @@ are this store over their driver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 from alertcast.store import account_sql, followup_sql, sql
@@ -65,6 +66,7 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
         self.single_process = driver.single_process
         self.shared_clock: StoreClock = clock_for(driver)  # the limit slots' clock
         self.claim_bound_s = driver.claim_bound_s
+        self._claims = _ClaimGate()  # claiming calls in flight, kept apart from a release
 
     def describe(self) -> str:
         return self._db.describe()
@@ -200,15 +202,19 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
     async def release_lost(
         self, *, worker: str, held: Collection[str], claimed_before: float, now: float
     ) -> int:
+        """Once no claiming call of this store is on its way (none starts meanwhile), ``held``
+        read then: a call's answer, whatever its rows' stamps, is handed before it is read."""
+
         async def op(c: Conn) -> int:
-            if held:
-                clause, ids = c.any_of(sorted(held))
+            if kept := sorted(held):
+                clause, ids = c.any_of(kept)
                 query, params = sql.RELEASE_LOST.format(held=f"NOT (id {clause})"), ids
             else:
                 query, params = sql.RELEASE_LOST.format(held="TRUE"), ()
             return await c.execute(query, (now, now, worker, claimed_before, *params))
 
-        return await self._db.write(op, single=True)
+        async with self._claims.releasing(), asyncio.timeout(self.claim_bound_s):
+            return await self._db.write(op, single=True)  # new claims wait: not for long
 
     async def next_due_at(self) -> float | None:
         row = await self._one(sql.NEXT_DUE, ())
@@ -274,7 +280,7 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
             return await self._db.write(op, notify=notify)
         within = asyncio.timeout(bound)
         try:
-            async with within:
+            async with self._claims.claiming(), within:
                 return await self._db.write(op, notify=notify)
         except TimeoutError as exc:
             if within.expired():  # not a statement's own bound: the whole call's
@@ -386,3 +392,41 @@ async def _requeue(c: Conn, r: Requeue, now: float) -> DeliveryRow:
     if await c.execute(sql.REQUEUE, (now, r.budget, now, r.delivery_id)) == 0:
         raise StateConflict(f"delivery {r.delivery_id} cannot be retried")
     return DELIVERY.from_row(await c.fetchone(sql.SELECT_DELIVERY, (r.delivery_id,)))
+
+
+class _ClaimGate:
+    """This store's claiming calls in flight, and a release that runs while none is: a
+    release waits for those on their way (each ends within its bound) and holds new ones
+    back until it is done, so no answer can be handed while it decides what is held."""
+
+    def __init__(self) -> None:
+        self._flying = 0
+        self._idle = asyncio.Event()  # no claiming call in flight
+        self._open = asyncio.Event()  # no release running
+        self._idle.set()
+        self._open.set()
+
+    @contextlib.asynccontextmanager
+    async def claiming(self) -> AsyncIterator[None]:
+        while not self._open.is_set():
+            await self._open.wait()
+        self._flying += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:  # no await here: the caller acts on the answer before a release resumes
+            self._flying -= 1
+            if not self._flying:
+                self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def releasing(self) -> AsyncIterator[None]:
+        while not self._open.is_set():
+            await self._open.wait()
+        self._open.clear()
+        try:
+            if not self._idle.is_set():
+                await self._idle.wait()
+            yield
+        finally:
+            self._open.set()
