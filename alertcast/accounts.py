@@ -42,6 +42,13 @@ class Health:
     delivered: int = 0
     failed: int = 0
     correction_failed: str | None = None  # "<delivery> (<incident>): why", until re-driven
+    # When the flag was last set or cleared (here, or on a replica sharing the store): the
+    # newest of every replica's wins (:mod:`alertcast.pauses` keeps it in the store).
+    correction_failed_at: float | None = None
+
+    def flag_correction(self, failed: str | None, at: float) -> None:
+        """A correction ``failed`` here at ``at`` (which and why), or its flag cleared (None)."""
+        self.correction_failed, self.correction_failed_at = failed, at
 
     def paused(self, now: float) -> bool:
         if self.paused_reason is None:
@@ -142,9 +149,10 @@ class AccountRuntime:
         self.health.paused_credentials = self.credentials() if credentials else None
 
     def resume(self) -> None:
-        """An operator's resume: the pause lifted, and a failed correction's flag with it."""
+        """An operator's resume: the pause lifted, and a failed correction's flag with it (on
+        every replica: the cleared flag is stored, newer than the failure)."""
         self.lift()
-        self.health.correction_failed = None
+        self.health.flag_correction(None, time.time())
 
     def lift(self) -> None:
         """The pause lifted by itself (its credentials replaced): a correction that failed

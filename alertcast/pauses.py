@@ -10,6 +10,12 @@ forgets a pause nor hides the problem. A pause for rejected credentials is resto
 the credentials are the ones rejected: the store keeps a salted digest of their fingerprint,
 never the credentials.
 
+A correction that reached no one on an account flags it (``correction_failed``) until the
+correction is re-driven and delivered or an operator resumes the account. The flag is kept
+in the same row (migration 0011) with when it was last set or cleared: every replica and a
+restart show it, a pause that lifts by itself (credentials replaced, a quota back) leaves it,
+an operator's resume on any replica clears it on all, and the newest setting or clearing wins.
+
 While an account's quota is spent, an original alert due on it does not wait for the quota (it
 would go out hours late): if the account has a ``fallback``, :meth:`Pauses.handover` settles
 it at once with :class:`~alertcast.fate.Spent`, and the dispatcher's fallback path (the door's
@@ -35,6 +41,8 @@ __all__ = ["Pauses", "note_attempt"]
 Held = tuple[str | None, str | None, float | None, str | None]
 NOT_HELD: Held = (None, None, None, None)
 STALE: Held = ("stale", None, None, None)  # the store holds what this process does not
+Flag = tuple[str | None, float | None]  # a failed correction's flag, when set or cleared
+NO_FLAG: Flag = (None, None)
 SALT_BYTES = 16
 
 
@@ -46,29 +54,37 @@ class Pauses:
         self.lease_s = lease_s
         self._accounts = {a.id: a for a in accounts}
         self._written: dict[str, Held] = {}  # what the store holds of each account, as known
+        self._flags: dict[str, Flag] = {}  # the failed correction's flag it holds, as known
         self._seen: dict[str, float] = {}  # the newest row's updated_at adopted or written
 
     async def restore(self, now: float) -> int:
-        """Adopt every stored state newer than the one known (all of them at start-up);
-        returns how many accounts are paused now."""
+        """Adopt every stored state newer than the one known (all of them at start-up), and
+        every stored flag newer than the account's; returns how many accounts are paused now."""
         for account, state in (await self.store.account_states()).items():
             runtime = self._accounts.get(account)
-            if runtime is None or state.updated_at <= self._seen.get(account, float("-inf")):
+            if runtime is None:
                 continue
-            self._written[account] = _adopt(runtime, state, now)
-            self._seen[account] = state.updated_at
+            self._flags[account] = _adopt_flag(runtime, state)
+            if state.updated_at > self._seen.get(account, float("-inf")):
+                self._written[account] = _adopt(runtime, state, now)
+                self._seen[account] = state.updated_at
         return sum(1 for a in self._accounts.values() if a.health.paused(now))
 
     async def save(self, now: float, only: Iterable[AccountRuntime] | None = None) -> None:
-        """Write the state of each account (of ``only``) whose pause changed since the store
-        last heard of it: paused, resumed, its credentials replaced, its quota back."""
+        """Write the state of each account (of ``only``) whose pause or failed correction's
+        flag changed since the store last heard of it: paused, resumed, its credentials
+        replaced, its quota back, a correction failed or re-driven."""
         for runtime in self._accounts.values() if only is None else only:
-            held = _held(runtime, now)
-            if held == self._written.get(runtime.id, NOT_HELD):
+            held, flag = _held(runtime, now), _flag(runtime)
+            if (held, flag) == (self._written.get(runtime.id, NOT_HELD), self._known(runtime)):
                 continue
             state = _state(runtime, now)
             await self.store.put_account_state(state)
             self._written[runtime.id], self._seen[runtime.id] = held, state.updated_at
+            self._flags[runtime.id] = flag  # or a newer one the store kept: restore adopts it
+
+    def _known(self, runtime: AccountRuntime) -> Flag:
+        return self._flags.get(runtime.id, NO_FLAG)
 
     def paused(self, now: float) -> dict[str, str]:
         """The paused accounts and why (a cluster's members do not wait for a paused lead)."""
@@ -141,14 +157,14 @@ def note_attempt(
     if isinstance(result, Receipt):
         runtime.succeeded(now)
         if h.correction_failed is not None and h.correction_failed.startswith(f"{d.id} "):
-            h.correction_failed = None  # the failed correction, re-driven, went out
+            h.flag_correction(None, now)  # the failed correction, re-driven, went out
         return
     if isinstance(result, Skipped | Spent | Waits) or error is None:
         return  # no attempt at the platform
     final = isinstance(result, Permanent) or d.attempts >= d.max_attempts
     runtime.errored(now, error, final=final)
     if final and d.path not in (None, "fallback"):  # a correction reached no one here
-        h.correction_failed = f"{d.id} ({d.incident_id}): {error}"
+        h.flag_correction(f"{d.id} ({d.incident_id}): {error}", now)
     if isinstance(result, AuthExpired):  # d.updated_at: when this attempt was claimed
         runtime.rejected(f"credentials rejected: {error}", claimed_at=d.updated_at)
     elif isinstance(result, QuotaExhausted):
@@ -176,8 +192,13 @@ def _held(runtime: AccountRuntime, now: float) -> Held:
     return (h.paused_for, h.paused_reason, h.paused_until, h.paused_credentials)
 
 
+def _flag(runtime: AccountRuntime) -> Flag:
+    return (runtime.health.correction_failed, runtime.health.correction_failed_at)
+
+
 def _state(runtime: AccountRuntime, now: float) -> AccountState:
     paused_for, reason, until, credentials = _held(runtime, now)
+    failed, failed_at = _flag(runtime)
     return AccountState(
         runtime.id,
         paused_for=paused_for,
@@ -185,15 +206,31 @@ def _state(runtime: AccountRuntime, now: float) -> AccountState:
         paused_until=until,
         paused_credentials=None if credentials is None else _digest(credentials),
         updated_at=now,
+        correction_failed=failed,
+        correction_failed_at=failed_at,
     )
 
 
+def _adopt_flag(runtime: AccountRuntime, state: AccountState) -> Flag:
+    """Take the stored flag of a failed correction when it is newer than the account's (set
+    or cleared later, on another replica or before a restart); the stored flag, as
+    :meth:`Pauses.save` compares it."""
+    stored = (state.correction_failed, state.correction_failed_at)
+    at = runtime.health.correction_failed_at
+    if state.correction_failed_at is not None and (at is None or state.correction_failed_at > at):
+        runtime.health.flag_correction(state.correction_failed, state.correction_failed_at)
+    return stored
+
+
 def _adopt(runtime: AccountRuntime, state: AccountState, now: float) -> Held:
-    """Pause or resume ``runtime`` as ``state`` says; what the store holds, as :meth:`save`
-    compares it (:data:`STALE` when the credentials rejected there were replaced since)."""
+    """Pause or lift ``runtime`` as ``state`` says; what the store holds, as :meth:`save`
+    compares it (:data:`STALE` when the credentials rejected there were replaced since).
+    Lifted, never the operator's resume: another replica's state is unpaused also when its
+    pause lifted by itself; a failed correction's flag follows its own time
+    (:func:`_adopt_flag`)."""
     lapsed = state.paused_until is not None and state.paused_until <= now
     if state.paused_for is None or state.paused_reason is None or lapsed:
-        runtime.resume()
+        runtime.lift()
         return NOT_HELD
     if state.paused_for == "credentials":
         if not _matches(state.paused_credentials, runtime.credentials()):

@@ -1,8 +1,9 @@
-"""SQL and row mapping of account state (migration 0005), shared by every engine.
+"""SQL and row mapping of account state (migrations 0005, 0011), shared by every engine.
 
 Written with ``?`` placeholders like :mod:`alertcast.store.sql`; PostgreSQL rewrites them with
 :func:`alertcast.store.sql.numbered`. A write never goes back in time: a row written with an
-older ``updated_at`` than the stored one (a replica that lagged) changes nothing.
+older ``updated_at`` than the stored one (a replica that lagged) changes nothing, and a failed
+correction's flag older than the stored one (``correction_failed_at``) leaves it as it is.
 
 :func:`spent_alerts` selects what a spent account hands to its fallback at once: its due
 deliveries of original alerts; and, of the accounts named for corrections, their due updates
@@ -32,13 +33,24 @@ __all__ = [
 
 SELECT_STATES = "SELECT * FROM account_state ORDER BY account"
 
+# The flag of a failed correction is replaced only by a newer one: a replica that writes its
+# pause before it has heard of another's failure (or its clearing) keeps the stored flag.
+_NEWER_FLAG = (
+    "excluded.correction_failed_at > account_state.correction_failed_at"
+    " OR account_state.correction_failed_at IS NULL"
+)
+
 PUT_STATE = (
     ACCOUNT_STATE.insert
-    + """
+    + f"""
 ON CONFLICT (account) DO UPDATE SET
     paused_for = excluded.paused_for, paused_reason = excluded.paused_reason,
     paused_until = excluded.paused_until, paused_credentials = excluded.paused_credentials,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at,
+    correction_failed = CASE WHEN {_NEWER_FLAG}
+        THEN excluded.correction_failed ELSE account_state.correction_failed END,
+    correction_failed_at = CASE WHEN {_NEWER_FLAG}
+        THEN excluded.correction_failed_at ELSE account_state.correction_failed_at END
 WHERE account_state.updated_at <= excluded.updated_at"""
 )
 

@@ -637,6 +637,10 @@ class AccountState:
 
     ``paused_for`` is ``quota`` (spent until ``paused_until``) or ``credentials`` (rejected;
     ``paused_credentials`` is a salted digest of their fingerprint, never the credentials).
+    ``correction_failed`` (migration 0011): a correction that reached no one on the account
+    ("<delivery> (<incident>): why"), None once re-driven or the account resumed by an
+    operator; ``correction_failed_at``: when that flag was last set or cleared. A write keeps
+    the stored flag when its own is older (a replica that had not heard of the newer one).
     """
 
     account: str
@@ -645,6 +649,8 @@ class AccountState:
     paused_until: float | None = None
     paused_credentials: str | None = None
     updated_at: float = 0.0
+    correction_failed: str | None = None
+    correction_failed_at: float | None = None
 
 
 # -- per-recipient accounts (issue 15 item 2) ------------------------------------------------

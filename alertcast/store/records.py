@@ -241,7 +241,11 @@ IDEMPOTENCY = Record(
 ACCOUNT_STATE = Record(
     AccountState,
     "account_state",
-    from_db={"paused_until": float_or_none, "updated_at": float},
+    from_db={
+        "paused_until": float_or_none,
+        "updated_at": float,
+        "correction_failed_at": float_or_none,
+    },
 )
 
 FEED_EVENT = Record(  # written by feed_sql's own statements (versions), read through this one
