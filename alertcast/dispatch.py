@@ -168,12 +168,12 @@ class Dispatcher:
             if self.inbox.unanswered:  # an intake's claim failed
                 self.inbox.unanswered = False
                 self.lost.unanswered()
-            sweep = time.monotonic() >= next_sweep
-            if sweep:
+            swept = time.time() if time.monotonic() >= next_sweep else None  # before its recover
+            if swept is not None:
                 await self._sweep_leases()
                 await self.pauses.restore(time.time())  # what other replicas paused, resumed
                 next_sweep = time.monotonic() + self.config.lease_s / 4
-            if await self.lost.release(self._held, sweep=sweep):
+            if await self.lost.release(self._held, swept_at=swept):
                 self.inbox.wake()
             claimed = await self._claim()
             for claim, ticket in claimed:

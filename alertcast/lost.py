@@ -13,7 +13,8 @@ does not hold was never received, and so never sent: it goes back to the queue a
 attempt taken back (:meth:`Store.release_lost`). *Held* is every
 delivery the worker received and has not settled: being sent, handed over and not yet spawned,
 or abandoned after a send whose outcome could not be recorded (the lease brings those back as
-an interrupted send, counted: they may have reached the platform).
+an interrupted send, counted, dead on its last attempt: they may have reached the platform; so
+they stay out of every release until a lease sweep after their lease ran out took them).
 
 The stamps alone are not enough for a call still on its way in this process: an intake's rows
 carry its incident's ``created_at``, read before the plan (every account's text rendered) and
@@ -51,7 +52,8 @@ class LostClaims:
         self._check_at: float | None = None
 
     def abandoned(self, delivery_id: str) -> None:
-        """A send whose outcome could not be recorded: held until its lease has run out."""
+        """A send whose outcome could not be recorded: held until a lease sweep after its
+        lease ran out has taken it back (counted; dead on its last attempt)."""
         self._abandoned[delivery_id] = self._clock()
 
     def unanswered(self) -> None:
@@ -65,19 +67,21 @@ class LostClaims:
         """Seconds until a check is due (0: now), None when none is."""
         return None if self._check_at is None else max(0.0, self._check_at - self._clock())
 
-    async def release(self, held: Callable[[], Iterable[str]], *, sweep: bool = False) -> int:
-        """Release the worker's lost claims, when a check is due (or at a ``sweep``); ``held``
-        lists the deliveries it is sending or was handed. How many went back to the queue."""
+    async def release(
+        self, held: Callable[[], Iterable[str]], *, swept_at: float | None = None
+    ) -> int:
+        """Release the worker's lost claims, when a check is due (or right after a lease sweep
+        that read the time ``swept_at``); ``held`` lists the deliveries it is sending or was
+        handed. How many went back to the queue."""
         bound = self.store.claim_bound_s
         now = self._clock()
         due = self._check_at is not None and now >= self._check_at
-        if bound is None or not (sweep or due):
+        if bound is None or not (swept_at is not None or due):
             return 0
         if due:  # a sweep before the check is due leaves it due: its claim is not old enough
             self._check_at = None
-        self._abandoned = {
-            k: at for k, at in self._abandoned.items() if now - at < self.lease_s + bound
-        }
+        if swept_at is not None:
+            self._forget_swept(swept_at)
         keep = _Kept(held, lambda: self._abandoned)  # read by the store once no claim is on its way
         try:
             released = await self.store.release_lost(
@@ -89,6 +93,12 @@ class LostClaims:
         if released:
             log.warning("dispatch.lost_claims_released", deliveries=released, bound_s=bound)
         return released
+
+    def _forget_swept(self, swept_at: float) -> None:
+        """The abandoned sends whose lease ended before a sweep read ``swept_at``: that sweep
+        took them back (a check due before the sweep keeps them, lease over or not)."""
+        lease_s = self.lease_s + MARGIN_S
+        self._abandoned = {k: at for k, at in self._abandoned.items() if at + lease_s > swept_at}
 
 
 class _Kept(Collection[str]):
