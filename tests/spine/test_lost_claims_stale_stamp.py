@@ -29,9 +29,9 @@ from tests.conftest import PG_URL, TOKEN, Daemon, incident, until
 
 pytestmark = pytest.mark.postgres
 
-CONNECT_S, COMMAND_S = 1.0, 2.0  # the claim bound: 1 + 2 x 2 = 5 s
-STALL_S = 12.0  # the event loop held between the door's clock and the store call (> 2 bounds)
-ANSWER_DELAY_S = 1.6  # the commit's answer on its way (within its 2 s statement bound)
+CONNECT_S, COMMAND_S = 1.0, 2.5  # the claim bound: 1 + 2 x 2.5 = 6 s
+STALL_S = 13.5  # the event loop held between the door's clock and the store call (> 2 bounds)
+ANSWER_DELAY_S = 1.8  # the commit's answer on its way (within its 2.5 s statement bound)
 # Sweeps (and with them a release) every lease_s / 4 = 1.25 s: one falls while the answer waits.
 DISPATCH = {"lease_s": 5.0, "poll_interval_s": 0.2, "backoff_initial_s": 0.05}
 
@@ -94,7 +94,7 @@ def _stall_once(d: Daemon) -> None:
 async def test_an_intake_claim_in_flight_is_not_released_when_its_stamp_is_old(
     schema: str, slow_proxy: SlowAnswer, start_daemon: Any
 ) -> None:
-    """The door's plan holds the loop 12 s, the commit's answer comes 1.6 s late (within its
+    """The door's plan holds the loop 13.5 s, the commit's answer comes 1.8 s late (within its
     bound): the intake hands its claims, and each account is sent the alert once."""
     hooks = 3
     url = _url(slow_proxy, schema)
