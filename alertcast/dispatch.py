@@ -28,7 +28,7 @@ from alertcast.channels.base import (
     Receipt,
     Transient,
 )
-from alertcast.config import AccountConfig, DispatchConfig
+from alertcast.config import DispatchConfig
 from alertcast.events import EventBus
 from alertcast.fate import RetryPolicy, Skipped, decide
 from alertcast.inbox import Inbox
@@ -38,11 +38,11 @@ from alertcast.models import DeliveryState
 from alertcast.outage import UNANSWERED, Outage
 from alertcast.pauses import Pauses, note_attempt
 from alertcast.plan import Skip, plan_send
-from alertcast.plan.sending import Lead, lead_waits
+from alertcast.plan.sending import lead_of, lead_waits
 from alertcast.recorder import Recorder
 from alertcast.secrets import Secrets
 from alertcast.shared_limiter import WaitedTooLong
-from alertcast.store.base import ActiveClaim, AttemptRow, DeliveryRow, Outcome, Store
+from alertcast.store.base import ActiveClaim, DeliveryRow, Outcome, Store
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
@@ -84,8 +84,7 @@ class Dispatcher:
         self.audience = Audience(store, events, config, concurrency=capacity.concurrency)
         self.pauses = Pauses(store, capacity.accounts, lease_s=config.lease_s)
         self._stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._sending: dict[asyncio.Task[None], str] = {}  # each task's delivery
+        self._tasks: dict[asyncio.Task[None], str] = {}  # each send's task: its delivery
         self.lost = LostClaims(store, worker, lease_s=config.lease_s)  # claims never answered
         self.sleeping = False  # the loop waits for a wake-up, a due retry or the poll
         self._loop_task: asyncio.Task[None] | None = None
@@ -117,7 +116,7 @@ class Dispatcher:
         for _, ticket in self.inbox.take():  # handed but never spawned: the lease brings them
             ticket.release()
         deadline = time.monotonic() + grace_s
-        running = self._tasks | ({self._assist} if self._assist is not None else set())
+        running = {*self._tasks, *([self._assist] if self._assist is not None else [])}
         if running:
             _, pending = await asyncio.wait(running, timeout=grace_s)
             for task in pending:
@@ -211,15 +210,6 @@ class Dispatcher:
             claims += await self.pauses.claim_spent(spent_at, room - len(claims), self.worker)
             return [(c, self.capacity.take(c.delivery.account)) for c in claims]
 
-    def _lead_of(self, member: AccountConfig, now: float) -> Lead | None:
-        """What a cluster member's send knows of its lead: its wait, the lead's pause."""
-        if member.lead is None:
-            return None
-        lead = self.capacity.accounts.get(member.lead)
-        if lead is None or not lead.health.paused(now):
-            return Lead(member.lead_wait_s)
-        return Lead(member.lead_wait_s, lead.health.paused_reason)
-
     async def _sleep(self) -> None:
         """Until woken, the next retry is due, or the poll interval, whichever is first;
         deliveries handed over meanwhile are sent without waking the claim loop. Rows due but
@@ -242,18 +232,16 @@ class Dispatcher:
 
     def _held(self) -> list[str]:
         """Every delivery this worker received and has not settled, but those it gave up on."""
-        return [*self._sending.values(), *self.inbox.held()]
+        return [*self._tasks.values(), *self.inbox.held()]
 
     def _spawn(self, claim: ActiveClaim, ticket: Ticket) -> None:
         task = asyncio.create_task(self._handle(claim, ticket), name=f"deliver-{claim.delivery.id}")
-        self._tasks.add(task)
-        self._sending[task] = claim.delivery.id
+        self._tasks[task] = claim.delivery.id
         metrics.INFLIGHT.set(len(self._tasks))
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._sending.pop(task, None)
+        self._tasks.pop(task, None)
         metrics.INFLIGHT.set(len(self._tasks))
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch.task_failed", exc_info=task.exception())
@@ -308,7 +296,7 @@ class Dispatcher:
         if (spent := self.pauses.handover(claim, runtime, time.time())) is not None:
             await self._finish(d, runtime, time.time(), 0.0, spent)  # its fallback takes it
             return
-        lead = self._lead_of(runtime.config, time.time())
+        lead = lead_of(runtime.config, self.capacity.accounts.get, time.time())
         how = plan_send(claim, runtime.config.channel, runtime.channel.capabilities, lead)
         if isinstance(how, Skip):
             await self._finish(d, runtime, time.time(), 0.0, Skipped(how.reason))
@@ -383,7 +371,7 @@ class Dispatcher:
         if ticket is not None and self.recorder.backlog < self.capacity.concurrency:
             ticket.release()  # the next send need not wait for this one's commit: claim it,
             self.inbox.wake()  # once for every release of a turn of the loop
-        row = await self._record(d, attempt, outcome)
+        row = await self.recorder.record(d, attempt, outcome)  # with the others decided meanwhile
         metrics.DELIVERIES.labels(d.channel, outcome.state.value).inc()
         self._publish(row, row.state)
         log.info(
@@ -392,11 +380,6 @@ class Dispatcher:
             next_attempt_at=outcome.next_attempt_at,
             remote_id=row.remote_id,
         )
-
-    async def _record(self, d: DeliveryRow, attempt: AttemptRow, outcome: Outcome) -> DeliveryRow:
-        """The attempt and the delivery's outcome, committed with the others decided meanwhile
-        (:class:`~alertcast.recorder.Recorder`), retried until the store takes them."""
-        return await self.recorder.record(d, attempt, outcome)
 
     def _decide(
         self,
@@ -407,15 +390,11 @@ class Dispatcher:
     ) -> Outcome:
         """The delivery's fate (see :func:`alertcast.fate.decide`) and its account's health."""
         error = None if isinstance(result, Receipt) else self.secrets.redact(result.reason)
-        outcome = decide(d, result, error, self._policy(runtime), now)
+        cap = runtime.config.backoff_max_s if runtime is not None else None  # the account's own
+        outcome = decide(d, result, error, self.policy.capped(cap), now)
         if runtime is not None:
             note_attempt(runtime, d, result, error, now)
         return outcome
-
-    def _policy(self, runtime: AccountRuntime | None) -> RetryPolicy:
-        """The dispatcher's retry policy, with the account's own backoff cap if it sets one."""
-        cap = runtime.config.backoff_max_s if runtime is not None else None
-        return self.policy if cap is None else replace(self.policy, max_s=cap)
 
     def _publish(self, d: DeliveryRow, state: DeliveryState) -> None:
         self.events.publish(delivery_event(d, state))

@@ -15,7 +15,7 @@ first) ends ``dead`` with that reason instead of being retried: nothing goes out
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import tenacity
@@ -71,6 +71,10 @@ class RetryPolicy:
         state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = attempt
         return min(float(wait(state)), self.max_s)
+
+    def capped(self, max_s: float | None) -> RetryPolicy:
+        """This policy, never waiting longer than ``max_s`` (an account's own cap) if given."""
+        return self if max_s is None else replace(self, max_s=max_s)
 
 
 def decide(

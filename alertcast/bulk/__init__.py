@@ -327,8 +327,7 @@ class Bulk:
         await sweep.run(source, *([self._expand_all(p)] if expand else []))
 
     def _policy(self, runtime: AccountRuntime) -> RetryPolicy:
-        cap = runtime.config.backoff_max_s
-        return self.policy if cap is None else replace(self.policy, max_s=cap)
+        return self.policy.capped(runtime.config.backoff_max_s)
 
     def _publish(self, p: Pass, *, final: bool = False) -> None:
         now = time.monotonic()

@@ -16,8 +16,9 @@ makes it repost as well.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Set
+from collections.abc import Callable, Container, Iterable, Set
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from alertcast.config import AccountConfig
 from alertcast.models import DeliveryState
@@ -47,6 +48,25 @@ class Lead:
 
     wait_s: float = 60.0
     paused: str | None = None
+
+
+class _Held(Protocol):
+    """What a lead's pause is read from (an account's runtime)."""
+
+    @property
+    def health(self) -> Any: ...
+
+
+def lead_of(
+    member: AccountConfig, runtime_of: Callable[[str], _Held | None], now: float
+) -> Lead | None:
+    """What a cluster member's send knows of its lead: its wait, and the lead's pause."""
+    if member.lead is None:
+        return None
+    lead = runtime_of(member.lead)
+    if lead is None or not lead.health.paused(now):
+        return Lead(member.lead_wait_s)
+    return Lead(member.lead_wait_s, lead.health.paused_reason)
 
 
 def lead_waits(accounts: Iterable[AccountConfig], paused: Container[str]) -> dict[str, float]:
