@@ -380,9 +380,11 @@ class Store(Protocol):
         (``held``: every delivery it is sending or was handed): the call that made each was
         committed but its answer never came back (a connection lost at the commit), so the
         worker never had the rows and sent nothing. Each is due again at ``now``, its attempt
-        taken back, as :meth:`unclaim` would; how many. Safe only when ``claimed_before`` is at
-        least two ``claim_bound_s`` ago (a claim's stamp is read less than a bound before its
-        call starts, which is answered within one): no answer can still be on its way."""
+        taken back, as :meth:`unclaim` would; how many. It runs only while none of this
+        store's claiming calls is on its way (it waits for those, each answered or failed within
+        ``claim_bound_s``, and holds new ones back) and reads ``held`` only then, so an answer
+        that came is in it whatever its rows' stamps; ``claimed_before`` two bounds ago keeps
+        out what a server still finishing a call the client gave up on might yet commit."""
 
     async def next_due_at(self) -> float | None: ...
     async def recover(self, *, now: float, everything: bool) -> int:
