@@ -53,8 +53,10 @@ class LostClaims:
 
     def abandoned(self, delivery_id: str) -> None:
         """A send whose outcome could not be recorded: held until a lease sweep after its
-        lease ran out has taken it back (counted; dead on its last attempt)."""
-        self._abandoned[delivery_id] = self._clock()
+        lease ran out has taken it back (counted; dead on its last attempt). Nothing to keep
+        where no claim's answer is lost (SQLite): no release runs there to keep it from."""
+        if self.store.claim_bound_s is not None:
+            self._abandoned[delivery_id] = self._clock()
 
     def unanswered(self) -> None:
         """A claiming write failed: its rows may be claimed and never received. Look once
