@@ -23,13 +23,14 @@ look old while their answer is coming. The store therefore runs a release only w
 its claiming calls is in flight (it waits for those, each within its bound, and holds new ones
 back meanwhile), and reads what is held only then: an answer that came is handed by then.
 
-The check runs a bound after a claiming write failed, and at every lease sweep.
+The check runs two bounds (and a second) after a claiming write failed, and after every lease
+sweep.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -84,10 +85,12 @@ class LostClaims:
             self._check_at = None
         if swept_at is not None:
             self._forget_swept(swept_at)
-        keep = _Kept(held, lambda: self._abandoned)  # read by the store once no claim is on its way
         try:
             released = await self.store.release_lost(
-                worker=self.worker, held=keep, claimed_before=now - 2 * bound - MARGIN_S, now=now
+                worker=self.worker,
+                held=lambda: [*held(), *self._abandoned],  # called once no claim is on its way
+                claimed_before=now - 2 * bound - MARGIN_S,
+                now=now,
             )
         except BaseException:
             self._check_at = now  # the store is away: look again once it is back
@@ -101,23 +104,3 @@ class LostClaims:
         took them back (a check due before the sweep keeps them, lease over or not)."""
         lease_s = self.lease_s + MARGIN_S
         self._abandoned = {k: at for k, at in self._abandoned.items() if at + lease_s > swept_at}
-
-
-class _Kept(Collection[str]):
-    """The deliveries held, read each time it is looked at: the store reads it only once no
-    claiming call is on its way, so a claim answered meanwhile is in it."""
-
-    def __init__(self, *sources: Callable[[], Iterable[str]]) -> None:
-        self._sources = sources
-
-    def _ids(self) -> set[str]:
-        return {i for source in self._sources for i in source()}
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._ids())
-
-    def __len__(self) -> int:
-        return len(self._ids())
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._ids()

@@ -11,7 +11,7 @@ dispatcher knowing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -374,15 +374,20 @@ class Store(Protocol):
         back. ``False``: the claim was no longer held (its lease ran out)."""
 
     async def release_lost(
-        self, *, worker: str, held: Collection[str], claimed_before: float, now: float
+        self,
+        *,
+        worker: str,
+        held: Callable[[], Iterable[str]],
+        claimed_before: float,
+        now: float,
     ) -> int:
         """Claims ``worker`` made before ``claimed_before`` on deliveries it does not hold
-        (``held``: every delivery it is sending or was handed): the call that made each was
+        (``held()``: every delivery it is sending or was handed): the call that made each was
         committed but its answer never came back (a connection lost at the commit), so the
         worker never had the rows and sent nothing. Each is due again at ``now``, its attempt
         taken back, as :meth:`unclaim` would; how many. It runs only while none of this
         store's claiming calls is on its way (it waits for those, each answered or failed within
-        ``claim_bound_s``, and holds new ones back) and reads ``held`` only then, so an answer
+        ``claim_bound_s``, and holds new ones back) and calls ``held`` only then, so an answer
         that came is in it whatever its rows' stamps; ``claimed_before`` two bounds ago keeps
         out what a server still finishing a call the client gave up on might yet commit."""
 

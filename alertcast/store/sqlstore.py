@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from alertcast.store import account_sql, followup_sql, sql
@@ -200,13 +200,18 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
         return await self._db.write(lambda c: _touched(c, sql.UNCLAIM, params), single=True)
 
     async def release_lost(
-        self, *, worker: str, held: Collection[str], claimed_before: float, now: float
+        self,
+        *,
+        worker: str,
+        held: Callable[[], Iterable[str]],
+        claimed_before: float,
+        now: float,
     ) -> int:
         """Once no claiming call of this store is on its way (none starts meanwhile), ``held``
-        read then: a call's answer, whatever its rows' stamps, is handed before it is read."""
+        called then: a call's answer, whatever its rows' stamps, is handed before it is read."""
 
         async def op(c: Conn) -> int:
-            if kept := sorted(held):
+            if kept := sorted(set(held())):
                 clause, ids = c.any_of(kept)
                 query, params = sql.RELEASE_LOST.format(held=f"NOT (id {clause})"), ids
             else:
@@ -272,9 +277,8 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
     # -- plumbing ---------------------------------------------------------------------------
     async def _claiming(self, op: Op[T], notify: bool = False) -> T:
         """A write that claims rows: answered within ``claim_bound_s`` of its start, or failed
-        (its connection ended). Its rows are stamped less than a bound before it starts (the
-        caller's clock, read just before), so a claim stamped two bounds ago that its worker
-        does not hold was never answered (:meth:`release_lost`)."""
+        (its connection ended), and never while a :meth:`release_lost` runs (``_ClaimGate``),
+        so a release sees every answer that came."""
         bound = self.claim_bound_s
         if bound is None:
             return await self._db.write(op, notify=notify)

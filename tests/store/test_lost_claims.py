@@ -28,7 +28,7 @@ async def test_only_the_workers_old_claims_it_does_not_hold_are_released(store: 
     assert await _claim(store, {"a": 1}, worker="w1", now=later) == ["d_5"]
     bound = later - 1
     released = await store.release_lost(
-        worker="w1", held={"d_2"}, claimed_before=bound, now=time.time()
+        worker="w1", held=lambda: {"d_2"}, claimed_before=bound, now=time.time()
     )
     assert released == 2
     assert [await _state(store, f"d_{n}") for n in range(1, 6)] == [
@@ -40,7 +40,7 @@ async def test_only_the_workers_old_claims_it_does_not_hold_are_released(store: 
     ]
     assert not await store.unclaim("d_1", worker="w1", due_at=time.time())  # no longer w1's
     assert await store.unclaim("d_4", worker="w2", due_at=time.time())  # still w2's
-    again = await store.release_lost(worker="w1", held=(), claimed_before=bound, now=time.time())
+    again = await store.release_lost(worker="w1", held=list, claimed_before=bound, now=time.time())
     assert again == 1  # d_2, given up by its task
     assert await _claim(store, {"a": 5}) == ["d_1", "d_2", "d_3", "d_4"]  # due at once
 
@@ -55,7 +55,7 @@ async def test_a_retry_released_stays_a_retry(store: Store) -> None:
     assert await _claim(store, worker="w1", now=time.time() + 3600) == ["d_1"]
     assert await _state(store, "d_1") == ("sending", 2)
     released = await store.release_lost(
-        worker="w1", held=(), claimed_before=time.time() + 7200, now=time.time()
+        worker="w1", held=list, claimed_before=time.time() + 7200, now=time.time()
     )
     assert released == 1
     assert await _state(store, "d_1") == ("retrying", 1)
