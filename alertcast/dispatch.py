@@ -225,7 +225,7 @@ class Dispatcher:
         try:
             while not self._stopping and await self.inbox.wait(deadline - time.monotonic()):
                 self._spawn_handed()
-                if self.inbox.due():
+                if self.inbox.due() or self.inbox.unanswered:  # claim, or time the lost check
                     return
         finally:
             self.sleeping = False

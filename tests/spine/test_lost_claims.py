@@ -130,4 +130,42 @@ async def test_a_dispatcher_claim_whose_answer_is_lost_is_released_and_sent_once
     assert sorted(d.sink.keys().values()) == [1, 1]  # the first was held, not released
     rows = await _rows(schema, "SELECT state, attempts FROM deliveries ORDER BY created_at")
     assert [(r["state"], r["attempts"]) for r in rows] == [("delivered", 1), ("delivered", 1)]
-    print(f"\nthe lost claim's delivery sent {took_s:.1f} s after its claim (lease 120 s)")
+    print(f"\nthe lost claim's delivery sent {took_s:.1f} s after the proxy was armed")
+
+
+async def test_a_cancellation_whose_commit_answer_is_lost_goes_out_within_the_bound(
+    schema: str, proxy: TcpProxy, start_daemon: Any
+) -> None:
+    """A correction takes the same path: the cancellation's commit (its deliveries claimed at
+    creation) answers nothing; the operator sees a 5xx, and each account still gets the
+    cancellation once, seconds later, not after the lease; it is not posted twice."""
+    hooks = 2
+    quiet = {**DISPATCH, "poll_interval_s": 5.0}  # as above: nothing claimed from the store
+    d = await start_daemon(hooks=hooks, store={"url": _url(proxy, schema)}, dispatch=quiet)
+    status, alert = await _post(d, incident(headline="误报的地震速报"), "alert-1")
+    assert status == 202, alert
+    await d.settled(alert["id"])
+    await asyncio.sleep(0.5)
+    reason = "lost-cancel-9c2e: false alarm"  # ASCII: bound as it is, the proxy's marker
+    proxy.lose_answer(b"lost-cancel-9c2e")
+    cancelled = time.monotonic()
+    resp = await d.client.post(
+        f"/v1/incidents/{alert['id']}/cancel",
+        json={"reason": reason},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=aiohttp.ClientTimeout(total=30),
+    )
+    assert resp.status >= 500, await resp.text()
+    assert proxy.answers_lost == 1, "the cancellation's commit did not go through the proxy"
+    await until(lambda: len(d.sink.received) >= 2 * hooks, WITHIN_S, "each cancellation sent")
+    took_s = time.monotonic() - cancelled
+    await asyncio.sleep(0.5)  # nothing more comes
+    assert len(d.sink.received) == 2 * hooks
+    assert sorted(d.sink.keys().values()) == [1] * (2 * hooks)
+    rows = await _rows(
+        schema,
+        "SELECT d.state, d.attempts FROM deliveries d JOIN incidents i ON i.id = d.incident_id "
+        "WHERE i.msg_type = 'cancel'",
+    )
+    assert [(r["state"], r["attempts"]) for r in rows] == [("delivered", 1)] * hooks
+    print(f"\nthe cancellations sent {took_s:.1f} s after the request whose answer was lost")
