@@ -118,7 +118,9 @@ async def test_approval_respects_the_approvers_scope(
 async def test_a_rate_limited_account_is_claimed_only_within_its_window(
     start_daemon: Any,
 ) -> None:
-    """per_minute 2 and a 5 s lease: the third alert waits unclaimed and goes out once."""
+    """per_minute 2 and a 5 s lease: one of three alerts waits unclaimed, past the lease, and
+    nothing goes out twice. Which one waits is not fixed: an alert posted while the
+    dispatcher's own claim is on its way is not claimed at creation, and the next one is."""
     hook = {
         "id": "slow",
         "channel": "webhook",
@@ -134,8 +136,8 @@ async def test_a_rate_limited_account_is_claimed_only_within_its_window(
     await until(lambda: len(d.sink.received) >= 2, what="the first two alerts sent")
     # Past the lease: a claimed-and-waiting third would be re-claimed.
     await asyncio.sleep(max(0.0, posted + 6.5 - time.monotonic()))
-    _, view = await d.get(f"/v1/incidents/{ids[2]}")
-    assert view["deliveries"][0]["state"] == "pending"
+    states = [(await d.get(f"/v1/incidents/{i}"))[1]["deliveries"][0]["state"] for i in ids]
+    assert sorted(states) == ["delivered", "delivered", "pending"], states
     assert len(d.sink.received) == 2 and len(d.sink.keys()) == 2
 
 
