@@ -150,7 +150,9 @@ def _url(listener: asyncio.Server) -> str:
 def _connection_cap(config: Config) -> int:
     """``max_connections``, lowered (and said so) if the open-file limit cannot hold it."""
     wanted = config.server.max_connections
-    reserve = BASE_FILES + BACKLOG + 2 * config.concurrency  # sends and their pool
+    # One accept burst not yet admitted, and the burst before it whose admissions evicted as
+    # many idle connections, their sockets closed only on the loop's next turn.
+    reserve = BASE_FILES + 2 * BACKLOG + 2 * config.concurrency  # sends and their pool
     cap = fit_open_files(wanted, reserve)
     if cap < MIN_CONNECTIONS:
         raise StartupError(
@@ -177,22 +179,35 @@ def fit_open_files(cap: int, reserve: int) -> int:
 class Gate:
     """Admits connections up to ``cap``; past it, closes the oldest one that has no request in
     progress (a half-open socket, an idle keep-alive) to make room, or if every one is busy,
-    answers the newcomer 503. :meth:`track` is the middleware that tells busy from idle."""
+    answers the newcomer 503. :meth:`track` is the middleware that tells busy from idle.
+
+    asyncio accepts a burst of sockets and admits each in a task; a connection admitted joins
+    the server's connections only on the loop's next turn (its transport calls
+    ``connection_made`` soon), so until then it is counted here, or a burst would pass the cap.
+    The count is cleared by a callback queued at the burst's first admission: it runs on that
+    next turn ahead of the set-ups, and no admission runs between them."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.evicted = self.refused = 0
         self._busy: set[asyncio.BaseProtocol] = set()
+        self._unmade = 0  # admitted this turn of the loop, not yet among the connections
 
     def admit(self, server: web.Server | None) -> asyncio.BaseProtocol:
         """The protocol for a new connection (the listening socket's factory calls this)."""
         assert server is not None, "the socket serves only once the runner is set up"
         live = [h for h in server.connections if h.transport is not None]
-        if len(live) < self.cap or self._evict(live):
+        if len(live) + self._unmade < self.cap or self._evict(live):
+            if not self._unmade:
+                asyncio.get_running_loop().call_soon(self._turned)
+            self._unmade += 1
             return server()
         self.refused += 1
         log.warning("http.connection_refused", cap=self.cap, refused=self.refused)
         return _Refuse()
+
+    def _turned(self) -> None:
+        self._unmade = 0
 
     def _evict(self, live: list[web.RequestHandler]) -> bool:
         idle = next((h for h in live if h not in self._busy), None)  # oldest first

@@ -243,6 +243,19 @@ async def test_at_the_cap_the_oldest_idle_connection_makes_room(
     await _close_all(idle)
 
 
+async def test_a_burst_accepted_at_once_is_held_to_the_cap(
+    served: Callable[..., Awaitable[str]],
+) -> None:
+    """Sixty sockets connecting together (asyncio accepts them in one burst, before any is set
+    up) leave at most sixteen open: the rest are answered 503 and closed, not all admitted."""
+    url = await served(max_connections=16, header_timeout_s=60)
+    burst = await asyncio.gather(*(_connect(url) for _ in range(60)))
+    await asyncio.sleep(0.3)
+    closed = await asyncio.gather(*(_closed(c, 0.5) for c in burst))
+    await _close_all(burst)
+    assert 44 <= sum(closed) < 60, sum(closed)
+
+
 async def test_when_every_connection_is_busy_a_newcomer_gets_503(
     served: Callable[..., Awaitable[str]],
 ) -> None:
