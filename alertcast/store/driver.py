@@ -51,6 +51,11 @@ class Conn(Protocol):
         ``= ANY(?)`` with one array (PostgreSQL: one text for any count, so the prepared
         statement is reused instead of parsed again for every batch size)."""
 
+    def via(self, index: str) -> str:
+        """A table's hint to read it along ``index``: ``INDEXED BY index`` on SQLite, whose
+        planner has no statistics to prefer a small partial index over a wide one; nothing on
+        PostgreSQL, whose planner has them."""
+
 
 Op = Callable[[Conn], Coroutine[Any, Any, T]]
 

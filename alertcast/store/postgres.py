@@ -173,6 +173,9 @@ class PgConn:
     def any_of(self, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
         return "= ANY(?::text[])", (list(ids),)
 
+    def via(self, index: str) -> str:
+        return ""
+
 
 class PgDriver:
     single_process = False

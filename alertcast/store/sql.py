@@ -57,8 +57,9 @@ SELECT id FROM deliveries WHERE id {ids} AND state = 'sending' AND claimed_by = 
 
 # An alert's own post not sent by its ``expires_at`` (the incident's expiry, or its kind's
 # ``max_delay_s`` after it was queued, whichever was first) ends dead, saying which limit passed.
+# ``{via}``: the index of the due rows that may expire (:meth:`alertcast.store.driver.Conn.via`).
 EXPIRE_DUE = """
-UPDATE deliveries SET state = 'dead', updated_at = ?, reason = (
+UPDATE deliveries {via} SET state = 'dead', updated_at = ?, reason = (
     SELECT CASE WHEN i.expires_at IS NOT NULL AND i.expires_at <= deliveries.expires_at
            THEN 'expired: the incident''s expires_at passed before it could be sent'
            ELSE 'too late: not sent within max_delay_s for ' || i.kind || ' ('
@@ -71,8 +72,9 @@ WHERE state IN ('pending', 'retrying') AND expires_at IS NOT NULL AND expires_at
 # A delivery that waits for another is due once that one is settled. A cluster member (it
 # waits for another account's delivery: its lead's) is also due once it was tried before (it
 # chose its way then) or once it has been due its account's wait (``{waited}``, see select_due).
+# Read along ``deliveries_due`` (``{via}``), in its order: the scan stops at its LIMIT.
 SELECT_DUE = f"""
-SELECT d.id, d.account, d.priority, d.action FROM deliveries d
+SELECT d.id, d.account, d.priority, d.action FROM deliveries d {{via}}
 WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?
   AND (d.wait_for IS NULL OR EXISTS (
         SELECT 1 FROM deliveries w WHERE w.id = d.wait_for
@@ -170,9 +172,12 @@ WHERE id = ? AND state IN ({_SETTLED_SQL}) AND state <> 'delivered'
              OR (m.msg_type <> 'cancel' AND (m.state = 'cancelled' OR r.state = 'cancelled'))))"""
 
 
-def select_due(now: float, limit: int, waits: Mapping[str, float] | None) -> tuple[str, list[Any]]:
+def select_due(
+    now: float, limit: int, waits: Mapping[str, float] | None, via: str = ""
+) -> tuple[str, list[Any]]:
     """SELECT_DUE and its parameters: the members of ``waits`` (account -> seconds) are due
-    once they have been due that long, whatever their lead's delivery is doing."""
+    once they have been due that long, whatever their lead's delivery is doing; ``via``: the
+    connection's hint for ``deliveries_due``."""
     by_wait: dict[float, list[str]] = {}
     for account, wait_s in sorted((waits or {}).items()):
         by_wait.setdefault(wait_s, []).append(account)
@@ -181,7 +186,8 @@ def select_due(now: float, limit: int, waits: Mapping[str, float] | None) -> tup
         for accounts in by_wait.values()
     ]
     params = [p for wait_s, accounts in by_wait.items() for p in (*accounts, now - wait_s)]
-    return SELECT_DUE.format(waited=" OR ".join(waited) or "1 = 0"), [now, *params, limit]
+    query = SELECT_DUE.format(waited=" OR ".join(waited) or "1 = 0", via=via)
+    return query, [now, *params, limit]
 
 
 def marks(n: int) -> str:

@@ -86,6 +86,9 @@ class SQLiteConn:
     def any_of(self, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
         return f"IN ({sql.marks(len(ids))})", tuple(ids)
 
+    def via(self, index: str) -> str:
+        return f"INDEXED BY {index}"
+
 
 class SQLiteDriver:
     single_process = True

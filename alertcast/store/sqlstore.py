@@ -51,7 +51,8 @@ from alertcast.store.records import (
 
 __all__ = ["SQLStore"]
 
-DUE_SCAN = 2000
+DUE_SCAN = 2000  # due rows a claim reads at most to find what fits the accounts' room
+FIRST_SCAN = 64  # ... and first (or four times what it may take): enough unless full accounts
 Finish = tuple[DeliveryRow, AttemptRow, Outcome]
 
 
@@ -146,11 +147,8 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
         corrections: Mapping[str, Mapping[str, int]] | None = None,
     ) -> list[ActiveClaim]:
         async def op(c: Conn) -> list[ActiveClaim]:
-            await c.execute(sql.EXPIRE_DUE, (now, now))
-            due = await c.fetchall(*sql.select_due(now, max(limit, DUE_SCAN), waits))
-            ids = sql.pick_within_capacity(
-                [(r[0], r[1], r[2], r[3]) for r in due], free, limit, corrections
-            )
+            await c.execute(sql.EXPIRE_DUE.format(via=c.via("deliveries_expiring")), (now, now))
+            ids = await _pick_due(c, now, limit, free, waits, corrections)
             if ids and c.locks:
                 clause, params = c.any_of(ids)
                 locked = await c.fetchall(sql.LOCK_CLAIMABLE.format(ids=clause), params)
@@ -300,6 +298,28 @@ class SQLStore(RecipientMethods, FeedMethods, LimitMethods):
 
 async def _touched(c: Conn, query: str, params: Sequence[Any]) -> bool:
     return await c.execute(query, params) == 1
+
+
+async def _pick_due(
+    c: Conn,
+    now: float,
+    limit: int,
+    free: Mapping[str, int],
+    waits: Mapping[str, float] | None,
+    corrections: Mapping[str, Mapping[str, int]] | None,
+) -> list[str]:
+    """The due ids a claim takes, in order, within each account's room: the head of the due
+    index first; only when accounts at their limit filled it, the deeper scan (DUE_SCAN)."""
+    deepest = max(limit, DUE_SCAN)
+    page, via = min(max(FIRST_SCAN, 4 * limit), deepest), c.via("deliveries_due")
+    while True:
+        due = await c.fetchall(*sql.select_due(now, page, waits, via))
+        ids = sql.pick_within_capacity(
+            [(r[0], r[1], r[2], r[3]) for r in due], free, limit, corrections
+        )
+        if len(ids) >= limit or len(due) < page or page >= deepest:
+            return ids
+        page = deepest
 
 
 async def _claim(
