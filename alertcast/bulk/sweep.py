@@ -149,6 +149,7 @@ class Sweep:
         self.held: list[Part] = []  # parts leased to us and not marked done yet
         self.batch: list[SendOutcome] = []
         self.done: list[Part] = []  # parts to mark done with the batch
+        self.flying: set[str] = set()  # taken (``sending``), outcome not recorded yet
         self.since = time.monotonic()
         self.lock = asyncio.Lock()
         self.looked = time.monotonic()  # when it last looked for a correction waiting
@@ -213,6 +214,7 @@ class Sweep:
         for row in rows:
             if row.recipient_id in taken:
                 part.queued += 1
+                self.flying.add(row.recipient_id)
                 await self.queue.put((part, row))
 
     async def _make_way(self) -> None:
@@ -236,8 +238,9 @@ class Sweep:
             stop = self.p.stopped or part.lost  # drain: what is not sent stays due
             outcome = None if stop else await self._one(row)
             part.queued -= 1
-            if outcome is None:
+            if outcome is None:  # not sent: no longer on the wire (due again once given back)
                 part.short = True
+                self.flying.discard(row.recipient_id)
             else:
                 self.batch.append(outcome)
                 self.p.counts[row.state] -= 1
@@ -345,6 +348,7 @@ class Sweep:
             except BaseException:  # kept, for the next flush (the sweep's end tries again)
                 self.batch[:0], self.done[:0] = batch, done
                 raise
+            self.flying.difference_update(outcome.recipient_id for outcome in batch)
             self.held = [part for part in self.held if part not in done]
         self.on_batch()
 
@@ -361,7 +365,8 @@ class Sweep:
 
     async def _keep(self) -> None:
         """Renew the leases while the sweep runs: the parent's (its holder's checkpoint saves
-        its progress too) and the parts'; a lost one stops what depends on it."""
+        its progress too) and the parts'; a lost one stops what depends on it. The sends on
+        the wire are stamped too (``Store.touch_recipients``)."""
         while True:
             await asyncio.sleep(self.keep_s)
             await self._renew()
@@ -370,6 +375,8 @@ class Sweep:
         p = self.p
         if p.msg.checkpoint is not None and not await p.msg.checkpoint():
             p.lost = True
+        if self.flying:  # still on the wire, however long: a correction waits for them
+            await self.store.touch_recipients(p.parent.id, sorted(self.flying), now=time.time())
         held = [part for part in self.held if not part.lost]
         if held:
             kept = await self.store.renew_recipient_parts(

@@ -511,6 +511,11 @@ class Store(Protocol):
         """Mark the sends ``ids`` ``sending`` just before they are sent, those still due
         (a follow-up may have withdrawn the rest): the ids to send."""
 
+    async def touch_recipients(self, delivery_id: str, ids: Sequence[str], *, now: float) -> int:
+        """The sends ``ids`` still ``sending`` (taken by this pass, outcome not recorded yet)
+        stamped ``now``: still on the wire, so a correction to those recipients waits for them
+        (``followup_sql.WIRE_S`` after the last stamp, a dead pass's hold nothing); how many."""
+
     async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
         """The delivery's sends marked ``sending`` outside any part leased now (a pass that
         died with them): due again, or withdrawn when the delivery was; how many."""

@@ -25,11 +25,12 @@ wire at the copy has no remote id yet (its outcome is recorded over the stop, la
 correction's send replies to :data:`REPLY_TO`: the remote id copied, else the one recorded since
 on the family's send to that recipient (the original's first). And a correction's send is not
 due while a family send to the same recipient is on the wire (:data:`ON_THE_WIRE`: ``sending``,
-taken less than :data:`WIRE_S` ago; read once per page, never per send): it goes as soon as
+stamped less than :data:`WIRE_S` ago; read once per page, never per send): it goes as soon as
 that send's outcome is recorded, after the message it corrects and threaded to it, never
-before it; the pass looks again every :data:`WIRE_LOOK_S`. A send still ``sending`` after
-:data:`WIRE_S` (its worker died) holds nothing: the correction goes, without a reply if it has
-no remote id.
+before it; the pass looks again every :data:`WIRE_LOOK_S`. A live pass stamps its sends on the
+wire at every lease renewal (``Store.touch_recipients``, every 5 s at most), however long a
+request or its rate window takes; a send not stamped for :data:`WIRE_S` (its pass died) holds
+nothing: the correction goes, without a reply if it has no remote id.
 """
 
 from __future__ import annotations
@@ -106,13 +107,13 @@ REPLY_TO = """COALESCE(s.reply_to, (
     ORDER BY CASE WHEN f.delivery_id = ? THEN 0 ELSE 1 END
     LIMIT 1
 ))"""
-# The recipients a send of the family ({family}: ids) is on the wire to: taken for sending
-# after the param (now - WIRE_S) and its outcome not recorded yet (few: a pass takes ``width``
-# at a time).
+# The recipients a send of the family ({family}: ids) is on the wire to: taken for sending,
+# or stamped by its live pass, after the param (now - WIRE_S), and its outcome not recorded yet
+# (few: a pass takes ``width`` at a time).
 ON_THE_WIRE = """
 SELECT DISTINCT recipient_id FROM recipient_sends
 WHERE delivery_id {family} AND state = 'sending' AND updated_at > ?"""
-WIRE_S = 30.0  # longer than a send may be on the wire (a webhook's timeout_s is 10 by default)
+WIRE_S = 30.0  # a send not stamped this long is its dead pass's (a live one stamps every <=5 s)
 WIRE_LOOK_S = 0.2  # how often a correction's pass looks whether such a send has ended
 
 

@@ -91,6 +91,12 @@ START = """
 UPDATE recipient_sends SET state = 'sending', updated_at = ?
 WHERE delivery_id = ? AND state IN ('pending', 'retrying') AND recipient_id {ids}
 RETURNING recipient_id"""
+# A pass's sends on the wire (taken, outcome not recorded yet) stay fresh while it lives
+# (:func:`touch_op`, at each lease renewal): a correction waits for them however long the
+# request or its rate window takes (``followup_sql.WIRE_S`` bounds only a dead pass's).
+TOUCH = """
+UPDATE recipient_sends SET updated_at = ?
+WHERE delivery_id = ? AND state = 'sending' AND recipient_id {ids}"""
 _UNSTART = """
 UPDATE recipient_sends SET updated_at = ?, state = CASE
     WHEN (SELECT state FROM deliveries WHERE id = ?) = 'skipped' THEN 'skipped' ELSE 'pending'
@@ -247,6 +253,12 @@ async def start_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) ->
     clause, params = c.any_of(ids)
     rows = await c.fetchall(START.format(ids=clause), (now, delivery_id, *params))
     return {str(r[0]) for r in rows}
+
+
+async def touch_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) -> int:
+    """The sends ``ids`` still ``sending``, stamped ``now``: still on the wire."""
+    clause, params = c.any_of(ids)
+    return await c.execute(TOUCH.format(ids=clause), (now, delivery_id, *params))
 
 
 async def unstart_op(c: Conn, delivery_id: str, now: float) -> int:

@@ -194,6 +194,12 @@ class RecipientMethods:
         op = partial(part_sql.start_op, delivery_id=delivery_id, ids=ids, now=now)
         return await self._db.write(op, single=True)
 
+    async def touch_recipients(self, delivery_id: str, ids: Sequence[str], *, now: float) -> int:
+        if not ids:
+            return 0
+        op = partial(part_sql.touch_op, delivery_id=delivery_id, ids=ids, now=now)
+        return await self._db.write(op, single=True)
+
     async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
         op = partial(part_sql.unstart_op, delivery_id=delivery_id, now=now)
         return await self._db.write(op, single=True)

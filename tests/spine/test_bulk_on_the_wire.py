@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from alertcast.store import followup_sql
 from alertcast.testing.sink import Received, WebhookSink
 from tests.conftest import HOOK_SECRET
 from tests.spine.bulk_people import account, answer_with_ids, load, people, quake, start
@@ -64,6 +65,27 @@ async def _until(check: Callable[[], bool], what: str, timeout_s: float = 30.0) 
         await asyncio.sleep(0.01)
 
 
+async def _cancel_while_held(b: Any, receiver: HoldingSink, held_s: float) -> None:
+    """Alert; once cd-0007's alert is held and the 19 others are in, cancel; watch for
+    ``held_s`` that cd-0007's cancellation does not go; answer its alert; then every one of the
+    20 cancellations is a reply whose in_reply_to names the id that recipient's alert got,
+    cd-0007's sent after the answer."""
+    first = await b.raise_(quake())
+    await asyncio.wait_for(receiver.holding.wait(), 30)
+    await _until(lambda: len(receiver.posts("alert")) == 19, "the 19 other alerts")
+    cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
+    await _until(lambda: len(receiver.posts("cancel")) >= 19, "the 19 other cancellations")
+    await asyncio.sleep(held_s)
+    assert HELD not in receiver.posts("cancel"), "the cancellation went before the alert's answer"
+    released = time.time()
+    receiver.release.set()
+    await b.settled(cancel["id"])
+    cancels = receiver.posts("cancel")
+    threads = {rid: (r.body["action"], r.body.get("in_reply_to")) for rid, r in cancels.items()}
+    assert threads == {rid: ("reply", f"alert-{rid}") for rid in PEOPLE}
+    assert cancels[HELD].at >= released
+
+
 async def test_a_cancellation_threads_to_an_alert_that_was_on_the_wire(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
 ) -> None:
@@ -73,17 +95,20 @@ async def test_a_cancellation_threads_to_an_alert_that_was_on_the_wire(
     await load(engine, people(chengdu=20, nowhere=0, beijing=0))
     hook = account(url=receiver.url, concurrency=4)
     b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine})
-    first = await b.raise_(quake())
-    await asyncio.wait_for(receiver.holding.wait(), 30)
-    await _until(lambda: len(receiver.posts("alert")) == 19, "the 19 other alerts")
-    cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
-    await _until(lambda: len(receiver.posts("cancel")) >= 19, "the 19 other cancellations")
-    await asyncio.sleep(LATER_S)
-    assert HELD not in receiver.posts("cancel"), "the cancellation went before the alert's answer"
-    released = time.time()
-    receiver.release.set()
-    await b.settled(cancel["id"])
-    cancels = receiver.posts("cancel")
-    threads = {rid: (r.body["action"], r.body.get("in_reply_to")) for rid, r in cancels.items()}
-    assert threads == {rid: ("reply", f"alert-{rid}") for rid in PEOPLE}
-    assert cancels[HELD].at >= released
+    await _cancel_while_held(b, receiver, LATER_S)
+
+
+async def test_an_answer_slower_than_wire_s_still_holds_its_correction(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+) -> None:
+    """The held alert stays on the wire three times ``WIRE_S`` (scaled here to 2 s; 30 s in
+    service, outlasted by a webhook with ``timeout_s = 60`` or a send waiting for its rate
+    window): its live pass stamps it at every lease renewal (1.25 s with ``lease_s = 5``), so
+    cd-0007's cancellation still waits for the answer and threads to it. Before the stamp it
+    went once the send was ``WIRE_S`` old, unthreaded, ahead of the alert it cancels."""
+    monkeypatch.setattr(followup_sql, "WIRE_S", 2.0)
+    await load(engine, people(chengdu=20, nowhere=0, beijing=0))
+    hook = account(url=receiver.url, concurrency=4, timeout_s=30)
+    config = {"store": {"url": engine}, "dispatch": {"lease_s": 5}}
+    b = await start(start_daemon, monkeypatch, accounts=[hook], **config)
+    await _cancel_while_held(b, receiver, 3 * followup_sql.WIRE_S)
