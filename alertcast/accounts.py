@@ -148,11 +148,12 @@ class AccountRuntime:
         )
         self.health.paused_credentials = self.credentials() if credentials else None
 
-    def resume(self) -> None:
+    def resume(self, at: float) -> None:
         """An operator's resume: the pause lifted, and a failed correction's flag with it (on
-        every replica: the cleared flag is stored, newer than the failure)."""
+        every replica: the cleared flag is stored, newer than the failure); ``at``: now on the
+        store's clock, which the flag's instants are compared on."""
         self.lift()
-        self.health.flag_correction(None, time.time())
+        self.health.flag_correction(None, at)
 
     def lift(self) -> None:
         """The pause lifted by itself (its credentials replaced): a correction that failed

@@ -270,7 +270,7 @@ async def pause_channel(request: web.Request) -> web.Response:
 @routes.post("/v1/channels/{id}/resume")
 async def resume_channel(request: web.Request) -> web.Response:
     runtime = _account_or_404(request)
-    runtime.resume()
+    runtime.resume(request.app[keys.STORE].clock())
     return await _operated(request, runtime, "account.resume")
 
 

@@ -393,7 +393,7 @@ class Dispatcher:
         cap = runtime.config.backoff_max_s if runtime is not None else None  # the account's own
         outcome = decide(d, result, error, self.policy.capped(cap), now)
         if runtime is not None:
-            note_attempt(runtime, d, result, error, now)
+            note_attempt(runtime, d, result, error, now, self.store.clock())
         return outcome
 
     def _publish(self, d: DeliveryRow, state: DeliveryState) -> None:

@@ -150,21 +150,24 @@ def note_attempt(
     result: Receipt | ChannelError,
     error: str | None,
     now: float,
+    stamp: float,
 ) -> None:
     """What an attempt tells of its account: a success, a failure in a row, a pause, a
-    correction that reached no one (the account shows unhealthy until it is re-driven)."""
+    correction that reached no one (the account shows unhealthy until it is re-driven). The
+    correction's flag is stamped ``stamp``, the store's clock (``Store.clock``): replicas keep
+    the newest flag, so they compare instants of the clock they share, not their own."""
     h = runtime.health
     if isinstance(result, Receipt):
         runtime.succeeded(now)
         if h.correction_failed is not None and h.correction_failed.startswith(f"{d.id} "):
-            h.flag_correction(None, now)  # the failed correction, re-driven, went out
+            h.flag_correction(None, stamp)  # the failed correction, re-driven, went out
         return
     if isinstance(result, Skipped | Spent | Waits) or error is None:
         return  # no attempt at the platform
     final = isinstance(result, Permanent) or d.attempts >= d.max_attempts
     runtime.errored(now, error, final=final)
     if final and d.path not in (None, "fallback"):  # a correction reached no one here
-        h.flag_correction(f"{d.id} ({d.incident_id}): {error}", now)
+        h.flag_correction(f"{d.id} ({d.incident_id}): {error}", stamp)
     if isinstance(result, AuthExpired):  # d.updated_at: when this attempt was claimed
         runtime.rejected(f"credentials rejected: {error}", claimed_at=d.updated_at)
     elif isinstance(result, QuotaExhausted):

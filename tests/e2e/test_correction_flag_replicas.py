@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 
+from alertcast.keys import STORE
 from alertcast.store import open_store
 from alertcast.store.base import AccountState, Store
+from alertcast.store.sqlstore import SQLStore
 from alertcast.testing.fakes import FakeWeibo, serve
 from tests.conftest import TOKEN, Daemon, incident, until
+from tests.spine.test_slot_clock import AHEAD_S, HourAhead
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SHARE = "/2/statuses/share.json"
@@ -256,3 +259,32 @@ async def test_a_replica_that_has_not_heard_of_the_failure_does_not_clear_it_by_
     row = await account(a, "hook-0")
     assert "演练" in (row["paused"] or ""), row
     assert (row["correction_failed"] or "").startswith(f"{refused} ({cancelled}): "), row
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+async def test_the_flag_is_stamped_on_the_clock_the_replicas_share(
+    start_daemon: Any, pg_url: str, reader: Store
+) -> None:
+    """Replicas keep the newest flag (set or cleared), so its instant is read on the clock
+    they share, the store's (here a database an hour ahead of this machine), not each
+    machine's own: with its own, a replica whose clock runs ahead keeps a flag an operator
+    cleared after it on another. The failure and the resume are both stamped an hour ahead."""
+    d = await start_daemon(hooks=1, store={"url": pg_url}, dispatch=dispatch(5))
+    store = d.client.app[STORE]
+    assert isinstance(store, SQLStore)
+    await store.shared_clock.stop()
+    store.shared_clock = HourAhead()
+    await refused_cancellation(d)
+
+    async def stamped(flagged: bool) -> bool:
+        row = await stored(reader, "hook-0")
+        if row is None or row.correction_failed_at is None:
+            return False
+        ahead = row.correction_failed_at - time.time()
+        return (row.correction_failed is not None) == flagged and abs(ahead - AHEAD_S) < 60
+
+    await until(lambda: stamped(True), BOUND_S, "the failure stamped on the store's clock")
+    resp = await d.client.post("/v1/channels/hook-0/resume", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    await until(lambda: stamped(False), BOUND_S, "the resume stamped on the store's clock")

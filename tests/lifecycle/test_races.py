@@ -197,7 +197,7 @@ async def test_an_original_claimed_while_the_cancellation_is_planned_is_still_co
         Outcome(DeliveryState.delivered, remote_id="post-1"),
         worker="w-other",
     )
-    hook.resume()
+    hook.resume(time.time())
     view = await d.settled(cancel["id"])
     (sent,) = view["deliveries"]
     assert sent["id"] == correction["id"] and sent["state"] == "delivered"
