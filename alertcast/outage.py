@@ -147,21 +147,29 @@ class Outage:
         """``exc`` as operators see it: its type and text, a DSN's password and secrets masked."""
         return _DSN_PASSWORD.sub(r"\1***@", self._redact(_describe(exc)))
 
-    def missed(self, exc: BaseException) -> str:
+    def missed(self, exc: BaseException, *, write: bool) -> str:
         """A refusal's reason when one call got no answer but the store answers again."""
-        return (
-            f"the store failed this request ({self.redacted(exc)}) and answers again: the request "
-            "may not have been carried out; send it again (with the same Idempotency-Key, if it "
-            "had one)"
+        return f"the store failed this request ({self.redacted(exc)}) and answers again: " + (
+            _UNKNOWN if write else "send it again"
         )
 
-    def detail(self) -> str:
-        """A refusal's reason while the store is away (for a ``503``)."""
+    def detail(self, *, write: bool) -> str:
+        """A refusal's reason while the store is away (for a ``503``): a write (``write``)
+        may have been committed before the connection broke, so the client is not told it
+        was not."""
         since = self.view().get("store_unreachable_since", "just now")
-        return (
-            f"the store is unreachable (since {since}): the request was not carried out; "
-            "send it again later (with the same Idempotency-Key, if it had one)"
+        return f"the store is unreachable (since {since}): " + (
+            _UNKNOWN if write else "send it again later"
         )
+
+
+# What a client is told of a write whose commit was not confirmed: it may have been stored (the
+# answer lost with the connection). The same Idempotency-Key replays the first answer if it was.
+_UNKNOWN = (
+    "the request may have been stored before the store stopped answering; send it again with "
+    "the same Idempotency-Key (if it was stored, its first answer comes back and nothing is "
+    "done twice); without a key, look for it first (GET /v1/incidents), or it may be done twice"
+)
 
 
 def _describe(exc: BaseException) -> str:

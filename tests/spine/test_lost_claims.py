@@ -71,7 +71,9 @@ async def test_an_intake_whose_commit_answer_is_lost_is_sent_within_the_bound_on
     posted = time.monotonic()
     status, first = await _post(d, body, "lost-answer-7f3a")
     assert proxy.answers_lost == 1, "the intake's commit did not go through the proxy"
-    assert status >= 500, first  # the office does not know: it must ask again
+    assert status == 503, first  # the office does not know: it must ask again, and is told so
+    assert "may have been stored" in first["detail"], first
+    assert "same Idempotency-Key" in first["detail"], first
     claimed = await _rows(schema, "SELECT id, state, created_at, updated_at FROM deliveries")
     assert len(claimed) == hooks and {r["state"] for r in claimed} == {"sending"}
     assert all(r["created_at"] == r["updated_at"] for r in claimed)  # claimed at creation
