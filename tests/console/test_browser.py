@@ -69,7 +69,8 @@ def sign_in(page: Any, base: str, who: str, *, keyboard: bool = False) -> None:
     page.set_default_timeout(WAIT_MS)
     page.goto(base + "/")
     assert page.url.endswith("/console/sign-in")
-    if keyboard:
+    if keyboard:  # typed once the box has the focus (autofocus lands after the load event)
+        sync_api.expect(label(page, "访问令牌")).to_be_focused()
         page.keyboard.type(TOKENS[who])
         page.keyboard.press("Enter")
     else:
