@@ -150,6 +150,7 @@ class Sweep:
         self.batch: list[SendOutcome] = []
         self.done: list[Part] = []  # parts to mark done with the batch
         self.flying: set[str] = set()  # taken (``sending``), outcome not recorded yet
+        self.waiting: set[str] = set()  # ... of those, not sent yet (queued, or for the window)
         self.since = time.monotonic()
         self.lock = asyncio.Lock()
         self.looked = time.monotonic()  # when it last looked for a correction waiting
@@ -215,6 +216,7 @@ class Sweep:
             if row.recipient_id in taken:
                 part.queued += 1
                 self.flying.add(row.recipient_id)
+                self.waiting.add(row.recipient_id)
                 await self.queue.put((part, row))
 
     async def _make_way(self) -> None:
@@ -241,6 +243,7 @@ class Sweep:
             if outcome is None:  # not sent: no longer on the wire (due again once given back)
                 part.short = True
                 self.flying.discard(row.recipient_id)
+                self.waiting.discard(row.recipient_id)
             else:
                 self.batch.append(outcome)
                 self.p.counts[row.state] -= 1
@@ -300,6 +303,7 @@ class Sweep:
         )
         limiter = self.p.runtime.limiter
         if not limiter.windows_for(msg.action):  # most accounts: no window to wait for
+            self.waiting.discard(row.recipient_id)
             return await self._deliver(out, data)
         while not self.p.stopped:
             async with AsyncExitStack() as slot:
@@ -310,6 +314,7 @@ class Sweep:
                         )
                 except (TimeoutError, WaitedTooLong):
                     continue  # still no room: look whether the pass stopped meanwhile
+                self.waiting.discard(row.recipient_id)
                 return await self._deliver(out, data)
         return None
 
@@ -348,7 +353,9 @@ class Sweep:
             except BaseException:  # kept, for the next flush (the sweep's end tries again)
                 self.batch[:0], self.done[:0] = batch, done
                 raise
-            self.flying.difference_update(outcome.recipient_id for outcome in batch)
+            recorded = {outcome.recipient_id for outcome in batch}
+            self.flying -= recorded
+            self.waiting -= recorded  # (a recipient no longer there: decided, never sent)
             self.held = [part for part in self.held if part not in done]
         self.on_batch()
 
@@ -375,8 +382,7 @@ class Sweep:
         p = self.p
         if p.msg.checkpoint is not None and not await p.msg.checkpoint():
             p.lost = True
-        if self.flying:  # still on the wire, however long: a correction waits for them
-            await self.store.touch_recipients(p.parent.id, sorted(self.flying), now=time.time())
+        await self._stamp()
         held = [part for part in self.held if not part.lost]
         if held:
             kept = await self.store.renew_recipient_parts(
@@ -389,6 +395,18 @@ class Sweep:
                 part.lost = part.after not in kept
         if time.monotonic() - p.counted_at >= RECOUNT_S:
             await p.recount(self.store)
+
+    async def _stamp(self) -> None:
+        """The sends still on the wire stamped so (``Store.touch_recipients``): a correction to
+        those recipients waits for their outcome however long the request or its rate window
+        takes. Once the pass stopped, only those sent or decided: the ones still waiting will
+        not be sent. Not while a batch is being recorded (its rows, locked in another order on
+        PostgreSQL, would deadlock with these)."""
+        async with self.lock:
+            stopped = self.p.stopped or self.p.lost
+            ids = self.flying - self.waiting if stopped else self.flying
+            if ids:
+                await self.store.touch_recipients(self.p.parent.id, sorted(ids), now=time.time())
 
     async def _settle(self) -> None:
         """Write what was decided and give back the parts not done (best effort: a store that

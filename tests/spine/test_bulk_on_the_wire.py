@@ -33,10 +33,11 @@ class HoldingSink(WebhookSink):
     holding: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     released_at: float = 0.0
+    held: frozenset[str] = frozenset({HELD})
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = json.loads(await request.read())  # aiohttp keeps it for the sink's own read
-        if body.get("msg_type") == "alert" and body.get("recipient", {}).get("id") == HELD:
+        if body.get("msg_type") == "alert" and body.get("recipient", {}).get("id") in self.held:
             self.holding.set()
             await self.release.wait()
         return await super()._handle(request)
@@ -101,14 +102,14 @@ async def test_a_cancellation_threads_to_an_alert_that_was_on_the_wire(
 async def test_an_answer_slower_than_wire_s_still_holds_its_correction(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
 ) -> None:
-    """The held alert stays on the wire three times ``WIRE_S`` (scaled here to 2 s; 30 s in
-    service, outlasted by a webhook with ``timeout_s = 60`` or a send waiting for its rate
-    window): its live pass stamps it at every lease renewal (1.25 s with ``lease_s = 5``), so
-    cd-0007's cancellation still waits for the answer and threads to it. Before the stamp it
-    went once the send was ``WIRE_S`` old, unthreaded, ahead of the alert it cancels."""
-    monkeypatch.setattr(followup_sql, "WIRE_S", 2.0)
+    """The held alert stays on the wire twice ``WIRE_S`` (scaled here to 3 s; 30 s in service,
+    outlasted by a webhook with ``timeout_s = 60`` or a send waiting for its rate window): its
+    live pass stamps it at every lease renewal (1.25 s with ``lease_s = 5``), so cd-0007's
+    cancellation still waits for the answer and threads to it. Before the stamp it went once
+    the send was ``WIRE_S`` old, unthreaded, ahead of the alert it cancels."""
+    monkeypatch.setattr(followup_sql, "WIRE_S", 3.0)
     await load(engine, people(chengdu=20, nowhere=0, beijing=0))
     hook = account(url=receiver.url, concurrency=4, timeout_s=30)
     config = {"store": {"url": engine}, "dispatch": {"lease_s": 5}}
     b = await start(start_daemon, monkeypatch, accounts=[hook], **config)
-    await _cancel_while_held(b, receiver, 3 * followup_sql.WIRE_S)
+    await _cancel_while_held(b, receiver, 2 * followup_sql.WIRE_S)
