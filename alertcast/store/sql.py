@@ -72,16 +72,25 @@ WHERE state IN ('pending', 'retrying') AND expires_at IS NOT NULL AND expires_at
 # A delivery that waits for another is due once that one is settled. A cluster member (it
 # waits for another account's delivery: its lead's) is also due once it was tried before (it
 # chose its way then) or once it has been due its account's wait (``{waited}``, see select_due).
-# Read along ``deliveries_due`` (``{via}``), in its order: the scan stops at its LIMIT.
+# One priority level at a time, the oldest due first: a range of ``deliveries_due`` (``{via}``,
+# migration 0012), so neither the rows held (no next_attempt_at) nor those due later are read.
 SELECT_DUE = f"""
 SELECT d.id, d.account, d.priority, d.action FROM deliveries d {{via}}
-WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?
+WHERE d.state IN ('pending', 'retrying') AND d.next_attempt_at IS NOT NULL
+  AND d.priority = ? AND d.next_attempt_at <= ?
   AND (d.wait_for IS NULL OR EXISTS (
         SELECT 1 FROM deliveries w WHERE w.id = d.wait_for
           AND (w.state IN ({_SETTLED_SQL})
                OR (w.account <> d.account AND (d.attempts > 0 OR {{waited}})))))
-ORDER BY d.priority DESC, d.next_attempt_at
+ORDER BY d.next_attempt_at
 LIMIT ?"""
+
+# The highest priority of the deliveries still to send below the param: the next level a claim
+# reads (the first: below PRIORITY_CEILING). One end of ``deliveries_due``, not a scan.
+NEXT_PRIORITY = """
+SELECT MAX(priority) FROM deliveries {via}
+WHERE state IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL AND priority < ?"""
+PRIORITY_CEILING = 2**31 - 1  # above any priority (an INTEGER column on PostgreSQL)
 
 SELECT_CLAIMED = """
 SELECT d.*, t.remote_id AS target_remote_id, t.state AS target_state,
@@ -173,11 +182,11 @@ WHERE id = ? AND state IN ({_SETTLED_SQL}) AND state <> 'delivered'
 
 
 def select_due(
-    now: float, limit: int, waits: Mapping[str, float] | None, via: str = ""
+    now: float, priority: int, limit: int, waits: Mapping[str, float] | None, via: str = ""
 ) -> tuple[str, list[Any]]:
-    """SELECT_DUE and its parameters: the members of ``waits`` (account -> seconds) are due
-    once they have been due that long, whatever their lead's delivery is doing; ``via``: the
-    connection's hint for ``deliveries_due``."""
+    """SELECT_DUE of one ``priority`` and its parameters: the members of ``waits`` (account ->
+    seconds) are due once they have been due that long, whatever their lead's delivery is
+    doing; ``via``: the connection's hint for ``deliveries_due``."""
     by_wait: dict[float, list[str]] = {}
     for account, wait_s in sorted((waits or {}).items()):
         by_wait.setdefault(wait_s, []).append(account)
@@ -187,7 +196,7 @@ def select_due(
     ]
     params = [p for wait_s, accounts in by_wait.items() for p in (*accounts, now - wait_s)]
     query = SELECT_DUE.format(waited=" OR ".join(waited) or "1 = 0", via=via)
-    return query, [now, *params, limit]
+    return query, [priority, now, *params, limit]
 
 
 def marks(n: int) -> str:

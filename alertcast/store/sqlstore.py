@@ -311,15 +311,29 @@ async def _pick_due(
     """The due ids a claim takes, in order, within each account's room: the head of the due
     index first; only when accounts at their limit filled it, the deeper scan (DUE_SCAN)."""
     deepest = max(limit, DUE_SCAN)
-    page, via = min(max(FIRST_SCAN, 4 * limit), deepest), c.via("deliveries_due")
+    page = min(max(FIRST_SCAN, 4 * limit), deepest)
     while True:
-        due = await c.fetchall(*sql.select_due(now, page, waits, via))
+        due = await _due(c, now, page, waits)
         ids = sql.pick_within_capacity(
             [(r[0], r[1], r[2], r[3]) for r in due], free, limit, corrections
         )
         if len(ids) >= limit or len(due) < page or page >= deepest:
             return ids
         page = deepest
+
+
+async def _due(c: Conn, now: float, n: int, waits: Mapping[str, float] | None) -> list[Any]:
+    """Up to ``n`` due rows, the highest priority first, then the oldest due: one range of the
+    due index per priority level there is (a few: alerts, updates, cancellations)."""
+    via, below = c.via("deliveries_due"), sql.PRIORITY_CEILING
+    rows: list[Any] = []
+    while len(rows) < n:
+        top = await c.fetchone(sql.NEXT_PRIORITY.format(via=via), (below,))
+        if top is None or top[0] is None:
+            return rows
+        below = int(top[0])
+        rows += await c.fetchall(*sql.select_due(now, below, n - len(rows), waits, via))
+    return rows
 
 
 async def _claim(
