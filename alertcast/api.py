@@ -123,8 +123,11 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _asker(request: web.Request, body: bytes = b"") -> Asker:
-    """The issuer behind the request, and the key and digest that recognise a replay."""
+def _asker(request: web.Request, body: bytes = b"", *, replays: bool = True) -> Asker:
+    """The issuer behind the request, and the key and digest that recognise a replay
+    (``replays``: the change records them, so a repeat with the key gets the first answer)."""
+    if replays:
+        request[keys.REPLAYS] = "Idempotency-Key"
     key = request.headers.get("Idempotency-Key", "").strip() or None
     if key is not None and len(key) > 200:
         raise web.HTTPBadRequest(text="Idempotency-Key is longer than 200 characters")
@@ -154,7 +157,8 @@ async def cancel_incident(request: web.Request) -> web.Response:
 
 @routes.post("/v1/incidents/{id}/approve")
 async def approve_incident(request: web.Request) -> web.Response:
-    answer = await request.app[keys.DOOR].approve(request.match_info["id"], _asker(request))
+    asker = _asker(request, replays=False)  # an approval records no key: repeated, a 409
+    answer = await request.app[keys.DOOR].approve(request.match_info["id"], asker)
     return _json(answer)
 
 
@@ -226,7 +230,8 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 @routes.post("/v1/deliveries/{id}/retry")
 async def retry_delivery(request: web.Request) -> web.Response:
-    again = await request.app[keys.DOOR].retry(request.match_info["id"], _asker(request))
+    asker = _asker(request, replays=False)  # a re-drive records no key: repeated, a 409
+    again = await request.app[keys.DOOR].retry(request.match_info["id"], asker)
     return _json(DeliveryView.of(again).model_dump(mode="json"), 202)
 
 

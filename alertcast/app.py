@@ -38,12 +38,13 @@ from alertcast.keys import (
     EVENTS,
     ISSUER,
     PLANNER,
+    REPLAYS,
     SECRETS,
     STORE,
     TOKENS,
 )
 from alertcast.latest import Latest
-from alertcast.outage import UNANSWERED
+from alertcast.outage import UNANSWERED, unknown
 from alertcast.plan import Planner
 from alertcast.render import Renderer
 from alertcast.secrets import Secrets
@@ -127,12 +128,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return problem(exc.status, exc.text or exc.reason, headers=_keep_headers(exc))
     except Exception as exc:
         outage = request.app[DISPATCHER].outage if DISPATCHER in request.app else None
-        write = request.method not in ("GET", "HEAD", "OPTIONS")  # may have been committed
+        done = unknown(request.method, request.get(REPLAYS))  # it may have been committed
         if outage is not None and not await outage.probe():  # the store is away, not a bug
-            return problem(503, outage.detail(write=write), headers={"Retry-After": "2"})
+            return problem(503, outage.detail(done=done), headers={"Retry-After": "2"})
         if outage is not None and isinstance(exc, UNANSWERED):  # slow, or a connection lost
             log.warning("http.store_unanswered", path=request.path, error=outage.redacted(exc))
-            return problem(503, outage.missed(exc, write=write), headers={"Retry-After": "2"})
+            return problem(503, outage.missed(exc, done=done), headers={"Retry-After": "2"})
         log.exception("http.unhandled", path=request.path)
         return problem(500, "internal error; the request may not have been processed")
 

@@ -78,6 +78,7 @@ async def read_incident(request: web.Request) -> tuple[Incident, bytes]:
 
 def _asker(request: web.Request, msg: CapMessage, body: bytes) -> Asker:
     """The CAP message names itself: ``sender,identifier`` is its idempotency key."""
+    request[keys.REPLAYS] = "CAP message (its sender and identifier)"
     key = "cap:" + hashlib.sha256(msg.key.encode()).hexdigest()[:48]
     digest = hashlib.sha256(request.path.encode() + b"\n" + body).hexdigest()
     issuer = request[keys.ISSUER]

@@ -31,6 +31,7 @@ __all__ = [
     "FEEDS",
     "ISSUER",
     "PLANNER",
+    "REPLAYS",
     "SCHEDULES",
     "SECRETS",
     "STORE",
@@ -49,3 +50,6 @@ TOKENS: web.AppKey[list[tuple[bytes, IssuerConfig]]] = web.AppKey("tokens")
 FEEDS: web.AppKey[FeedRunner] = web.AppKey("feeds")
 SCHEDULES: web.AppKey[Schedules] = web.AppKey("schedules")
 ISSUER: web.RequestKey[IssuerConfig] = web.RequestKey("issuer")
+# A change the door records under a key: sent again with the same one (what this names: the
+# Idempotency-Key, a CAP message's own sender and identifier), its first answer is replayed.
+REPLAYS: web.RequestKey[str] = web.RequestKey("replays")

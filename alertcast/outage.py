@@ -25,7 +25,7 @@ import structlog
 
 from alertcast.store.base import Store
 
-__all__ = ["UNANSWERED", "Outage", "backoff"]
+__all__ = ["UNANSWERED", "Outage", "backoff", "unknown"]
 
 log = structlog.get_logger("alertcast.store")
 
@@ -147,29 +147,35 @@ class Outage:
         """``exc`` as operators see it: its type and text, a DSN's password and secrets masked."""
         return _DSN_PASSWORD.sub(r"\1***@", self._redact(_describe(exc)))
 
-    def missed(self, exc: BaseException, *, write: bool) -> str:
-        """A refusal's reason when one call got no answer but the store answers again."""
-        return f"the store failed this request ({self.redacted(exc)}) and answers again: " + (
-            _UNKNOWN if write else "send it again"
-        )
+    def missed(self, exc: BaseException, *, done: str) -> str:
+        """A refusal's reason when one call got no answer but the store answers again;
+        ``done``: what the client is told of whether it was carried out (:func:`unknown`)."""
+        return f"the store failed this request ({self.redacted(exc)}) and answers again: {done}"
 
-    def detail(self, *, write: bool) -> str:
-        """A refusal's reason while the store is away (for a ``503``): a write (``write``)
-        may have been committed before the connection broke, so the client is not told it
-        was not."""
+    def detail(self, *, done: str) -> str:
+        """A refusal's reason while the store is away (for a ``503``)."""
         since = self.view().get("store_unreachable_since", "just now")
-        return f"the store is unreachable (since {since}): " + (
-            _UNKNOWN if write else "send it again later"
+        return f"the store is unreachable (since {since}): {done}"
+
+
+def unknown(method: str, replays: str | None) -> str:
+    """What a ``503`` tells a client of a request the store failed. A read: send it again. A
+    change may have been committed before the connection broke (its answer lost): one the door
+    replays (``replays``: by what) is sent again the same way, which answers as the first did
+    if it was stored; any other change is looked at before it is sent again."""
+    if replays is not None:
+        return (
+            "the request may have been stored before the store stopped answering; send it "
+            f"again with the same {replays} (if it was stored, its first answer comes back and "
+            "nothing is done twice); without one, look for it first (GET /v1/incidents), or "
+            "it may be done twice"
         )
-
-
-# What a client is told of a write whose commit was not confirmed: it may have been stored (the
-# answer lost with the connection). The same Idempotency-Key replays the first answer if it was.
-_UNKNOWN = (
-    "the request may have been stored before the store stopped answering; send it again with "
-    "the same Idempotency-Key (if it was stored, its first answer comes back and nothing is "
-    "done twice); without a key, look for it first (GET /v1/incidents), or it may be done twice"
-)
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return "send it again"
+    return (
+        "the request may have been carried out before the store stopped answering; look at "
+        "what it changes before sending it again"
+    )
 
 
 def _describe(exc: BaseException) -> str:

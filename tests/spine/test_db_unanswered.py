@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from alertcast.testing.tcpproxy import TcpProxy
-from tests.conftest import PG_URL, Daemon, incident, until
+from tests.conftest import PG_URL, TOKEN, Daemon, incident, until
 
 pytestmark = pytest.mark.postgres
 
@@ -80,6 +80,30 @@ async def test_a_connection_reset_under_a_request_is_a_503_to_send_again(
     resp = await daemon.post(incident(headline="断线时的警报"), **{"Idempotency-Key": "k-2"})
     assert resp.status == 202, await resp.text()
     assert await _count(schema, "SELECT COUNT(*) FROM incidents") == 1
+
+
+async def test_what_a_503_says_follows_what_the_request_may_have_done(
+    daemon: Daemon, schema: str
+) -> None:
+    """Held past the bound by a lock on the table it reads: a read is told to send it again; a
+    re-drive (a change no key replays) that it may have been carried out, to look first; an
+    intake (replayed by its key) that it may have been stored, to resend with the same key."""
+    resp = await daemon.post(incident(headline="已送达的警报"))
+    (delivery,) = (await daemon.settled((await resp.json())["id"]))["deliveries"]
+    async with _locked(schema, "LOCK TABLE deliveries, incidents IN ACCESS EXCLUSIVE MODE"):
+        status, read = await daemon.get("/v1/incidents")
+        retried = await daemon.client.post(
+            f"/v1/deliveries/{delivery['id']}/retry", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        redrive = await retried.json(content_type=None)
+        posted = await daemon.post(incident(headline="锁住时"), **{"Idempotency-Key": "k-3"})
+        intake = await posted.json(content_type=None)
+    assert (status, retried.status, posted.status) == (503, 503, 503), (read, redrive, intake)
+    assert read["detail"].endswith("send it again"), read
+    assert "may have been carried out" in redrive["detail"], redrive
+    assert "Idempotency-Key" not in redrive["detail"], redrive
+    assert "may have been stored" in intake["detail"], intake
+    assert "same Idempotency-Key" in intake["detail"], intake
 
 
 async def test_a_row_the_code_cannot_read_is_still_a_500(daemon: Daemon, schema: str) -> None:
