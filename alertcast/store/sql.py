@@ -97,7 +97,8 @@ SELECT d.*, t.remote_id AS target_remote_id, t.state AS target_state,
        t.account AS target_account, i.msg_type AS msg_type,
        w.state AS wait_state, w.account AS wait_account,
        EXISTS (SELECT 1 FROM recipient_sends s
-               WHERE s.delivery_id = d.target_delivery_id AND s.state = 'delivered')
+               WHERE s.delivery_id = d.target_delivery_id
+                 AND s.state IN ('delivered', 'sending'))
            AS target_reached
 FROM deliveries d
 JOIN incidents i ON i.id = d.incident_id
@@ -349,8 +350,9 @@ def finished(
 
 def claim_from(r: Any) -> ActiveClaim:
     """A SELECT_CLAIMED row: the delivery and where what it threads to, or waits for, stands.
-    A per-recipient original reached the platform when any of its recipients' sends did,
-    whatever its own state (a follow-up may have stopped it half way)."""
+    A per-recipient original reached the platform when any of its recipients' sends did, or
+    is on the wire (``sending``: its answer may come after the follow-up's stop), whatever
+    its own state (a follow-up may have stopped it half way)."""
     delivered = r["target_state"] == DeliveryState.delivered.value
     return ActiveClaim(
         DELIVERY.from_row(r),

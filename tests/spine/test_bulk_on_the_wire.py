@@ -113,3 +113,33 @@ async def test_an_answer_slower_than_wire_s_still_holds_its_correction(
     config = {"store": {"url": engine}, "dispatch": {"lease_s": 5}}
     b = await start(start_daemon, monkeypatch, accounts=[hook], **config)
     await _cancel_while_held(b, receiver, 2 * followup_sql.WIRE_S)
+
+
+async def test_a_cancellation_while_every_alert_is_on_the_wire_is_not_skipped(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+) -> None:
+    """All four senders (the account's concurrency) hang on cd-0000..0003's alerts when the
+    cancellation is posted: none is answered yet, so no send is ``delivered``, but they are on
+    the wire and will reach those four. The cancellation is not skipped as "never reached";
+    once the alerts are answered, each of the four gets it, after its alert and threaded to
+    it. (It was skipped: the four saw the false alarm and never its cancellation.)"""
+    hung = [f"cd-{i:04d}" for i in range(4)]
+    receiver.held = frozenset(hung)
+    await load(engine, people(chengdu=20, nowhere=0, beijing=0))
+    hook = account(url=receiver.url, concurrency=4, timeout_s=60)
+    b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine})
+    first = await b.raise_(quake())
+    await asyncio.wait_for(receiver.holding.wait(), 30)
+    await asyncio.sleep(0.5)  # every sender hangs: nothing answered, nothing delivered
+    cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
+    await asyncio.sleep(LATER_S)
+    assert not receiver.posts("cancel"), "a cancellation before its alert's answer"
+    released = time.time()
+    receiver.release.set()
+    view = await b.settled(cancel["id"])
+    assert [x["state"] for x in view["deliveries"]] != ["skipped"], view["deliveries"]
+    alerts, cancels = receiver.posts("alert"), receiver.posts("cancel")
+    assert set(hung) <= set(alerts), sorted(alerts)
+    for rid in alerts:  # everyone who saw the alert sees its cancellation, after it
+        assert cancels[rid].at >= max(alerts[rid].at, released), rid
+        assert cancels[rid].body.get("in_reply_to") == f"alert-{rid}", cancels[rid].body
