@@ -164,11 +164,15 @@ def unknown(method: str, replays: str | None) -> str:
     replays (``replays``: by what) is sent again the same way, which answers as the first did
     if it was stored; any other change is looked at before it is sent again."""
     if replays is not None:
+        optional = (  # a header the client may not have sent
+            "; without one, look for it first (GET /v1/incidents), or it may be done twice"
+            if replays == "Idempotency-Key"
+            else ""
+        )
         return (
             "the request may have been stored before the store stopped answering; send it "
             f"again with the same {replays} (if it was stored, its first answer comes back and "
-            "nothing is done twice); without one, look for it first (GET /v1/incidents), or "
-            "it may be done twice"
+            f"nothing is done twice){optional}"
         )
     if method in ("GET", "HEAD", "OPTIONS"):
         return "send it again"

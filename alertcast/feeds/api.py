@@ -60,6 +60,7 @@ async def push_event(request: web.Request) -> web.Response:
     _authorize(request, feed.cfg)
     if request.content_type not in PUSH_TYPES:
         raise web.HTTPUnsupportedMediaType(text="send one event as application/json")
+    request[keys.REPLAYS] = "event (its id and version are recognised)"  # a 503's advice
     try:
         applied = await runner.push(name, await request.read())
     except FeedError as exc:
