@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +19,15 @@ import pytest
 
 from alertcast.store import open_store
 from alertcast.store.base import IncidentRow, NewDelivery, Store, Write
-from tests.conftest import fresh_schema
+from tests.store.test_contract import _incident as _contract_incident
+from tests.store.test_contract import store, store_url
 
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path / 'due.db'}")
-        await s.open()
-        yield s
-        await s.close()
-        return
-    async with fresh_schema() as url:
-        s = open_store(url)
-        await s.open()
-        yield s
-        await s.close()
+__all__ = ["store", "store_url"]  # the contract suite's fixtures: SQLite and PostgreSQL
 
 
 def _incident(n: int) -> IncidentRow:
-    return IncidentRow(
-        id=f"inc_{n}",
-        kind="earthquake",
-        status="actual",
-        severity="severe",
-        msg_type="alert",
-        state="active",
-        issuer="city",
-        source="api",
-        body={"headline": f"h{n}"},
-        created_at=time.time(),
-    )
+    """The contract suite's incident, stored now (its own is dated ``n`` seconds ahead)."""
+    return replace(_contract_incident(), id=f"inc_{n}", created_at=time.time())
 
 
 async def _queue(store: Store, n: int, accounts: list[str], first: int = 0, **kw: Any) -> None:
