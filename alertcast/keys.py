@@ -50,6 +50,7 @@ TOKENS: web.AppKey[list[tuple[bytes, IssuerConfig]]] = web.AppKey("tokens")
 FEEDS: web.AppKey[FeedRunner] = web.AppKey("feeds")
 SCHEDULES: web.AppKey[Schedules] = web.AppKey("schedules")
 ISSUER: web.RequestKey[IssuerConfig] = web.RequestKey("issuer")
-# A change the door records under a key: sent again with the same one (what this names: the
-# Idempotency-Key, a CAP message's own sender and identifier), its first answer is replayed.
+# A change recorded under a key: sent again with the same one (what this names: the
+# Idempotency-Key, a CAP message's sender and identifier, a feed event's id and version), it
+# is recognised and not done twice (a 503's advice, alertcast.outage.unknown).
 REPLAYS: web.RequestKey[str] = web.RequestKey("replays")

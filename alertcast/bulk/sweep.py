@@ -403,8 +403,7 @@ class Sweep:
         not be sent. Not while a batch is being recorded (its rows, locked in another order on
         PostgreSQL, would deadlock with these)."""
         async with self.lock:
-            stopped = self.p.stopped or self.p.lost
-            ids = self.flying - self.waiting if stopped else self.flying
+            ids = self.flying - self.waiting if self.p.stopped else self.flying
             if ids:
                 await self.store.touch_recipients(self.p.parent.id, sorted(ids), now=time.time())
 

@@ -8,7 +8,7 @@
 -- each priority level, the range due by now, oldest first, and stops at what it can take
 -- (rows due later are not read); an expiry check reads only the expired; the settled millions
 -- are in neither. On PostgreSQL building them locks `deliveries` against writes while they
--- scan it once (seconds for millions of rows): upgrade in a quiet moment.
+-- scan it once (CREATE INDEX takes a SHARE lock): upgrade in a quiet moment.
 
 CREATE INDEX deliveries_due ON deliveries (priority DESC, next_attempt_at)
     WHERE state IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL;
