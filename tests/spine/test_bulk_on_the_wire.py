@@ -143,3 +143,29 @@ async def test_a_cancellation_while_every_alert_is_on_the_wire_is_not_skipped(
     for rid in alerts:  # everyone who saw the alert sees its cancellation, after it
         assert cancels[rid].at >= max(alerts[rid].at, released), rid
         assert cancels[rid].body.get("in_reply_to") == f"alert-{rid}", cancels[rid].body
+
+
+async def test_an_update_while_every_alert_is_on_the_wire_follows_each_alert(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+) -> None:
+    """The same four hung senders, an update instead of a cancellation: every recipient the
+    alert reaches gets the update after its alert, threaded to it; none before."""
+    hung = [f"cd-{i:04d}" for i in range(4)]
+    receiver.held = frozenset(hung)
+    await load(engine, people(chengdu=20, nowhere=0, beijing=0))
+    hook = account(url=receiver.url, concurrency=4, timeout_s=60)
+    b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine})
+    first = await b.raise_(quake())
+    await asyncio.wait_for(receiver.holding.wait(), 30)
+    await asyncio.sleep(0.5)
+    update = await b.follow(first["id"], "update", "city", instruction="远离建筑物，注意余震")
+    await asyncio.sleep(LATER_S)
+    assert not set(receiver.posts("update")) & set(hung), "an update before its alert's answer"
+    released = time.time()
+    receiver.release.set()
+    await b.settled(update["id"])
+    alerts, updates = receiver.posts("alert"), receiver.posts("update")
+    assert set(hung) <= set(alerts) <= set(updates), (sorted(alerts), sorted(updates))
+    for rid in hung:
+        assert updates[rid].at >= max(alerts[rid].at, released), rid
+        assert updates[rid].body.get("in_reply_to") == f"alert-{rid}", updates[rid].body
