@@ -115,6 +115,24 @@ async def test_an_answer_slower_than_wire_s_still_holds_its_correction(
     await _cancel_while_held(b, receiver, 2 * followup_sql.WIRE_S)
 
 
+HUNG = [f"cd-{i:04d}" for i in range(4)]  # as many as the account's senders and connections
+
+
+async def _every_sender_hung(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+) -> tuple[Any, dict[str, Any]]:
+    """The alert raised on an account of four senders, all four hanging on HUNG's alerts:
+    nothing answered, nothing delivered. The daemon and the alert's answer."""
+    receiver.held = frozenset(HUNG)
+    await load(engine, people(chengdu=20, nowhere=0, beijing=0))
+    hook = account(url=receiver.url, concurrency=4, timeout_s=60)
+    b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine})
+    first = await b.raise_(quake())
+    await asyncio.wait_for(receiver.holding.wait(), 30)
+    await asyncio.sleep(0.5)  # the others are taken and queued behind them
+    return b, first
+
+
 async def test_a_cancellation_while_every_alert_is_on_the_wire_is_not_skipped(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
 ) -> None:
@@ -123,14 +141,7 @@ async def test_a_cancellation_while_every_alert_is_on_the_wire_is_not_skipped(
     the wire and will reach those four. The cancellation is not skipped as "never reached";
     once the alerts are answered, each of the four gets it, after its alert and threaded to
     it. (It was skipped: the four saw the false alarm and never its cancellation.)"""
-    hung = [f"cd-{i:04d}" for i in range(4)]
-    receiver.held = frozenset(hung)
-    await load(engine, people(chengdu=20, nowhere=0, beijing=0))
-    hook = account(url=receiver.url, concurrency=4, timeout_s=60)
-    b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine})
-    first = await b.raise_(quake())
-    await asyncio.wait_for(receiver.holding.wait(), 30)
-    await asyncio.sleep(0.5)  # every sender hangs: nothing answered, nothing delivered
+    b, first = await _every_sender_hung(start_daemon, monkeypatch, engine, receiver)
     cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
     await asyncio.sleep(LATER_S)
     assert not receiver.posts("cancel"), "a cancellation before its alert's answer"
@@ -139,7 +150,7 @@ async def test_a_cancellation_while_every_alert_is_on_the_wire_is_not_skipped(
     view = await b.settled(cancel["id"])
     assert [x["state"] for x in view["deliveries"]] != ["skipped"], view["deliveries"]
     alerts, cancels = receiver.posts("alert"), receiver.posts("cancel")
-    assert set(hung) <= set(alerts), sorted(alerts)
+    assert set(HUNG) <= set(alerts), sorted(alerts)
     for rid in alerts:  # everyone who saw the alert sees its cancellation, after it
         assert cancels[rid].at >= max(alerts[rid].at, released), rid
         assert cancels[rid].body.get("in_reply_to") == f"alert-{rid}", cancels[rid].body
@@ -150,22 +161,15 @@ async def test_an_update_while_every_alert_is_on_the_wire_follows_each_alert(
 ) -> None:
     """The same four hung senders, an update instead of a cancellation: every recipient the
     alert reaches gets the update after its alert, threaded to it; none before."""
-    hung = [f"cd-{i:04d}" for i in range(4)]
-    receiver.held = frozenset(hung)
-    await load(engine, people(chengdu=20, nowhere=0, beijing=0))
-    hook = account(url=receiver.url, concurrency=4, timeout_s=60)
-    b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine})
-    first = await b.raise_(quake())
-    await asyncio.wait_for(receiver.holding.wait(), 30)
-    await asyncio.sleep(0.5)
+    b, first = await _every_sender_hung(start_daemon, monkeypatch, engine, receiver)
     update = await b.follow(first["id"], "update", "city", instruction="远离建筑物，注意余震")
     await asyncio.sleep(LATER_S)
-    assert not set(receiver.posts("update")) & set(hung), "an update before its alert's answer"
+    assert not set(receiver.posts("update")) & set(HUNG), "an update before its alert's answer"
     released = time.time()
     receiver.release.set()
     await b.settled(update["id"])
     alerts, updates = receiver.posts("alert"), receiver.posts("update")
-    assert set(hung) <= set(alerts) <= set(updates), (sorted(alerts), sorted(updates))
-    for rid in hung:
+    assert set(HUNG) <= set(alerts) <= set(updates), (sorted(alerts), sorted(updates))
+    for rid in HUNG:
         assert updates[rid].at >= max(alerts[rid].at, released), rid
         assert updates[rid].body.get("in_reply_to") == f"alert-{rid}", updates[rid].body
