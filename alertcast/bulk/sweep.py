@@ -95,17 +95,27 @@ class Pass:
         assert isinstance(found, dict)
         return found
 
+    pause_seen: str | None = None  # the pause it saw, kept once seen (see ``stopped``)
+
     @property
     def stopped(self) -> bool:
+        """Whether the pass stops. Once it does it stays stopped, though a pause it saw ends:
+        the sends it had queued are no longer stamped on the wire, so a correction may already
+        have gone to those recipients; sent now, the message it corrects would follow it.
+        (Every part of it only ever turns true: a lost claim, a halt, a shutdown, a pause
+        seen, a correction to make way for.)"""
         stop = self.lost or self.halted is not None or self.stopping() or self.paused is not None
         return stop or self.making_way
 
     @property
     def paused(self) -> str | None:
         """Why the account is paused (an operator, a spent quota, rejected credentials), if
-        it is: the pass stops sending and the parent waits, saying so."""
+        it is or was during the pass: the pass stops sending and the parent waits, saying so
+        (handed back: the next pass, once the pause is over, sends the rest)."""
         health = self.runtime.health
-        return health.paused_reason if health.paused(time.time()) else None
+        if self.pause_seen is None and health.paused(time.time()):
+            self.pause_seen = health.paused_reason or "paused"
+        return self.pause_seen
 
     def note(self, result: Receipt | ChannelError, width: int) -> None:
         """Halt the pass on an account-wide failure: credentials rejected, a quota spent, or
@@ -230,7 +240,8 @@ class Sweep:
             return
         self.looked = now
         account, priority = p.parent.account, p.parent.priority
-        p.making_way = await self.store.correction_due(account, priority, now=time.time())
+        if await self.store.correction_due(account, priority, now=time.time()):
+            p.making_way = True  # never back to False: the pass stays stopped (``stopped``)
 
     # -- sending ----------------------------------------------------------------------------
     async def _work(self) -> None:
@@ -314,6 +325,8 @@ class Sweep:
                         )
                 except (TimeoutError, WaitedTooLong):
                     continue  # still no room: look whether the pass stopped meanwhile
+                if self.p.stopped:  # while it waited for the slot: not sent (nor stamped)
+                    return None
                 self.waiting.discard(row.recipient_id)
                 return await self._deliver(out, data)
         return None

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from alertcast.store import followup_sql
+from alertcast.store.recipient_store import RecipientMethods
 from alertcast.testing.sink import Received, WebhookSink
 from tests.conftest import HOOK_SECRET
 from tests.spine.bulk_people import account, answer_with_ids, load, people, quake, start
@@ -119,14 +120,19 @@ HUNG = [f"cd-{i:04d}" for i in range(4)]  # as many as the account's senders and
 
 
 async def _every_sender_hung(
-    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+    start_daemon: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+    receiver: HoldingSink,
+    **config: Any,
 ) -> tuple[Any, dict[str, Any]]:
     """The alert raised on an account of four senders, all four hanging on HUNG's alerts:
-    nothing answered, nothing delivered. The daemon and the alert's answer."""
+    nothing answered, nothing delivered. The daemon (``config`` added to its configuration)
+    and the alert's answer."""
     receiver.held = frozenset(HUNG)
     await load(engine, people(chengdu=20, nowhere=0, beijing=0))
     hook = account(url=receiver.url, concurrency=4, timeout_s=60)
-    b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine})
+    b = await start(start_daemon, monkeypatch, accounts=[hook], store={"url": engine}, **config)
     first = await b.raise_(quake())
     await asyncio.wait_for(receiver.holding.wait(), 30)
     await asyncio.sleep(0.5)  # the others are taken and queued behind them
@@ -173,3 +179,44 @@ async def test_an_update_while_every_alert_is_on_the_wire_follows_each_alert(
     for rid in HUNG:
         assert updates[rid].at >= max(alerts[rid].at, released), rid
         assert updates[rid].body.get("in_reply_to") == f"alert-{rid}", updates[rid].body
+
+
+async def test_a_pause_that_ends_before_its_hung_pass_does_sends_no_alert_after_its_correction(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+) -> None:
+    """Four senders hang on their alerts and four more recipients are taken and queued behind
+    them when the account is paused: the queued four are no longer stamped (a paused pass will
+    not send them) and, ``WIRE_S`` later, no longer count as on the wire. Right after a stamp
+    (long before the pass's next checkpoint) the account is resumed and the alert cancelled:
+    the cancellation goes to the queued four at once, and when the hung alerts are answered
+    the pass that stopped for the pause stays stopped, though the pause has ended. No one gets
+    the alert after its cancellation. (The queued four did: the pause was read afresh at each
+    send, so the pass sent them the false alarm before its checkpoint found it withdrawn.)"""
+    monkeypatch.setattr(followup_sql, "WIRE_S", 4.0)
+    stamped = asyncio.Event()
+    touch = RecipientMethods.touch_recipients
+
+    async def watched(self: Any, delivery_id: str, ids: Any, *, now: float) -> int:
+        found = await touch(self, delivery_id, ids, now=now)
+        stamped.set()
+        return found
+
+    monkeypatch.setattr(RecipientMethods, "touch_recipients", watched)
+    config = {"dispatch": {"lease_s": 8}}  # a stamp and a checkpoint every 2 s
+    b, first = await _every_sender_hung(start_daemon, monkeypatch, engine, receiver, **config)
+    status, _ = await b.call("city", "/v1/channels/people/pause", {"reason": "接收方升级维护"})
+    assert status == 200
+    await asyncio.sleep(followup_sql.WIRE_S + 0.5)  # the queued four's stamps are stale
+    stamped.clear()
+    await asyncio.wait_for(stamped.wait(), 10)
+    status, _ = await b.call("city", "/v1/channels/people/resume")
+    assert status == 200
+    cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
+    await _until(lambda: len(receiver.posts("cancel")) >= 4, "the cancellations not held")
+    receiver.release.set()
+    await b.settled(cancel["id"])
+    await asyncio.sleep(LATER_S)  # what the stopped pass would still send
+    alerts, cancels = receiver.posts("alert"), receiver.posts("cancel")
+    assert set(HUNG) <= set(alerts), sorted(alerts)
+    for rid, alert in alerts.items():  # everyone who saw the alert sees its cancellation, after
+        assert rid in cancels and cancels[rid].at >= alert.at, (rid, sorted(cancels))

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from alertcast.bulk import sweep
 from tests.conftest import ROOT
 from tests.spine.bulk_people import TOKENS, Bulk, account, in_chengdu, load, people, quake, start
 
@@ -189,3 +190,25 @@ async def test_a_retry_of_a_partly_refused_delivery_resends_only_the_refused_rec
     assert view["deliveries"][0]["recipients"] == {"delivered": 20}, view["deliveries"]
     everyone = in_chengdu(20, 0)
     assert b.got() == {rid: 2 if rid in refused else 1 for rid in everyone}
+
+
+async def test_a_send_waiting_for_its_rate_window_is_not_sent_once_the_account_is_paused(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """per_second = 2 and four senders: three of them wait for the window at any time, each
+    looking whether to stop only every ``WINDOW_LOOK_S`` (half a second in service; a minute
+    here, so that the window's next slot comes first). Paused (the API answered), none of them
+    goes when its slot comes: nothing arrives after the request that was on the wire. (A send
+    whose slot came after the pause went: the pause was looked at only every ``WINDOW_LOOK_S``
+    of waiting, not once the slot was had.)"""
+    monkeypatch.setattr(sweep, "WINDOW_LOOK_S", 60.0)
+    await load(_db(tmp_path), people(chengdu=40, nowhere=0, beijing=0))
+    b = await start(start_daemon, monkeypatch, accounts=[account(per_second=2, concurrency=4)])
+    await b.raise_(quake())
+    await b.until_received(3)
+    status, _ = await b.call("city", "/v1/channels/people/pause", {"reason": "接收方过载"})
+    assert status == 200
+    paused = time.time()
+    await asyncio.sleep(2.5)  # five slots of the window
+    late = [r.body["recipient"]["id"] for r in b.posts("alert") if r.at > paused + 0.05]
+    assert late == [], f"sent after the pause: {late}"
