@@ -221,7 +221,7 @@ class Sweep:
             part.short = True
             return
         ids = [row.recipient_id for row in rows]
-        taken = await self.store.start_recipients(self.p.parent.id, ids, now=time.time())
+        taken = await self.store.start_recipients(self.p.parent.id, ids, now=self.store.clock())
         for row in rows:
             if row.recipient_id in taken:
                 part.queued += 1
@@ -418,7 +418,8 @@ class Sweep:
         async with self.lock:
             ids = self.flying - self.waiting if self.p.stopped else self.flying
             if ids:
-                await self.store.touch_recipients(self.p.parent.id, sorted(ids), now=time.time())
+                stamp = self.store.clock()  # the store's: a correcting replica ages it there
+                await self.store.touch_recipients(self.p.parent.id, sorted(ids), now=stamp)
 
     async def _settle(self) -> None:
         """Write what was decided and give back the parts not done (best effort: a store that

@@ -509,12 +509,14 @@ class Store(Protocol):
         self, delivery_id: str, ids: Sequence[str], *, now: float
     ) -> set[str]:
         """Mark the sends ``ids`` ``sending`` just before they are sent, those still due
-        (a follow-up may have withdrawn the rest): the ids to send."""
+        (a follow-up may have withdrawn the rest), stamped ``now`` on :meth:`clock` (a
+        correction on another replica ages the stamp there): the ids to send."""
 
     async def touch_recipients(self, delivery_id: str, ids: Sequence[str], *, now: float) -> int:
         """The sends ``ids`` still ``sending`` (taken by this pass, outcome not recorded yet)
-        stamped ``now``: still on the wire, so a correction to those recipients waits for them
-        (``followup_sql.WIRE_S`` after the last stamp, a dead pass's hold nothing); how many."""
+        stamped ``now`` (on :meth:`clock`): still on the wire, so a correction to those
+        recipients waits for them (``followup_sql.WIRE_S`` after the last stamp on that clock,
+        a dead pass's hold nothing); how many."""
 
     async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
         """The delivery's sends marked ``sending`` outside any part leased now (a pass that

@@ -204,9 +204,11 @@ class Family:
     on_the_wire: list[str]  # the recipients a send of the family is being sent to now
 
 
-async def family_op(c: Conn, delivery_id: str, now: float) -> Family | None:
+async def family_op(c: Conn, delivery_id: str, wire_now: float) -> Family | None:
     """The family of what the delivery corrects (see ``_FAMILY``), or None for a delivery
-    that corrects nothing."""
+    that corrects nothing; on the wire: stamped less than :data:`WIRE_S` before ``wire_now``,
+    read on the clock the stamps are written on (the store's, ``Store.clock``: replicas whose
+    own clocks differ still agree on a stamp's age)."""
     row = await c.fetchone(TARGET, (delivery_id,))
     if row is None or row["target_delivery_id"] is None:
         return None
@@ -216,5 +218,5 @@ async def family_op(c: Conn, delivery_id: str, now: float) -> Family | None:
     if not ids:
         return None
     clause, params = c.any_of(ids)
-    wire = await c.fetchall(ON_THE_WIRE.format(family=clause), (*params, now - WIRE_S))
+    wire = await c.fetchall(ON_THE_WIRE.format(family=clause), (*params, wire_now - WIRE_S))
     return Family(original, ids, sorted(str(r[0]) for r in wire))

@@ -222,10 +222,19 @@ async def count_op(c: Conn, account: str) -> int:
 
 
 async def page_op(
-    c: Conn, delivery_id: str, account: str, now: float, after: str, last: str | None, limit: int
+    c: Conn,
+    delivery_id: str,
+    account: str,
+    now: float,
+    wire_now: float,
+    after: str,
+    last: str | None,
+    limit: int,
 ) -> list[RecipientSend]:
+    """A page of the sends due at ``now``; what is on the wire is read at ``wire_now``, on
+    the clock its stamps are written on (``followup_sql.family_op``)."""
     span = (after,) if last is None else (after, last)
-    family = await followup_sql.family_op(c, delivery_id, now)
+    family = await followup_sql.family_op(c, delivery_id, wire_now)
     if family is None:
         query = PAGE_DUE if last is None else PAGE_DUE_IN
         rows = await c.fetchall(query, (delivery_id, *span, now, limit, account))
@@ -274,10 +283,11 @@ async def summary_op(c: Conn, delivery_id: str) -> dict[str, int]:
     return {str(r["state"]): int(r["n"]) for r in await c.fetchall(SUMMARY, (delivery_id,))}
 
 
-async def next_due_op(c: Conn, delivery_id: str, now: float) -> float | None:
+async def next_due_op(c: Conn, delivery_id: str, now: float, wire_now: float) -> float | None:
     """When the delivery's next send is due (None: none is); a correction's send to a
-    recipient its family has on the wire, in ``followup_sql.WIRE_LOOK_S`` (to look again)."""
-    family = await followup_sql.family_op(c, delivery_id, now)
+    recipient its family has on the wire (read at ``wire_now``), in
+    ``followup_sql.WIRE_LOOK_S`` (to look again)."""
+    family = await followup_sql.family_op(c, delivery_id, wire_now)
     if family is None or not family.on_the_wire:
         row = await c.fetchone(NEXT_DUE, (delivery_id,))
     else:

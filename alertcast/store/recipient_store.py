@@ -13,6 +13,7 @@ from functools import partial
 
 from alertcast.store import followup_sql, part_sql, recipient_sql
 from alertcast.store.base import Recipient, RecipientPart, RecipientSend, SendOutcome
+from alertcast.store.clock import StoreClock
 from alertcast.store.driver import Driver
 
 __all__ = ["RecipientMethods"]
@@ -22,6 +23,7 @@ class RecipientMethods:
     """Recipients, a delivery's sends and their parts (see :class:`~alertcast.store.base.Store`)."""
 
     _db: Driver
+    shared_clock: StoreClock  # sends on the wire are stamped and aged on it (Store.clock)
 
     async def import_recipients(
         self, account: str, rows: Iterable[tuple[int, Recipient]], *, replace: bool = False
@@ -89,6 +91,7 @@ class RecipientMethods:
             delivery_id=delivery_id,
             account=account,
             now=now,
+            wire_now=self.shared_clock.now(),
             after=after,
             last=last,
             limit=limit,
@@ -120,7 +123,10 @@ class RecipientMethods:
         return await self._db.read(partial(recipient_sql.summary_op, delivery_id=delivery_id))
 
     async def next_recipient_due(self, delivery_id: str) -> float | None:
-        op = partial(recipient_sql.next_due_op, delivery_id=delivery_id, now=time.time())
+        wire_now = self.shared_clock.now()
+        op = partial(
+            recipient_sql.next_due_op, delivery_id=delivery_id, now=time.time(), wire_now=wire_now
+        )
         return await self._db.read(op)
 
     async def give_up_recipients(self, delivery_id: str, reason: str, *, now: float) -> int:

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from alertcast.keys import STORE
 from alertcast.store import followup_sql
 from alertcast.store.recipient_store import RecipientMethods
+from alertcast.store.sqlstore import SQLStore
 from alertcast.testing.sink import Received, WebhookSink
 from tests.conftest import HOOK_SECRET
 from tests.spine.bulk_people import account, answer_with_ids, load, people, quake, start
@@ -67,12 +69,14 @@ async def _until(check: Callable[[], bool], what: str, timeout_s: float = 30.0) 
         await asyncio.sleep(0.01)
 
 
-async def _cancel_while_held(b: Any, receiver: HoldingSink, held_s: float) -> None:
-    """Alert; once cd-0007's alert is held and the 19 others are in, cancel; watch for
-    ``held_s`` that cd-0007's cancellation does not go; answer its alert; then every one of the
-    20 cancellations is a reply whose in_reply_to names the id that recipient's alert got,
-    cd-0007's sent after the answer."""
-    first = await b.raise_(quake())
+async def _cancel_while_held(
+    b: Any, receiver: HoldingSink, held_s: float, first: dict[str, Any] | None = None
+) -> None:
+    """Alert (unless ``first`` was raised); once cd-0007's alert is held and the 19 others are
+    in, cancel; watch for ``held_s`` that cd-0007's cancellation does not go; answer its alert;
+    then every one of the 20 cancellations is a reply whose in_reply_to names the id that
+    recipient's alert got, cd-0007's sent after the answer."""
+    first = first or await b.raise_(quake())
     await asyncio.wait_for(receiver.holding.wait(), 30)
     await _until(lambda: len(receiver.posts("alert")) == 19, "the 19 other alerts")
     cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
@@ -114,6 +118,45 @@ async def test_an_answer_slower_than_wire_s_still_holds_its_correction(
     config = {"store": {"url": engine}, "dispatch": {"lease_s": 5}}
     b = await start(start_daemon, monkeypatch, accounts=[hook], **config)
     await _cancel_while_held(b, receiver, 2 * followup_sql.WIRE_S)
+
+
+class HourBehind:
+    """The store's clock as a database an hour behind this machine would give it."""
+
+    def now(self) -> float:
+        return time.time() - 3600.0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_the_wire_is_stamped_and_aged_on_the_stores_clock(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+) -> None:
+    """A database an hour behind this machine (replicas' clocks part the same way): the held
+    alert's send is stamped on the store's clock, where a correction on any replica ages it,
+    and its cancellation still waits for the answer and threads to it. (The stamps were this
+    machine's: a replica whose clock ran 30 s ahead of the sender's saw every send on the
+    wire as its dead pass's, and the correction overtook the alert.)"""
+    monkeypatch.setattr(followup_sql, "WIRE_S", 3.0)
+    await load(engine, people(chengdu=20, nowhere=0, beijing=0))
+    hook = account(url=receiver.url, concurrency=4, timeout_s=30)
+    config = {"store": {"url": engine}, "dispatch": {"lease_s": 5}}
+    b = await start(start_daemon, monkeypatch, accounts=[hook], **config)
+    store = b.d.client.app[STORE]
+    assert isinstance(store, SQLStore)
+    await store.shared_clock.stop()
+    store.shared_clock = HourBehind()
+    first = await b.raise_(quake())
+    await asyncio.wait_for(receiver.holding.wait(), 30)
+    parent = await b.parent(first["id"])
+    await asyncio.sleep(2.0)  # a lease renewal stamps it (every 1.25 s)
+    (held,) = await store.recipient_sends(parent["id"], state="sending")
+    assert abs(held.updated_at - store.clock()) < 5.0, (held.updated_at, store.clock())
+    await _cancel_while_held(b, receiver, 2 * followup_sql.WIRE_S, first)
 
 
 HUNG = [f"cd-{i:04d}" for i in range(4)]  # as many as the account's senders and connections
