@@ -41,6 +41,7 @@ __all__ = [
     "account_problems",
     "channel_problems",
     "correction_problems",
+    "each_problems",
     "feed_problems",
     "load_checked",
     "weibo_problems",
@@ -261,5 +262,52 @@ class Reach:
             yield route(probe, pair, self.regions, rules)
 
 
-CHECKS = (channel_problems, feed_problems, correction_problems, weibo_problems, region_problems)
+def each_problems(config: Config) -> list[tuple[str, str]]:
+    """``(path, message)`` for what an account that sends to each recipient one by one
+    (``alertcast.bulk``) is asked and cannot do: be a cluster's lead (it makes no public post
+    for the members to repost: they would wait ``lead_wait_s`` for nothing, then post alone),
+    or delete its original (each recipient's message is their own; the cancellation reaches
+    each one the alert reached, as a reply)."""
+    found: list[tuple[str, str]] = []
+    for i, account in enumerate(config.accounts):
+        lead = config.account(account.lead) if account.lead else None
+        if lead is not None and _each(lead):
+            found.append(
+                (
+                    f"accounts[{i}].lead ({account.id})",
+                    f"{lead.id} sends to each of its recipients and makes no public post to "
+                    f"repost: {account.id} would wait lead_wait_s ({account.lead_wait_s:g} s) "
+                    "for nothing; lead with an account that posts publicly, or set no lead",
+                )
+            )
+        if account.on_cancel in ("delete", "reply_and_delete") and _each(account):
+            found.append(
+                (
+                    f"accounts[{i}].on_cancel ({account.id})",
+                    f"{account.id} sends to each of its recipients: there is no post to "
+                    f"delete ({account.on_cancel!r}); each one the alert reached gets the "
+                    'cancellation as a reply: use on_cancel = "reply"',
+                )
+            )
+    return found
+
+
+def _each(account: AccountConfig) -> bool:
+    """Whether ``account`` sends to its recipients one by one (options its channel refuses,
+    or an unknown channel, are named by :func:`channel_problems`)."""
+    try:
+        cls = channel_class(account.channel)
+        return cls.per_recipient(cls.Options.model_validate(account.channel_options))
+    except (UnknownChannel, ValidationError):
+        return False
+
+
+CHECKS = (
+    channel_problems,
+    feed_problems,
+    correction_problems,
+    weibo_problems,
+    region_problems,
+    each_problems,
+)
 """Every cross-check :func:`load_checked` runs."""
