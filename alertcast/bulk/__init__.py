@@ -40,6 +40,7 @@ from typing import Any
 import structlog
 
 from alertcast.accounts import AccountRuntime
+from alertcast.bulk.lost import LostParts
 from alertcast.bulk.redrive import SETTLED, requeue_refused
 from alertcast.bulk.sweep import Part, Pass, Source, Sweep, tally
 from alertcast.capacity import Capacity
@@ -85,6 +86,7 @@ class Bulk:
         self.keep_s = min(5.0, config.lease_s / 4)
         self.worker = f"b-{uuid.uuid4().hex[:12]}"  # who leases parts here
         self.holding: set[str] = set()  # parents this replica holds (it helps with them already)
+        self.lost = LostParts(store, self.worker)  # the parts held, and lost takes' parts
 
     def deliver_for(self, runtime: AccountRuntime) -> Deliver:
         """How the dispatcher sends a delivery of ``runtime``'s account: to each recipient,
@@ -157,10 +159,14 @@ class Bulk:
 
         async def next_part(sweep: Sweep) -> Part | None:
             while not p.stopped:
-                now = time.time()
-                got = await self.store.take_recipient_part(
-                    p.parent.id, worker=p.worker, now=now, lease_s=self.lease_s
+                take = partial(
+                    self.store.take_recipient_part,
+                    p.parent.id,
+                    worker=p.worker,
+                    now=time.time(),
+                    lease_s=self.lease_s,
                 )
+                got = await self.lost.take(take)
                 if got is not None:
                     return Part(got.after, got.last)
                 if not p.state["expanded"]:
@@ -273,15 +279,24 @@ class Bulk:
         ]
         if capacity.room <= 0 or not accounts:
             return False
-        got = await self.store.take_any_recipient_part(
+        take = partial(
+            self.store.take_any_recipient_part,
             accounts=accounts,
             skip=sorted(self.holding),
             worker=self.worker,
             now=now,
             lease_s=self.lease_s,
         )
-        if got is None:
+        if (got := await self.lost.take(take)) is None:
             return False
+        try:
+            return await self._help_with(capacity, got, stopping)
+        finally:
+            self.lost.let_go(got.delivery_id, [got.after])
+
+    async def _help_with(
+        self, capacity: Capacity, got: RecipientPart, stopping: Callable[[], bool]
+    ) -> bool:
         parent = await self.store.get_delivery(got.delivery_id)
         runtime = None if parent is None else capacity.accounts.get(parent.account)
         if parent is None or runtime is None or "action" not in _state(parent):
@@ -324,7 +339,10 @@ class Bulk:
             keep_s=self.keep_s,
             on_batch=partial(self._publish, p),
         )
-        await sweep.run(source, *([self._expand_all(p)] if expand else []))
+        try:
+            await sweep.run(source, *([self._expand_all(p)] if expand else []))
+        finally:
+            self.lost.let_go(p.parent.id, [part.after for part in sweep.swept])
 
     def _policy(self, runtime: AccountRuntime) -> RetryPolicy:
         return self.policy.capped(runtime.config.backoff_max_s)
@@ -359,9 +377,14 @@ def _then_more(bulk: Bulk, p: Pass, first: RecipientPart) -> Source:
     async def next_part(sweep: Sweep) -> Part | None:
         if taken:
             return taken.pop()
-        got = await bulk.store.take_recipient_part(
-            p.parent.id, worker=p.worker, now=time.time(), lease_s=bulk.lease_s
+        take = partial(
+            bulk.store.take_recipient_part,
+            p.parent.id,
+            worker=p.worker,
+            now=time.time(),
+            lease_s=bulk.lease_s,
         )
+        got = await bulk.lost.take(take)
         return None if got is None else Part(got.after, got.last)
 
     return next_part

@@ -157,6 +157,7 @@ class Sweep:
         self.lease_s, self.keep_s, self.on_batch = lease_s, keep_s, on_batch
         self.queue: asyncio.Queue[tuple[Part, RecipientSend] | None] = asyncio.Queue(2 * width)
         self.held: list[Part] = []  # parts leased to us and not marked done yet
+        self.swept: list[Part] = []  # every part leased to us it swept (alertcast.bulk.lost)
         self.batch: list[SendOutcome] = []
         self.done: list[Part] = []  # parts to mark done with the batch
         self.flying: set[str] = set()  # taken (``sending``), outcome not recorded yet
@@ -187,6 +188,7 @@ class Sweep:
         while not self.p.stopped and (part := await source(self)) is not None:
             if part.leased:
                 self.held.append(part)
+                self.swept.append(part)
             await self._page(part)
 
     async def _page(self, part: Part) -> None:

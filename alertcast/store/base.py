@@ -565,6 +565,16 @@ class Store(Protocol):
         """Lease a part, as :meth:`take_recipient_part`, of any delivery of ``accounts`` being
         sent (but those in ``skip``), corrections' first."""
 
+    async def release_lost_parts(
+        self, *, worker: str, held: Callable[[], Iterable[tuple[str, str]]], now: float
+    ) -> int:
+        """Parts leased to ``worker`` that it does not hold (``held()``: every ``(delivery id,
+        after)`` it took and still sweeps): the take that leased each was committed but its
+        answer never came back, so nobody would send them until the lease ran out. Each is
+        given back for anyone to take, as :meth:`release_recipient_parts`; how many. Like
+        :meth:`release_lost`, it runs only while no claiming call (a part's take is one) is
+        on its way, and calls ``held`` only then."""
+
     async def renew_recipient_parts(
         self, delivery_id: str, parts: Sequence[str], *, worker: str, until: float
     ) -> set[str]:

@@ -22,7 +22,7 @@ codes of other hierarchies match exactly; a recipient without a region is everyw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Any
 
 from alertcast.store.base import RecipientPart
@@ -37,6 +37,7 @@ __all__ = [
     "expand_op",
     "expand_statement",
     "open_op",
+    "release_lost_op",
     "release_op",
     "renew_op",
     "start_op",
@@ -74,6 +75,9 @@ RENEW = f"UPDATE recipient_parts SET lease_until = ? WHERE {_MINE} RETURNING aft
 RELEASE = f"UPDATE recipient_parts SET worker = NULL, lease_until = NULL WHERE {_MINE}"
 DONE = f"UPDATE recipient_parts SET done_at = ?, lease_until = NULL WHERE {_MINE}"
 OPEN = "SELECT COUNT(*) FROM recipient_parts WHERE delivery_id = ? AND done_at IS NULL"
+LEASED_TO = """
+SELECT delivery_id, after_id FROM recipient_parts
+WHERE worker = ? AND done_at IS NULL AND lease_until IS NOT NULL"""
 
 # A correction due on the account, of a higher priority than a delivery being sent there.
 CORRECTION_DUE = """
@@ -236,6 +240,18 @@ async def renew_op(
     clause, params = c.any_of(parts)
     rows = await c.fetchall(RENEW.format(ids=clause), (until, delivery_id, worker, *params))
     return {str(r[0]) for r in rows}
+
+
+async def release_lost_op(c: Conn, worker: str, held: Set[tuple[str, str]], now: float) -> int:
+    """Give back the parts leased to ``worker`` but those ``held`` (a take whose answer was
+    lost leased the others); how many."""
+    lost: dict[str, list[str]] = {}
+    for row in await c.fetchall(LEASED_TO, (worker,)):
+        if (key := (str(row[0]), str(row[1]))) not in held:
+            lost.setdefault(key[0], []).append(key[1])
+    for delivery_id, parts in lost.items():
+        await release_op(c, delivery_id, parts, worker, now)
+    return sum(map(len, lost.values()))
 
 
 async def release_op(

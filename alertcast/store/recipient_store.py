@@ -7,14 +7,21 @@ an operation of :mod:`alertcast.store.recipient_sql` (recipients, sends) or
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from alertcast.store import followup_sql, part_sql, recipient_sql
 from alertcast.store.base import Recipient, RecipientPart, RecipientSend, SendOutcome
 from alertcast.store.clock import StoreClock
-from alertcast.store.driver import Driver
+from alertcast.store.driver import Driver, Op
+
+if TYPE_CHECKING:
+    from alertcast.store.sqlstore import _ClaimGate
+
+T = TypeVar("T")
 
 __all__ = ["RecipientMethods"]
 
@@ -24,6 +31,11 @@ class RecipientMethods:
 
     _db: Driver
     shared_clock: StoreClock  # sends on the wire are stamped and aged on it (Store.clock)
+    claim_bound_s: float | None
+    if TYPE_CHECKING:  # SQLStore's: a part's take is a claiming call, bounded and gated
+        _claims: _ClaimGate
+
+        async def _claiming(self, op: Op[T], notify: bool = False) -> T: ...
 
     async def import_recipients(
         self, account: str, rows: Iterable[tuple[int, Recipient]], *, replace: bool = False
@@ -148,7 +160,7 @@ class RecipientMethods:
         op = partial(
             part_sql.take_op, delivery_id=delivery_id, worker=worker, now=now, lease_s=lease_s
         )
-        return await self._db.write(op)
+        return await self._claiming(op)  # its answer may be lost: see release_lost_parts
 
     async def take_any_recipient_part(
         self,
@@ -167,7 +179,15 @@ class RecipientMethods:
             now=now,
             lease_s=lease_s,
         )
-        return await self._db.write(op)
+        return await self._claiming(op)
+
+    async def release_lost_parts(
+        self, *, worker: str, held: Callable[[], Iterable[tuple[str, str]]], now: float
+    ) -> int:
+        async with self._claims.releasing(), asyncio.timeout(self.claim_bound_s):
+            kept = set(held())  # no take is on its way: every answer that came is held
+            op = partial(part_sql.release_lost_op, worker=worker, held=kept, now=now)
+            return await self._db.write(op)
 
     async def renew_recipient_parts(
         self, delivery_id: str, parts: Sequence[str], *, worker: str, until: float

@@ -169,6 +169,31 @@ async def test_a_part_is_one_workers_until_done_or_its_lease_ends(store: Store) 
     assert await store.take_recipient_part(parent, worker="e", now=now + 60, lease_s=10) is None
 
 
+async def test_the_parts_a_worker_does_not_hold_are_given_back_on_every_engine(
+    store: Store,
+) -> None:
+    """``release_lost_parts``: of the parts leased to a worker (not done), those it does not
+    hold go back for anyone to take; the one it holds, another worker's and a done one stay."""
+    await store.import_recipients(ACCOUNT, iter(_people(16)))
+    parent = await _parent(store)
+    now = time.time()
+    for _ in range(4):
+        await store.expand_recipients(parent, ACCOUNT, [], limit=4, now=now)
+    parts = [
+        await store.take_recipient_part(parent, worker=w, now=now, lease_s=60)
+        for w in ("a", "a", "a", "b")
+    ]
+    assert [p.after if p else None for p in parts] == ["", "r00003", "r00007", "r00011"]
+    done = SendOutcome("r00004", "delivered", 1)
+    await store.record_recipients(parent, [done], now=now, worker="a", done=["r00003"])
+    found = await store.release_lost_parts(worker="a", held=lambda: {(parent, "")}, now=now)
+    assert found == 1  # r00007's: not held, not done
+    again = await store.take_recipient_part(parent, worker="c", now=now, lease_s=60)
+    assert again is not None and again.after == "r00007"
+    assert await store.take_recipient_part(parent, worker="c", now=now, lease_s=60) is None
+    assert await store.renew_recipient_parts(parent, [""], worker="a", until=now + 90) == {""}
+
+
 async def test_any_part_is_of_a_delivery_being_sent_on_the_accounts_given(store: Store) -> None:
     """A replica helping takes parts only of deliveries being sent, of its accounts, not of
     those it skips (the ones it holds itself)."""
