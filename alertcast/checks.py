@@ -270,6 +270,8 @@ def each_problems(config: Config) -> list[tuple[str, str]]:
     each one the alert reached, as a reply)."""
     found: list[tuple[str, str]] = []
     for i, account in enumerate(config.accounts):
+        if not account.enabled:  # as for corrections: a disabled account sends nothing
+            continue
         lead = config.account(account.lead) if account.lead else None
         if lead is not None and _each(lead):
             found.append(

@@ -16,6 +16,7 @@ and forgotten when its sweep ends (done, given back, or lost to another worker).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
@@ -34,27 +35,31 @@ class LostParts:
 
     def __init__(self, store: Store, worker: str) -> None:
         self.store, self.worker = store, worker
-        self.held: set[tuple[str, str]] = set()  # (delivery id, after) of the parts held
+        # (delivery id, after) of the parts held, by how many sweeps here (a holder's and a
+        # helper's of this worker may both hold one whose lease ran out and was taken again)
+        self.held: Counter[tuple[str, str]] = Counter()
         self.check_at: float | None = None  # when to look for lost ones (a take failed)
 
     async def take(
         self, take: Callable[[], Awaitable[RecipientPart | None]]
     ) -> RecipientPart | None:
         """A part's take, after the check of lost ones when it is due; the part is held at
-        once. A take that fails (its answer may be lost) schedules the check."""
+        once. A take that fails or is cancelled (its answer may be lost, or may come to no
+        one) schedules the check."""
         await self.release()
         try:
             got = await take()
-        except Exception:
+        except BaseException:
             self._schedule()
             raise
         if got is not None:  # in this turn of the loop: no release can run before it
-            self.held.add((got.delivery_id, got.after))
+            self.held[(got.delivery_id, got.after)] += 1
         return got
 
     def let_go(self, delivery_id: str, parts: Iterable[str]) -> None:
-        """The sweep of these parts ended: no longer held here."""
-        self.held.difference_update((delivery_id, after) for after in parts)
+        """A sweep of these parts ended: held here by one sweep fewer."""
+        self.held.subtract((delivery_id, after) for after in parts)
+        self.held = +self.held  # the ones no sweep holds any more, forgotten
 
     async def release(self) -> int:
         """Give back the parts leased here and not held, when a check is due; how many."""
@@ -63,7 +68,7 @@ class LostParts:
         self.check_at = None
         try:
             found = await self.store.release_lost_parts(
-                worker=self.worker, held=lambda: self.held, now=time.time()
+                worker=self.worker, held=lambda: set(self.held), now=time.time()
             )
         except Exception as exc:  # the store still away: look again later
             log.warning("bulk.lost_parts_check_failed", error=type(exc).__name__)

@@ -75,9 +75,11 @@ RENEW = f"UPDATE recipient_parts SET lease_until = ? WHERE {_MINE} RETURNING aft
 RELEASE = f"UPDATE recipient_parts SET worker = NULL, lease_until = NULL WHERE {_MINE}"
 DONE = f"UPDATE recipient_parts SET done_at = ?, lease_until = NULL WHERE {_MINE}"
 OPEN = "SELECT COUNT(*) FROM recipient_parts WHERE delivery_id = ? AND done_at IS NULL"
+# The parts leased to a worker now (a lease run out is anyone's already), locked on
+# PostgreSQL so that no take by another worker lands between the read and the release.
 LEASED_TO = """
 SELECT delivery_id, after_id FROM recipient_parts
-WHERE worker = ? AND done_at IS NULL AND lease_until IS NOT NULL"""
+WHERE worker = ? AND done_at IS NULL AND lease_until >= ?"""
 
 # A correction due on the account, of a higher priority than a delivery being sent there.
 CORRECTION_DUE = """
@@ -246,7 +248,8 @@ async def release_lost_op(c: Conn, worker: str, held: Set[tuple[str, str]], now:
     """Give back the parts leased to ``worker`` but those ``held`` (a take whose answer was
     lost leased the others); how many."""
     lost: dict[str, list[str]] = {}
-    for row in await c.fetchall(LEASED_TO, (worker,)):
+    lock = " FOR UPDATE" if c.locks else ""
+    for row in await c.fetchall(LEASED_TO + lock, (worker, now)):
         if (key := (str(row[0]), str(row[1]))) not in held:
             lost.setdefault(key[0], []).append(key[1])
     for delivery_id, parts in lost.items():

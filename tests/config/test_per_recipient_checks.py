@@ -68,3 +68,10 @@ def test_the_same_on_accounts_that_post_publicly_is_accepted(tmp_path: Path) -> 
     people = PEOPLE + 'on_cancel = "reply"\n'
     code, out = _check(tmp_path, hall + member + people)
     assert code == 0, out
+
+
+def test_a_disabled_account_is_not_checked(tmp_path: Path) -> None:
+    """A disabled account sends nothing: its lead and its on_cancel are not refused."""
+    member = HALL + 'lead = "people"\nenabled = false\n'
+    code, out = _check(tmp_path, PEOPLE + 'on_cancel = "delete"\nenabled = false\n' + member)
+    assert code == 0, out
