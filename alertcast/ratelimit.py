@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mappi
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["CORRECTION", "Limiter", "SlidingWindow", "reserve_of"]
+__all__ = ["CORRECTION", "Limiter", "SlidingWindow", "Use", "reserve_of"]
 
 CORRECTION = 1
 """The lowest priority that is a correction's (updates are 5, cancellations 10, alerts 0)."""
@@ -100,6 +100,11 @@ class SlidingWindow:
         """Forget a held send that never went out."""
         self._sends = [s for s in self._sends if s is not entry]
 
+    def forget(self, slot_id: str) -> None:
+        """Forget a shared slot of this process that never went out."""
+        if (entry := self._ids.pop(slot_id, None)) is not None:
+            self.drop(entry)
+
     def adopt(self, ends: Iterable[tuple[str, float]]) -> None:
         """Count exactly the shared store's slots ``(id, ends_at)`` (its last answer)."""
         self._ids = {slot_id: [end] for slot_id, end in ends}
@@ -109,6 +114,17 @@ class SlidingWindow:
         """A shared slot of this process finished ``now``."""
         if (entry := self._ids.get(slot_id)) is not None:
             entry[0] = now
+
+
+@dataclass
+class Use:
+    """What a slot was used for: a send (counted from its end), unless :meth:`unused` says
+    none went out (the sender stopped once it had the slot): then it counts for nothing."""
+
+    used: bool = True
+
+    def unused(self) -> None:
+        self.used = False
 
 
 @dataclass(eq=False)
@@ -191,20 +207,24 @@ class Limiter:
         return len(self._queue)
 
     @asynccontextmanager
-    async def slot(self, action: str = "post", priority: int = 0) -> AsyncIterator[None]:
+    async def slot(self, action: str = "post", priority: int = 0) -> AsyncIterator[Use]:
         """Wait for room in every window ``action`` spends, hold it while the send runs, then
-        count it from its end."""
+        count it from its end (not at all if the :class:`Use` yielded says it was unused)."""
         windows = self.windows_for(action)
+        use = Use()
         if not windows:  # most accounts: no platform limit to wait for
-            yield
+            yield use
             return
         entries = await self._acquire(windows, priority)
         try:
-            yield
+            yield use
         finally:
             now = self._clock()
-            for entry in entries:
-                entry[0] = now
+            for window, entry in zip(windows, entries, strict=True):
+                if use.used:
+                    entry[0] = now
+                else:
+                    window.drop(entry)
             self.wake()
 
     async def _acquire(self, windows: Sequence[SlidingWindow], priority: int) -> list[list[float]]:

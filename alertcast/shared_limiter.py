@@ -36,7 +36,7 @@ from typing import Any
 
 import structlog
 
-from alertcast.ratelimit import MIN_WAIT_S, Clock, Limiter, SlidingWindow
+from alertcast.ratelimit import MIN_WAIT_S, Clock, Limiter, SlidingWindow, Use
 from alertcast.slots import Need, SlotRow, Slots, counted
 
 __all__ = ["SharedLimiter", "WaitedTooLong", "reopens_in"]
@@ -131,16 +131,23 @@ class SharedLimiter(Limiter):
             log.warning("ratelimit.refresh_failed", account=self.key, error=repr(exc))
 
     @asynccontextmanager
-    async def slot(self, action: str = "post", priority: int = 0) -> AsyncIterator[None]:
+    async def slot(self, action: str = "post", priority: int = 0) -> AsyncIterator[Use]:
         windows = self.windows_for(action)
+        use = Use()
         if not windows:  # most accounts: nothing to count, no store to ask
-            yield
+            yield use
             return
         slot_id = await self._wait(windows, priority)
         try:
-            yield
+            yield use
         finally:
-            await self._finish(slot_id, windows)
+            if use.used:
+                await self._finish(slot_id, windows)
+            else:  # nothing went out: the slot is given back, in the store and here
+                await self._give_back(slot_id)
+                for window in windows:
+                    window.forget(slot_id)
+                self.wake()
 
     async def _wait(self, windows: Sequence[SlidingWindow], priority: int) -> str:
         future = asyncio.get_running_loop().create_future()

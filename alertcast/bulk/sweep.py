@@ -322,12 +322,13 @@ class Sweep:
             async with AsyncExitStack() as slot:
                 try:
                     async with asyncio.timeout(WINDOW_LOOK_S):
-                        await slot.enter_async_context(
+                        use = await slot.enter_async_context(
                             limiter.slot(msg.action, self.p.parent.priority)
                         )
                 except (TimeoutError, WaitedTooLong):
                     continue  # still no room: look whether the pass stopped meanwhile
-                if self.p.stopped:  # while it waited for the slot: not sent (nor stamped)
+                if self.p.stopped:  # while it waited for the slot: not sent (nor stamped),
+                    use.unused()  # and the slot given back, counted for nothing
                     return None
                 self.waiting.discard(row.recipient_id)
                 return await self._deliver(out, data)

@@ -212,3 +212,16 @@ async def test_an_account_without_windows_never_waits() -> None:
     limiter = Limiter.per(per_minute=None, per_second=None)
     await asyncio.wait_for(spend(limiter, 100), 1.0)
     assert limiter.room() is None
+
+
+async def test_a_slot_said_unused_counts_for_nothing() -> None:
+    """A sender that stops once it has its slot (its pass stopped meanwhile) says so: the
+    slot goes back at once and the window's room is as before; a used one counts."""
+    clock = Clock()
+    limiter = Limiter([SlidingWindow(2, 10.0, clock)], clock=clock)
+    async with limiter.slot() as use:
+        use.unused()
+    assert limiter.room() == 2
+    async with limiter.slot():
+        pass
+    assert limiter.room() == 1

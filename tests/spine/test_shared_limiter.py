@@ -168,3 +168,19 @@ def test_reopens_in(slots: list[tuple[float, bool]], cap: int, expected_s: float
     """When a window of 1 s reopens at t = 10, by the ends of the slots it holds."""
     rows = [SlotRow(str(i), "w", 9.0, end, done) for i, (end, done) in enumerate(slots)]
     assert reopens_in(rows, Need("w", cap, 9.0), 1.0, 10.0) == pytest.approx(expected_s)
+
+
+async def test_a_shared_slot_said_unused_is_given_back_to_every_replica() -> None:
+    """A slot taken and said unused is dropped from the store: another replica has the whole
+    window, this one too (its own copy forgets it)."""
+    slots = MemorySlots()
+    a, b = replica(slots, limit=1, window_s=30.0), replica(slots, limit=1, window_s=30.0)
+    async with a.slot("post") as use:
+        use.unused()
+    await asyncio.wait_for(send(b, []), 2)  # the one slot of the window: b has it
+    await b.refresh()
+    assert b.room() == 0
+    a_seen: list[float] = []
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(send(a, a_seen), 0.5)  # b's send fills it, for a too
+    assert a_seen == []
