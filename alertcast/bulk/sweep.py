@@ -415,11 +415,19 @@ class Sweep:
     async def _stamp(self) -> None:
         """The sends still on the wire stamped so (``Store.touch_recipients``): a correction to
         those recipients waits for their outcome however long the request or its rate window
-        takes. Once the pass stopped, only those sent or decided: the ones still waiting will
-        not be sent. Not while a batch is being recorded (its rows, locked in another order on
+        takes. Once the pass stopped, only those sent or decided; the ones still waiting will
+        never be sent (the stop is final, and each is handed to the channel only after a last
+        look at it), so they are given back at once (``Store.unstart_recipients``): due again,
+        or withdrawn with their parent, and not counted as reached by a correction copied
+        since. Not while a batch is being recorded (its rows, locked in another order on
         PostgreSQL, would deadlock with these)."""
         async with self.lock:
-            ids = self.flying - self.waiting if self.p.stopped else self.flying
+            if self.p.stopped and self.waiting:
+                unsent = sorted(self.waiting)
+                await self.store.unstart_recipients(self.p.parent.id, now=time.time(), ids=unsent)
+                self.flying -= self.waiting
+                self.waiting.clear()
+            ids = self.flying
             if ids:
                 stamp = self.store.clock()  # the store's: a correcting replica ages it there
                 await self.store.touch_recipients(self.p.parent.id, sorted(ids), now=stamp)

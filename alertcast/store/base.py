@@ -518,9 +518,12 @@ class Store(Protocol):
         recipients waits for them (``followup_sql.WIRE_S`` after the last stamp on that clock,
         a dead pass's hold nothing); how many."""
 
-    async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
+    async def unstart_recipients(
+        self, delivery_id: str, *, now: float, ids: Sequence[str] | None = None
+    ) -> int:
         """The delivery's sends marked ``sending`` outside any part leased now (a pass that
-        died with them): due again, or withdrawn when the delivery was; how many."""
+        died with them), or ``ids`` of them (taken by a pass that stopped and will not send
+        them): due again, or withdrawn when the delivery was; how many."""
 
     async def due_recipients(
         self,

@@ -43,6 +43,7 @@ __all__ = [
     "start_op",
     "take_any_op",
     "take_op",
+    "unstart_ids_op",
     "unstart_op",
 ]
 
@@ -112,6 +113,7 @@ _IN_PART = """
     SELECT 1 FROM recipient_parts p WHERE p.delivery_id = recipient_sends.delivery_id
       AND recipient_sends.recipient_id > p.after_id AND recipient_sends.recipient_id <= p.last_id"""
 UNSTART_RANGE = _UNSTART + " AND recipient_id > ? AND recipient_id <= ?"
+UNSTART_IDS = _UNSTART + " AND recipient_id {ids}"
 UNSTART_PARTS = _UNSTART + f" AND EXISTS ({_IN_PART} AND p.after_id {{ids}})"
 UNSTART_UNHELD = (
     _UNSTART
@@ -283,6 +285,14 @@ async def touch_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) ->
 async def unstart_op(c: Conn, delivery_id: str, now: float) -> int:
     """The delivery's sends taken and not sent, outside any part leased now: due again."""
     return await c.execute(UNSTART_UNHELD, (now, delivery_id, delivery_id, now))
+
+
+async def unstart_ids_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) -> int:
+    """The sends ``ids`` taken and not sent (a stopped pass will not send them): due again,
+    or withdrawn when the delivery was."""
+    clause, params = c.any_of(ids)
+    query = UNSTART_IDS.format(ids=clause)
+    return await c.execute(query, (now, delivery_id, delivery_id, *params))
 
 
 async def correction_due_op(c: Conn, account: str, priority: int, now: float) -> bool:

@@ -226,7 +226,14 @@ class RecipientMethods:
         op = partial(part_sql.touch_op, delivery_id=delivery_id, ids=ids, now=now)
         return await self._db.write(op, single=True)
 
-    async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
+    async def unstart_recipients(
+        self, delivery_id: str, *, now: float, ids: Sequence[str] | None = None
+    ) -> int:
+        if ids is not None:
+            if not ids:
+                return 0
+            by_id = partial(part_sql.unstart_ids_op, delivery_id=delivery_id, ids=ids, now=now)
+            return await self._db.write(by_id, single=True)
         op = partial(part_sql.unstart_op, delivery_id=delivery_id, now=now)
         return await self._db.write(op, single=True)
 

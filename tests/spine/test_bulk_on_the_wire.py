@@ -230,13 +230,14 @@ async def test_a_pause_that_ends_before_its_hung_pass_does_sends_no_alert_after_
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
 ) -> None:
     """Four senders hang on their alerts and four more recipients are taken and queued behind
-    them when the account is paused: the queued four are no longer stamped (a paused pass will
-    not send them) and, ``WIRE_S`` later, no longer count as on the wire. Right after a stamp
-    (long before the pass's next checkpoint) the account is resumed and the alert cancelled:
-    the cancellation goes to the queued four at once, and when the hung alerts are answered
-    the pass that stopped for the pause stays stopped, though the pause has ended. No one gets
-    the alert after its cancellation. (The queued four did: the pause was read afresh at each
-    send, so the pass sent them the false alarm before its checkpoint found it withdrawn.)"""
+    them when the account is paused: the paused pass will never send the queued four, so it
+    gives them back at its next stamp, and no longer stamps them. Right after a stamp (long
+    before the pass's next checkpoint) the account is resumed and the alert cancelled; when
+    the hung alerts are answered, the pass that stopped for the pause stays stopped, though the
+    pause has ended. The alert reached the four hung recipients only, and exactly they get the
+    cancellation, each after its alert, threaded to it. (Before: the pause was read afresh at
+    each send, so the pass sent the queued four the false alarm after a cancellation that had
+    gone to them unthreaded, as to recipients it had reached.)"""
     monkeypatch.setattr(followup_sql, "WIRE_S", 4.0)
     stamped = asyncio.Event()
     touch = RecipientMethods.touch_recipients
@@ -251,17 +252,20 @@ async def test_a_pause_that_ends_before_its_hung_pass_does_sends_no_alert_after_
     b, first = await _every_sender_hung(start_daemon, monkeypatch, engine, receiver, **config)
     status, _ = await b.call("city", "/v1/channels/people/pause", {"reason": "接收方升级维护"})
     assert status == 200
-    await asyncio.sleep(followup_sql.WIRE_S + 0.5)  # the queued four's stamps are stale
+    await asyncio.sleep(followup_sql.WIRE_S + 0.5)  # a stamp of the queued four would be stale
     stamped.clear()
     await asyncio.wait_for(stamped.wait(), 10)
     status, _ = await b.call("city", "/v1/channels/people/resume")
     assert status == 200
     cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
-    await _until(lambda: len(receiver.posts("cancel")) >= 4, "the cancellations not held")
+    await asyncio.sleep(LATER_S)  # what would go at once
+    assert not receiver.posts("cancel"), "a cancellation before its alert's answer"
+    released = time.time()
     receiver.release.set()
     await b.settled(cancel["id"])
     await asyncio.sleep(LATER_S)  # what the stopped pass would still send
     alerts, cancels = receiver.posts("alert"), receiver.posts("cancel")
-    assert set(HUNG) <= set(alerts), sorted(alerts)
-    for rid, alert in alerts.items():  # everyone who saw the alert sees its cancellation, after
-        assert rid in cancels and cancels[rid].at >= alert.at, (rid, sorted(cancels))
+    assert set(alerts) == set(cancels) == set(HUNG), (sorted(alerts), sorted(cancels))
+    for rid, alert in alerts.items():
+        assert cancels[rid].at >= max(alert.at, released), rid
+        assert cancels[rid].body.get("in_reply_to") == f"alert-{rid}", cancels[rid].body
