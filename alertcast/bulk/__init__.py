@@ -251,7 +251,9 @@ class Bulk:
         total = sum(counts.values())
         if total == 0:
             raise Skipped("no recipient of the account is in the incident's area")
-        if counts["delivered"] == total:
+        if counts["skipped"] == total:  # a cancellation's: none saw the alert (NEVER_REACHED)
+            raise Skipped(f"none of its {total} recipients got the message it corrects")
+        if counts["delivered"] == total - counts["skipped"]:
             return Receipt(detail={"recipients": dict(counts)})
         p.state[SETTLED] = True  # saved with the verdict: a re-drive sends the refused again
         raise Permanent(tally(counts))

@@ -35,6 +35,7 @@ nothing: the correction goes, without a reply if it has no remote id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,8 @@ from alertcast.store.sql import EffectSQL
 
 __all__ = [
     "AUDIENCE_LAST",
+    "NEVER_REACHED",
+    "NEVER_REACHED_WHY",
     "ON_THE_WIRE",
     "REACHED",
     "REPLY_TO",
@@ -58,6 +61,7 @@ __all__ = [
     "audience_statements",
     "effect_statements",
     "family_op",
+    "never_reached_op",
 ]
 
 STOP_PARENTS = """
@@ -115,6 +119,29 @@ SELECT DISTINCT recipient_id FROM recipient_sends
 WHERE delivery_id {family} AND state = 'sending' AND updated_at > ?"""
 WIRE_S = 30.0  # a send not stamped this long is its dead pass's (a live one stamps every <=5 s)
 WIRE_LOOK_S = 0.2  # how often a correction's pass looks whether such a send has ended
+
+# A cancellation's sends copied from a send on the wire that its stopped pass then gave back
+# unmade (``Store.unstart_recipients`` with ids; params: reason, now, the given-back ids, then
+# :func:`never_reached_params`): withdrawn, since the recipient never got the message it
+# cancels, if nothing else of the family may have reached them: no other send of the family
+# to that recipient at all, and the given-back one never attempted before (``attempts`` 0, no
+# remote id). They were held meanwhile (a send on the wire holds its recipient's correction),
+# so none of them has gone; an update's stay (the recipient's first message, as for any send
+# the update found withdrawn).
+NEVER_REACHED = """
+UPDATE recipient_sends SET state = 'skipped', last_error = ?, updated_at = ?
+WHERE state = 'pending' AND reply_to IS NULL AND recipient_id {ids}
+  AND delivery_id IN (
+    SELECT d.id FROM deliveries d JOIN incidents i ON i.id = d.incident_id
+    WHERE d.account = ? AND d.target_delivery_id = ? AND i.msg_type = 'cancel')
+  AND NOT EXISTS (
+    SELECT 1 FROM recipient_sends f JOIN deliveries fd ON fd.id = f.delivery_id
+    WHERE f.recipient_id = recipient_sends.recipient_id
+      AND fd.account = ? AND (fd.id = ? OR fd.target_delivery_id = ?)
+      AND f.delivery_id <> recipient_sends.delivery_id
+      AND (f.delivery_id <> ? OR f.attempts > 0 OR f.remote_id IS NOT NULL
+           OR f.state NOT IN ('pending', 'skipped')))"""
+NEVER_REACHED_WHY = "the alert it cancels never reached this recipient (its send was not made)"
 
 
 def effect_statements(effects: Effects | None, now: float) -> list[EffectSQL]:
@@ -220,3 +247,18 @@ async def family_op(c: Conn, delivery_id: str, wire_now: float) -> Family | None
     clause, params = c.any_of(ids)
     wire = await c.fetchall(ON_THE_WIRE.format(family=clause), (*params, wire_now - WIRE_S))
     return Family(original, ids, sorted(str(r[0]) for r in wire))
+
+
+async def never_reached_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) -> int:
+    """After the delivery's sends ``ids`` were given back unmade (in the same transaction):
+    the sends of its family's cancellations to those recipients withdrawn where the family
+    may have reached none of them (:data:`NEVER_REACHED`); how many."""
+    row = await c.fetchone(TARGET, (delivery_id,))
+    if row is None or not ids:
+        return 0
+    account = str(row["account"])
+    original = str(row["target_delivery_id"] or delivery_id)
+    clause, params = c.any_of(ids)
+    family = (account, original, original, delivery_id)
+    args = (NEVER_REACHED_WHY, now, *params, account, original, *family)
+    return await c.execute(NEVER_REACHED.format(ids=clause), args)

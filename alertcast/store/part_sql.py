@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 from typing import Any
 
+from alertcast.store import followup_sql
 from alertcast.store.base import RecipientPart
 from alertcast.store.driver import Conn
 
@@ -289,10 +290,13 @@ async def unstart_op(c: Conn, delivery_id: str, now: float) -> int:
 
 async def unstart_ids_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) -> int:
     """The sends ``ids`` taken and not sent (a stopped pass will not send them): due again,
-    or withdrawn when the delivery was."""
+    or withdrawn when the delivery was; and a cancellation's sends copied from them, to
+    recipients nothing else reached, withdrawn too (``followup_sql.NEVER_REACHED``)."""
     clause, params = c.any_of(ids)
     query = UNSTART_IDS.format(ids=clause)
-    return await c.execute(query, (now, delivery_id, delivery_id, *params))
+    given = await c.execute(query, (now, delivery_id, delivery_id, *params))
+    await followup_sql.never_reached_op(c, delivery_id, ids, now)
+    return given
 
 
 async def correction_due_op(c: Conn, account: str, priority: int, now: float) -> bool:

@@ -199,12 +199,74 @@ async def test_a_cancellation_while_every_alert_is_on_the_wire_is_not_skipped(
     released = time.time()
     receiver.release.set()
     view = await b.settled(cancel["id"])
-    assert [x["state"] for x in view["deliveries"]] != ["skipped"], view["deliveries"]
+    assert [x["state"] for x in view["deliveries"]] == ["delivered"], view["deliveries"]
     alerts, cancels = receiver.posts("alert"), receiver.posts("cancel")
     assert set(HUNG) <= set(alerts), sorted(alerts)
     for rid in alerts:  # everyone who saw the alert sees its cancellation, after it
         assert cancels[rid].at >= max(alerts[rid].at, released), rid
         assert cancels[rid].body.get("in_reply_to") == f"alert-{rid}", cancels[rid].body
+
+
+async def test_no_cancellation_goes_to_whom_the_stopped_pass_never_sent_the_alert(
+    start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
+) -> None:
+    """The four senders hang and the sends queued behind them are taken (``sending``) when
+    the cancellation is posted, so its audience copies them as reached. The alert's pass
+    learns of the stop at its next lease renewal and gives the queued sends back unmade
+    (withdrawn with their parent); their cancellations are withdrawn with them, as the alert
+    never reached those recipients. Then the four hung alerts are answered: the alert and its
+    cancellation reach exactly the four, threaded, and the cancellation is delivered, its
+    other sends skipped with the reason. (Before, the queued recipients got a cancellation,
+    unthreaded, of an alert they never received, as soon as their sends were given back.)"""
+    copied = asyncio.Event()  # the give-back waits for the copy (else it may come first)
+    unstart = RecipientMethods.unstart_recipients
+
+    async def after_the_copy(self: Any, delivery_id: str, **kw: Any) -> int:
+        if kw.get("ids") is not None:
+            await asyncio.wait_for(copied.wait(), 20)
+        return await unstart(self, delivery_id, **kw)
+
+    monkeypatch.setattr(RecipientMethods, "unstart_recipients", after_the_copy)
+    config = {"dispatch": {"lease_s": 5}}  # a renewal every 1.25 s
+    b, first = await _every_sender_hung(start_daemon, monkeypatch, engine, receiver, **config)
+    store = b.d.client.app[STORE]
+    alert = (await b.parent(first["id"]))["id"]
+    queued = [s.recipient_id for s in await store.recipient_sends(alert, state="sending")]
+    queued = sorted(set(queued) - set(HUNG))
+    assert queued, "no send was queued behind the hung four"
+    cancel = await b.follow(first["id"], "cancel", "city", reason="误报")
+    cancel_parent = (await b.parent(cancel["id"]))["id"]
+
+    async def is_copied() -> bool:
+        sends = {s.recipient_id for s in await store.recipient_sends(cancel_parent)}
+        return set(queued) <= sends
+
+    deadline = time.monotonic() + 20
+    while not await is_copied():
+        assert time.monotonic() < deadline, "the cancellation's audience was never copied"
+        await asyncio.sleep(0.05)
+    copied.set()
+
+    async def given_back() -> bool:
+        sends = {s.recipient_id: s.state for s in await store.recipient_sends(alert)}
+        return all(sends[rid] == "skipped" for rid in queued)
+
+    deadline = time.monotonic() + 20
+    while not await given_back():
+        assert time.monotonic() < deadline, "the stopped pass never gave its queued sends back"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(LATER_S)  # what would go once they were given back
+    assert not receiver.posts("cancel"), sorted(receiver.posts("cancel"))
+    receiver.release.set()
+    view = await b.settled(cancel["id"])
+    assert [x["state"] for x in view["deliveries"]] == ["delivered"], view["deliveries"]
+    alerts, cancels = receiver.posts("alert"), receiver.posts("cancel")
+    assert set(alerts) == set(cancels) == set(HUNG), (sorted(alerts), sorted(cancels))
+    for rid in HUNG:
+        assert cancels[rid].body.get("in_reply_to") == f"alert-{rid}", cancels[rid].body
+    sends = await store.recipient_sends(cancel_parent)
+    unsent = {s.recipient_id: (s.state, s.last_error) for s in sends if s.recipient_id in queued}
+    assert set(unsent.values()) == {("skipped", followup_sql.NEVER_REACHED_WHY)}, unsent
 
 
 async def test_an_update_while_every_alert_is_on_the_wire_follows_each_alert(

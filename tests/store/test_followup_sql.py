@@ -298,3 +298,61 @@ async def test_a_later_correction_waits_for_an_earlier_ones_send_on_the_wire(
     assert "r0" not in await _due(store, "C")
     await _sent(store, "U", {"r0": "delivered"})
     assert (await _due(store, "C"))["r0"] == "A-r0"
+
+
+async def _states(store: Store, delivery_id: str) -> dict[str, tuple[str, str | None]]:
+    return {
+        s.recipient_id: (s.state, s.last_error) for s in await store.recipient_sends(delivery_id)
+    }
+
+
+async def test_a_cancellation_of_a_send_given_back_unmade_is_withdrawn(store: Store) -> None:
+    """r3 and r4 were taken for sending (so copied into the cancellation as reached, held)
+    when the cancellation stopped the alert; its pass gives r3 back unmade: the alert's r3 is
+    withdrawn, and the cancellation's r3 with it (the alert never reached r3); r4, still on
+    the wire, keeps its cancellation."""
+    await _alert(store)
+    assert await store.start_recipients("A", ["r3", "r4"], now=time.time()) == {"r3", "r4"}
+    await _follow(store, "cancel", "C", ("A",))
+    await _audience(store, "C", first=False)
+    assert await store.unstart_recipients("A", now=time.time(), ids=["r3"]) == 1
+    assert (await _states(store, "A"))["r3"][0] == "skipped"
+    assert await _states(store, "C") == {
+        "r0": ("pending", None),
+        "r1": ("pending", None),
+        "r3": ("skipped", followup_sql.NEVER_REACHED_WHY),
+        "r4": ("pending", None),
+    }
+    assert await _due(store, "C") == {"r0": "A-r0", "r1": "A-r1"}
+
+
+async def test_an_updates_send_given_back_unmade_stays_as_a_first_message(
+    store: Store,
+) -> None:
+    """The same give-back under an update: its send to r3 stays due, unthreaded (the
+    recipient's first message, as for any send the update found withdrawn)."""
+    await _alert(store)
+    assert await store.start_recipients("A", ["r3"], now=time.time()) == {"r3"}
+    await _follow(store, "update", "U", ("A",))
+    await _audience(store, "U", first=True)
+    await store.unstart_recipients("A", now=time.time(), ids=["r3"])
+    assert (await _states(store, "U"))["r3"] == ("pending", None)
+    assert (await _due(store, "U"))["r3"] is None
+
+
+async def test_a_cancellation_stays_where_something_else_may_have_reached(store: Store) -> None:
+    """The give-back withdraws a cancellation's send only when nothing may have reached its
+    recipient: not when the given-back send had been tried before (r4: a retry, which may
+    have arrived), nor when another of the family reached them (r3: an update delivered)."""
+    await _alert(store)
+    await _sent(store, "A", {"r4": "retrying"})
+    assert await store.start_recipients("A", ["r3", "r4"], now=time.time()) == {"r3", "r4"}
+    await _follow(store, "update", "U", ("A",))
+    await _audience(store, "U", first=True)
+    await _sent(store, "U", {"r3": "delivered"})
+    await _follow(store, "cancel", "C", ("U",))
+    await _audience(store, "C", first=False)
+    assert await store.unstart_recipients("A", now=time.time(), ids=["r3", "r4"]) == 2
+    states = await _states(store, "C")
+    assert (states["r3"], states["r4"]) == (("pending", None), ("pending", None))
+    assert await _due(store, "C") == {"r0": "A-r0", "r1": "A-r1", "r3": "U-r3", "r4": None}
