@@ -293,8 +293,9 @@ async def test_a_pause_that_ends_before_its_hung_pass_does_sends_no_alert_after_
 ) -> None:
     """Four senders hang on their alerts and four more recipients are taken and queued behind
     them when the account is paused: the paused pass will never send the queued four, so it
-    gives them back at its next stamp, and no longer stamps them. Right after a stamp (long
-    before the pass's next checkpoint) the account is resumed and the alert cancelled; when
+    gives them back at its next stamp, and no longer stamps them. Right after a stamp (the
+    pass's next checkpoint held until the answers) the account is resumed and the alert
+    cancelled; when
     the hung alerts are answered, the pass that stopped for the pause stays stopped, though the
     pause has ended. The alert reached the four hung recipients only, and exactly they get the
     cancellation, each after its alert, threaded to it. (Before: the pause was read afresh at
@@ -303,10 +304,13 @@ async def test_a_pause_that_ends_before_its_hung_pass_does_sends_no_alert_after_
     monkeypatch.setattr(followup_sql, "WIRE_S", 4.0)
     stamped = asyncio.Event()
     touch = RecipientMethods.touch_recipients
+    armed = False  # then the stamp waits for the answers: no checkpoint finds the claim lost
 
     async def watched(self: Any, delivery_id: str, ids: Any, *, now: float) -> int:
         found = await touch(self, delivery_id, ids, now=now)
         stamped.set()
+        if armed:  # (else the cancellation's own stop, seen there, would stop the pass too)
+            await asyncio.wait_for(receiver.release.wait(), 30)
         return found
 
     monkeypatch.setattr(RecipientMethods, "touch_recipients", watched)
@@ -316,6 +320,7 @@ async def test_a_pause_that_ends_before_its_hung_pass_does_sends_no_alert_after_
     assert status == 200
     await asyncio.sleep(followup_sql.WIRE_S + 0.5)  # a stamp of the queued four would be stale
     stamped.clear()
+    armed = True
     await asyncio.wait_for(stamped.wait(), 10)
     status, _ = await b.call("city", "/v1/channels/people/resume")
     assert status == 200
