@@ -251,9 +251,10 @@ class Bulk:
         total = sum(counts.values())
         if total == 0:
             raise Skipped("no recipient of the account is in the incident's area")
-        if counts["skipped"] == total:  # a cancellation's: none saw the alert (NEVER_REACHED)
-            raise Skipped(f"none of its {total} recipients got the message it corrects")
-        if counts["delivered"] == total - counts["skipped"]:
+        withdrawn = counts["skipped"] if _cancels(p) else 0  # saw no alert (NEVER_REACHED)
+        if withdrawn == total:
+            raise Skipped(f"none of its {total} recipients got the message it cancels")
+        if counts["delivered"] == total - withdrawn:
             return Receipt(detail={"recipients": dict(counts)})
         p.state[SETTLED] = True  # saved with the verdict: a re-drive sends the refused again
         raise Permanent(tally(counts))
@@ -409,3 +410,8 @@ def summary_event(
         "final": final,
         **({"paused": paused} if paused is not None else {}),
     }
+
+
+def _cancels(p: Pass) -> bool:
+    """Whether the pass sends a cancellation (a correction that gives no first message)."""
+    return "of" in p.state and not p.state.get("first")

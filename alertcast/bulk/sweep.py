@@ -424,7 +424,10 @@ class Sweep:
         async with self.lock:
             if self.p.stopped and self.waiting:
                 unsent = sorted(self.waiting)
-                await self.store.unstart_recipients(self.p.parent.id, now=time.time(), ids=unsent)
+                parent, worker = self.p.parent.id, self.p.worker
+                await self.store.unstart_recipients(
+                    parent, now=time.time(), ids=unsent, worker=worker
+                )
                 self.flying -= self.waiting
                 self.waiting.clear()
             ids = self.flying

@@ -519,11 +519,19 @@ class Store(Protocol):
         a dead pass's hold nothing); how many."""
 
     async def unstart_recipients(
-        self, delivery_id: str, *, now: float, ids: Sequence[str] | None = None
+        self,
+        delivery_id: str,
+        *,
+        now: float,
+        ids: Sequence[str] | None = None,
+        worker: str | None = None,
     ) -> int:
         """The delivery's sends marked ``sending`` outside any part leased now (a pass that
-        died with them), or ``ids`` of them (taken by a pass that stopped and will not send
-        them): due again, or withdrawn when the delivery was; how many."""
+        died with them), or ``ids`` of them that ``worker`` took, in parts it still leases,
+        and will not send (its pass stopped: a cancellation's sends to those recipients are
+        withdrawn too where nothing of the family may have reached them,
+        ``followup_sql.NEVER_REACHED``): due again, or withdrawn when the delivery was; how
+        many."""
 
     async def due_recipients(
         self,

@@ -31,6 +31,11 @@ before it; the pass looks again every :data:`WIRE_LOOK_S`. A live pass stamps it
 wire at every lease renewal (``Store.touch_recipients``, every 5 s at most), however long a
 request or its rate window takes; a send not stamped for :data:`WIRE_S` (its pass died) holds
 nothing: the correction goes, without a reply if it has no remote id.
+
+**A send given back unmade.** A pass that stopped gives back the sends it had taken and will
+never make (``part_sql.unstart_ids_op``); in the same transaction a cancellation's sends to
+those recipients, copied as reached while they were taken, are withdrawn when nothing of the
+family may have reached them (:data:`NEVER_REACHED`).
 """
 
 from __future__ import annotations
@@ -121,13 +126,15 @@ WIRE_S = 30.0  # a send not stamped this long is its dead pass's (a live one sta
 WIRE_LOOK_S = 0.2  # how often a correction's pass looks whether such a send has ended
 
 # A cancellation's sends copied from a send on the wire that its stopped pass then gave back
-# unmade (``Store.unstart_recipients`` with ids; params: reason, now, the given-back ids, then
-# :func:`never_reached_params`): withdrawn, since the recipient never got the message it
-# cancels, if nothing else of the family may have reached them: no other send of the family
-# to that recipient at all, and the given-back one never attempted before (``attempts`` 0, no
-# remote id). They were held meanwhile (a send on the wire holds its recipient's correction),
-# so none of them has gone; an update's stay (the recipient's first message, as for any send
-# the update found withdrawn).
+# unmade (``Store.unstart_recipients`` with ids; params: reason, now, the given-back ids, the
+# account and the original, then the family's: account, original twice, the given-back
+# sends' delivery): withdrawn, since the recipient never got the message it cancels, if
+# nothing else of the family may have reached them: no other send of the family to that
+# recipient at all, and the given-back one known never to have left (every take of it given
+# back unmade: ``taken`` 0, migration 0013; never recorded: ``attempts`` 0; no remote id).
+# They were held meanwhile (a send on the wire holds its recipient's correction), so none of
+# them has gone; an update's stay (the recipient's first message, as for any send the update
+# found withdrawn).
 NEVER_REACHED = """
 UPDATE recipient_sends SET state = 'skipped', last_error = ?, updated_at = ?
 WHERE state = 'pending' AND reply_to IS NULL AND recipient_id {ids}
@@ -139,7 +146,7 @@ WHERE state = 'pending' AND reply_to IS NULL AND recipient_id {ids}
     WHERE f.recipient_id = recipient_sends.recipient_id
       AND fd.account = ? AND (fd.id = ? OR fd.target_delivery_id = ?)
       AND f.delivery_id <> recipient_sends.delivery_id
-      AND (f.delivery_id <> ? OR f.attempts > 0 OR f.remote_id IS NOT NULL
+      AND (f.delivery_id <> ? OR f.taken > 0 OR f.attempts > 0 OR f.remote_id IS NOT NULL
            OR f.state NOT IN ('pending', 'skipped')))"""
 NEVER_REACHED_WHY = "the alert it cancels never reached this recipient (its send was not made)"
 

@@ -96,7 +96,7 @@ LIMIT 1"""
 # stopped, or died): due again (:data:`UNSTART`; withdrawn instead when the parent was) when
 # their part is given back or taken again, or the parent's next pass opens.
 START = """
-UPDATE recipient_sends SET state = 'sending', updated_at = ?
+UPDATE recipient_sends SET state = 'sending', updated_at = ?, taken = taken + 1
 WHERE delivery_id = ? AND state IN ('pending', 'retrying') AND recipient_id {ids}
 RETURNING recipient_id"""
 # A pass's sends on the wire (taken, outcome not recorded yet) stay fresh while it lives
@@ -114,7 +114,18 @@ _IN_PART = """
     SELECT 1 FROM recipient_parts p WHERE p.delivery_id = recipient_sends.delivery_id
       AND recipient_sends.recipient_id > p.after_id AND recipient_sends.recipient_id <= p.last_id"""
 UNSTART_RANGE = _UNSTART + " AND recipient_id > ? AND recipient_id <= ?"
-UNSTART_IDS = _UNSTART + " AND recipient_id {ids}"
+# A stopped pass's sends given back unmade (params: now, the delivery twice, the ids, the
+# worker, now): only those in a part still leased to it (one whose lease ran out may be another
+# worker's now, its send on the wire), one take fewer (migration 0013).
+UNSTART_IDS = f"""
+UPDATE recipient_sends SET updated_at = ?, taken = CASE WHEN taken > 0 THEN taken - 1 ELSE 0 END,
+    state = CASE
+        WHEN (SELECT state FROM deliveries WHERE id = ?) = 'skipped' THEN 'skipped'
+        ELSE 'pending'
+    END
+WHERE delivery_id = ? AND state = 'sending' AND recipient_id {{ids}}
+  AND EXISTS ({_IN_PART} AND p.worker = ? AND p.done_at IS NULL AND p.lease_until >= ?)
+RETURNING recipient_id"""
 UNSTART_PARTS = _UNSTART + f" AND EXISTS ({_IN_PART} AND p.after_id {{ids}})"
 UNSTART_UNHELD = (
     _UNSTART
@@ -288,15 +299,19 @@ async def unstart_op(c: Conn, delivery_id: str, now: float) -> int:
     return await c.execute(UNSTART_UNHELD, (now, delivery_id, delivery_id, now))
 
 
-async def unstart_ids_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) -> int:
-    """The sends ``ids`` taken and not sent (a stopped pass will not send them): due again,
-    or withdrawn when the delivery was; and a cancellation's sends copied from them, to
-    recipients nothing else reached, withdrawn too (``followup_sql.NEVER_REACHED``)."""
+async def unstart_ids_op(
+    c: Conn, delivery_id: str, ids: Sequence[str], worker: str, now: float
+) -> int:
+    """The sends ``ids`` that ``worker`` took and will not send (its pass stopped), in parts
+    it still leases: due again, or withdrawn when the delivery was; and a cancellation's sends
+    copied from those given back, to recipients nothing else may have reached, withdrawn too
+    (``followup_sql.NEVER_REACHED``). How many were given back."""
     clause, params = c.any_of(ids)
     query = UNSTART_IDS.format(ids=clause)
-    given = await c.execute(query, (now, delivery_id, delivery_id, *params))
-    await followup_sql.never_reached_op(c, delivery_id, ids, now)
-    return given
+    rows = await c.fetchall(query, (now, delivery_id, delivery_id, *params, worker, now))
+    given = sorted(str(r[0]) for r in rows)
+    await followup_sql.never_reached_op(c, delivery_id, given, now)
+    return len(given)
 
 
 async def correction_due_op(c: Conn, account: str, priority: int, now: float) -> bool:

@@ -227,12 +227,19 @@ class RecipientMethods:
         return await self._db.write(op, single=True)
 
     async def unstart_recipients(
-        self, delivery_id: str, *, now: float, ids: Sequence[str] | None = None
+        self,
+        delivery_id: str,
+        *,
+        now: float,
+        ids: Sequence[str] | None = None,
+        worker: str | None = None,
     ) -> int:
         if ids is not None:
-            if not ids:
+            if not ids or worker is None:
                 return 0
-            by_id = partial(part_sql.unstart_ids_op, delivery_id=delivery_id, ids=ids, now=now)
+            by_id = partial(
+                part_sql.unstart_ids_op, delivery_id=delivery_id, ids=ids, worker=worker, now=now
+            )
             return await self._db.write(by_id, single=True)
         op = partial(part_sql.unstart_op, delivery_id=delivery_id, now=now)
         return await self._db.write(op, single=True)

@@ -306,16 +306,27 @@ async def _states(store: Store, delivery_id: str) -> dict[str, tuple[str, str | 
     }
 
 
+async def _taken(store: Store, ids: list[str], worker: str = "w1", lease_s: float = 60) -> None:
+    """``worker`` takes A's part (the one part of six recipients) and starts ``ids``."""
+    part = await store.take_recipient_part("A", worker=worker, now=time.time(), lease_s=lease_s)
+    assert part is not None
+    assert await store.start_recipients("A", ids, now=time.time()) == set(ids)
+
+
+def _give_back(store: Store, ids: list[str], worker: str = "w1") -> Any:
+    return store.unstart_recipients("A", now=time.time(), ids=ids, worker=worker)
+
+
 async def test_a_cancellation_of_a_send_given_back_unmade_is_withdrawn(store: Store) -> None:
     """r3 and r4 were taken for sending (so copied into the cancellation as reached, held)
     when the cancellation stopped the alert; its pass gives r3 back unmade: the alert's r3 is
     withdrawn, and the cancellation's r3 with it (the alert never reached r3); r4, still on
     the wire, keeps its cancellation."""
     await _alert(store)
-    assert await store.start_recipients("A", ["r3", "r4"], now=time.time()) == {"r3", "r4"}
+    await _taken(store, ["r3", "r4"])
     await _follow(store, "cancel", "C", ("A",))
     await _audience(store, "C", first=False)
-    assert await store.unstart_recipients("A", now=time.time(), ids=["r3"]) == 1
+    assert await _give_back(store, ["r3"]) == 1
     assert (await _states(store, "A"))["r3"][0] == "skipped"
     assert await _states(store, "C") == {
         "r0": ("pending", None),
@@ -332,10 +343,10 @@ async def test_an_updates_send_given_back_unmade_stays_as_a_first_message(
     """The same give-back under an update: its send to r3 stays due, unthreaded (the
     recipient's first message, as for any send the update found withdrawn)."""
     await _alert(store)
-    assert await store.start_recipients("A", ["r3"], now=time.time()) == {"r3"}
+    await _taken(store, ["r3"])
     await _follow(store, "update", "U", ("A",))
     await _audience(store, "U", first=True)
-    await store.unstart_recipients("A", now=time.time(), ids=["r3"])
+    assert await _give_back(store, ["r3"]) == 1
     assert (await _states(store, "U"))["r3"] == ("pending", None)
     assert (await _due(store, "U"))["r3"] is None
 
@@ -346,13 +357,44 @@ async def test_a_cancellation_stays_where_something_else_may_have_reached(store:
     have arrived), nor when another of the family reached them (r3: an update delivered)."""
     await _alert(store)
     await _sent(store, "A", {"r4": "retrying"})
-    assert await store.start_recipients("A", ["r3", "r4"], now=time.time()) == {"r3", "r4"}
+    await _taken(store, ["r3", "r4"])
     await _follow(store, "update", "U", ("A",))
     await _audience(store, "U", first=True)
     await _sent(store, "U", {"r3": "delivered"})
     await _follow(store, "cancel", "C", ("U",))
     await _audience(store, "C", first=False)
-    assert await store.unstart_recipients("A", now=time.time(), ids=["r3", "r4"]) == 2
+    assert await _give_back(store, ["r3", "r4"]) == 2
     states = await _states(store, "C")
     assert (states["r3"], states["r4"]) == (("pending", None), ("pending", None))
     assert await _due(store, "C") == {"r0": "A-r0", "r1": "A-r1", "r3": "U-r3", "r4": None}
+
+
+async def test_a_take_whose_pass_died_may_have_reached(store: Store) -> None:
+    """r3 was taken by a pass that died (its request may have left; nothing was recorded):
+    the part, its lease run out, is taken again, r3 given back as a dead pass's and taken
+    anew; when that pass stops and gives r3 back unmade, r3's cancellation stays, since the
+    first take may have reached r3 (``taken`` counts it; ``attempts`` is still 0)."""
+    await _alert(store)
+    await _taken(store, ["r3"], worker="dead", lease_s=-1)
+    part = await store.take_recipient_part("A", worker="w1", now=time.time(), lease_s=60)
+    assert part is not None  # and r3 given back with it: due again
+    assert await store.start_recipients("A", ["r3"], now=time.time()) == {"r3"}
+    await _follow(store, "cancel", "C", ("A",))
+    await _audience(store, "C", first=False)
+    assert await _give_back(store, ["r3"]) == 1
+    assert (await _states(store, "C"))["r3"] == ("pending", None)
+
+
+async def test_a_give_back_leaves_what_another_worker_took_since(store: Store) -> None:
+    """w1's lease on the part ran out and w2 took it and has r3 on the wire when w1's
+    stopped pass gives back the r3 it had queued: nothing of w2's changes, r3 stays on the
+    wire and its cancellation stays."""
+    await _alert(store)
+    await _taken(store, ["r3"], worker="w1", lease_s=-1)
+    assert await store.take_recipient_part("A", worker="w2", now=time.time(), lease_s=60)
+    assert await store.start_recipients("A", ["r3"], now=time.time()) == {"r3"}
+    await _follow(store, "cancel", "C", ("A",))
+    await _audience(store, "C", first=False)
+    assert await _give_back(store, ["r3"], worker="w1") == 0
+    assert (await _states(store, "A"))["r3"][0] == "sending"
+    assert (await _states(store, "C"))["r3"] == ("pending", None)
