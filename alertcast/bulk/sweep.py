@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence, Set
 from contextlib import AsyncExitStack
@@ -165,6 +166,7 @@ class Sweep:
         self.since = time.monotonic()
         self.lock = asyncio.Lock()
         self.looked = time.monotonic()  # when it last looked for a correction waiting
+        self.token = f"{p.worker}:{uuid.uuid4().hex[:12]}"  # what it takes is marked so
 
     async def run(self, source: Source, *beside: Coroutine[Any, Any, None]) -> None:
         """Sweep every range ``source`` gives, with ``beside`` (the expansion) running too."""
@@ -223,7 +225,8 @@ class Sweep:
             part.short = True
             return
         ids = [row.recipient_id for row in rows]
-        taken = await self.store.start_recipients(self.p.parent.id, ids, now=self.store.clock())
+        now, by = self.store.clock(), self.token
+        taken = await self.store.start_recipients(self.p.parent.id, ids, now=now, by=by)
         for row in rows:
             if row.recipient_id in taken:
                 part.queued += 1
@@ -423,13 +426,13 @@ class Sweep:
         PostgreSQL, would deadlock with these)."""
         async with self.lock:
             if self.p.stopped and self.waiting:
-                unsent = sorted(self.waiting)
-                parent, worker = self.p.parent.id, self.p.worker
+                unsent = set(self.waiting)  # (a take under way may add more meanwhile)
+                parent, by = self.p.parent.id, self.token
                 await self.store.unstart_recipients(
-                    parent, now=time.time(), ids=unsent, worker=worker
+                    parent, now=time.time(), ids=sorted(unsent), by=by
                 )
-                self.flying -= self.waiting
-                self.waiting.clear()
+                self.flying -= unsent
+                self.waiting -= unsent
             ids = self.flying
             if ids:
                 stamp = self.store.clock()  # the store's: a correcting replica ages it there

@@ -506,11 +506,12 @@ class Store(Protocol):
         chunk is copied) and the sends added."""
 
     async def start_recipients(
-        self, delivery_id: str, ids: Sequence[str], *, now: float
+        self, delivery_id: str, ids: Sequence[str], *, now: float, by: str | None = None
     ) -> set[str]:
         """Mark the sends ``ids`` ``sending`` just before they are sent, those still due
         (a follow-up may have withdrawn the rest), stamped ``now`` on :meth:`clock` (a
-        correction on another replica ages the stamp there): the ids to send."""
+        correction on another replica ages the stamp there), taken by ``by`` (the pass's
+        token, for :meth:`unstart_recipients`): the ids to send."""
 
     async def touch_recipients(self, delivery_id: str, ids: Sequence[str], *, now: float) -> int:
         """The sends ``ids`` still ``sending`` (taken by this pass, outcome not recorded yet)
@@ -524,10 +525,10 @@ class Store(Protocol):
         *,
         now: float,
         ids: Sequence[str] | None = None,
-        worker: str | None = None,
+        by: str | None = None,
     ) -> int:
         """The delivery's sends marked ``sending`` outside any part leased now (a pass that
-        died with them), or ``ids`` of them that ``worker`` took, in parts it still leases,
+        died with them), or ``ids`` of them that the pass ``by`` took, still ``sending``,
         and will not send (its pass stopped: a cancellation's sends to those recipients are
         withdrawn too where nothing of the family may have reached them,
         ``followup_sql.NEVER_REACHED``): due again, or withdrawn when the delivery was; how

@@ -96,7 +96,7 @@ LIMIT 1"""
 # stopped, or died): due again (:data:`UNSTART`; withdrawn instead when the parent was) when
 # their part is given back or taken again, or the parent's next pass opens.
 START = """
-UPDATE recipient_sends SET state = 'sending', updated_at = ?, taken = taken + 1
+UPDATE recipient_sends SET state = 'sending', updated_at = ?, taken = taken + 1, taken_by = ?
 WHERE delivery_id = ? AND state IN ('pending', 'retrying') AND recipient_id {ids}
 RETURNING recipient_id"""
 # A pass's sends on the wire (taken, outcome not recorded yet) stay fresh while it lives
@@ -115,16 +115,16 @@ _IN_PART = """
       AND recipient_sends.recipient_id > p.after_id AND recipient_sends.recipient_id <= p.last_id"""
 UNSTART_RANGE = _UNSTART + " AND recipient_id > ? AND recipient_id <= ?"
 # A stopped pass's sends given back unmade (params: now, the delivery twice, the ids, the
-# worker, now): only those in a part still leased to it (one whose lease ran out may be another
-# worker's now, its send on the wire), one take fewer (migration 0013).
-UNSTART_IDS = f"""
+# pass's token): only those it took itself and still has ``sending`` (a part whose lease ran
+# out may have been taken since, its send on the wire), one take fewer (migration 0013).
+UNSTART_IDS = """
 UPDATE recipient_sends SET updated_at = ?, taken = CASE WHEN taken > 0 THEN taken - 1 ELSE 0 END,
     state = CASE
         WHEN (SELECT state FROM deliveries WHERE id = ?) = 'skipped' THEN 'skipped'
         ELSE 'pending'
     END
-WHERE delivery_id = ? AND state = 'sending' AND recipient_id {{ids}}
-  AND EXISTS ({_IN_PART} AND p.worker = ? AND p.done_at IS NULL AND p.lease_until >= ?)
+WHERE delivery_id = ? AND state = 'sending' AND recipient_id {ids}
+  AND taken_by = ?
 RETURNING recipient_id"""
 UNSTART_PARTS = _UNSTART + f" AND EXISTS ({_IN_PART} AND p.after_id {{ids}})"
 UNSTART_UNHELD = (
@@ -281,10 +281,13 @@ async def release_op(
     await c.execute(RELEASE.format(ids=clause), (delivery_id, worker, *params))
 
 
-async def start_op(c: Conn, delivery_id: str, ids: Sequence[str], now: float) -> set[str]:
-    """Mark ``ids`` ``sending``, those still due: the ones to send."""
+async def start_op(
+    c: Conn, delivery_id: str, ids: Sequence[str], now: float, by: str | None = None
+) -> set[str]:
+    """Mark ``ids`` ``sending``, taken by ``by`` (a pass's token), those still due: the ones
+    to send."""
     clause, params = c.any_of(ids)
-    rows = await c.fetchall(START.format(ids=clause), (now, delivery_id, *params))
+    rows = await c.fetchall(START.format(ids=clause), (now, by, delivery_id, *params))
     return {str(r[0]) for r in rows}
 
 
@@ -299,16 +302,14 @@ async def unstart_op(c: Conn, delivery_id: str, now: float) -> int:
     return await c.execute(UNSTART_UNHELD, (now, delivery_id, delivery_id, now))
 
 
-async def unstart_ids_op(
-    c: Conn, delivery_id: str, ids: Sequence[str], worker: str, now: float
-) -> int:
-    """The sends ``ids`` that ``worker`` took and will not send (its pass stopped), in parts
-    it still leases: due again, or withdrawn when the delivery was; and a cancellation's sends
+async def unstart_ids_op(c: Conn, delivery_id: str, ids: Sequence[str], by: str, now: float) -> int:
+    """The sends ``ids`` that the pass ``by`` took, still ``sending``, and will not send (it
+    stopped): due again, or withdrawn when the delivery was; and a cancellation's sends
     copied from those given back, to recipients nothing else may have reached, withdrawn too
     (``followup_sql.NEVER_REACHED``). How many were given back."""
     clause, params = c.any_of(ids)
     query = UNSTART_IDS.format(ids=clause)
-    rows = await c.fetchall(query, (now, delivery_id, delivery_id, *params, worker, now))
+    rows = await c.fetchall(query, (now, delivery_id, delivery_id, *params, by))
     given = sorted(str(r[0]) for r in rows)
     await followup_sql.never_reached_op(c, delivery_id, given, now)
     return len(given)

@@ -213,11 +213,11 @@ class RecipientMethods:
             await self._db.write(op)
 
     async def start_recipients(
-        self, delivery_id: str, ids: Sequence[str], *, now: float
+        self, delivery_id: str, ids: Sequence[str], *, now: float, by: str | None = None
     ) -> set[str]:
         if not ids:
             return set()
-        op = partial(part_sql.start_op, delivery_id=delivery_id, ids=ids, now=now)
+        op = partial(part_sql.start_op, delivery_id=delivery_id, ids=ids, now=now, by=by)
         return await self._db.write(op, single=True)
 
     async def touch_recipients(self, delivery_id: str, ids: Sequence[str], *, now: float) -> int:
@@ -232,13 +232,13 @@ class RecipientMethods:
         *,
         now: float,
         ids: Sequence[str] | None = None,
-        worker: str | None = None,
+        by: str | None = None,
     ) -> int:
         if ids is not None:
-            if not ids or worker is None:
+            if not ids or by is None:
                 return 0
             by_id = partial(
-                part_sql.unstart_ids_op, delivery_id=delivery_id, ids=ids, worker=worker, now=now
+                part_sql.unstart_ids_op, delivery_id=delivery_id, ids=ids, by=by, now=now
             )
             return await self._db.write(by_id, single=True)
         op = partial(part_sql.unstart_op, delivery_id=delivery_id, now=now)

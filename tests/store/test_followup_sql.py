@@ -307,14 +307,15 @@ async def _states(store: Store, delivery_id: str) -> dict[str, tuple[str, str | 
 
 
 async def _taken(store: Store, ids: list[str], worker: str = "w1", lease_s: float = 60) -> None:
-    """``worker`` takes A's part (the one part of six recipients) and starts ``ids``."""
+    """``worker`` takes A's part (the one part of six recipients) and its pass (the token
+    ``worker``) starts ``ids``."""
     part = await store.take_recipient_part("A", worker=worker, now=time.time(), lease_s=lease_s)
     assert part is not None
-    assert await store.start_recipients("A", ids, now=time.time()) == set(ids)
+    assert await store.start_recipients("A", ids, now=time.time(), by=worker) == set(ids)
 
 
-def _give_back(store: Store, ids: list[str], worker: str = "w1") -> Any:
-    return store.unstart_recipients("A", now=time.time(), ids=ids, worker=worker)
+def _give_back(store: Store, ids: list[str], by: str = "w1") -> Any:
+    return store.unstart_recipients("A", now=time.time(), ids=ids, by=by)
 
 
 async def test_a_cancellation_of_a_send_given_back_unmade_is_withdrawn(store: Store) -> None:
@@ -378,23 +379,39 @@ async def test_a_take_whose_pass_died_may_have_reached(store: Store) -> None:
     await _taken(store, ["r3"], worker="dead", lease_s=-1)
     part = await store.take_recipient_part("A", worker="w1", now=time.time(), lease_s=60)
     assert part is not None  # and r3 given back with it: due again
-    assert await store.start_recipients("A", ["r3"], now=time.time()) == {"r3"}
+    assert await store.start_recipients("A", ["r3"], now=time.time(), by="w1") == {"r3"}
     await _follow(store, "cancel", "C", ("A",))
     await _audience(store, "C", first=False)
     assert await _give_back(store, ["r3"]) == 1
     assert (await _states(store, "C"))["r3"] == ("pending", None)
 
 
-async def test_a_give_back_leaves_what_another_worker_took_since(store: Store) -> None:
-    """w1's lease on the part ran out and w2 took it and has r3 on the wire when w1's
-    stopped pass gives back the r3 it had queued: nothing of w2's changes, r3 stays on the
+async def test_a_give_back_leaves_what_another_pass_took_since(store: Store) -> None:
+    """w1's lease on the part ran out and it was taken again, by another replica (w2) or by
+    another pass of the same replica (``w1:b``), which has r3 on the wire when w1's stopped
+    pass gives back the r3 it had queued: nothing of the new take changes, r3 stays on the
     wire and its cancellation stays."""
     await _alert(store)
     await _taken(store, ["r3"], worker="w1", lease_s=-1)
-    assert await store.take_recipient_part("A", worker="w2", now=time.time(), lease_s=60)
-    assert await store.start_recipients("A", ["r3"], now=time.time()) == {"r3"}
+    assert await store.take_recipient_part("A", worker="w2", now=time.time(), lease_s=-1)
+    assert await store.start_recipients("A", ["r3"], now=time.time(), by="w2") == {"r3"}
+    assert await store.take_recipient_part("A", worker="w1", now=time.time(), lease_s=60)
+    assert await store.start_recipients("A", ["r3"], now=time.time(), by="w1:b") == {"r3"}
     await _follow(store, "cancel", "C", ("A",))
     await _audience(store, "C", first=False)
-    assert await _give_back(store, ["r3"], worker="w1") == 0
+    assert await _give_back(store, ["r3"], by="w1") == 0
+    assert await _give_back(store, ["r3"], by="w2") == 0
     assert (await _states(store, "A"))["r3"][0] == "sending"
     assert (await _states(store, "C"))["r3"] == ("pending", None)
+
+
+async def test_a_give_back_needs_no_part(store: Store) -> None:
+    """The holder's last sweep, over the whole delivery once its parts are done, leases no
+    part: what it took and gives back is still given back (and its cancellation withdrawn)."""
+    await _alert(store)
+    assert await store.start_recipients("A", ["r3"], now=time.time(), by="whole") == {"r3"}
+    await _follow(store, "cancel", "C", ("A",))
+    await _audience(store, "C", first=False)
+    assert await _give_back(store, ["r3"], by="whole") == 1
+    assert (await _states(store, "A"))["r3"][0] == "skipped"
+    assert (await _states(store, "C"))["r3"] == ("skipped", followup_sql.NEVER_REACHED_WHY)
