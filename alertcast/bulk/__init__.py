@@ -153,22 +153,27 @@ class Bulk:
             await self._checkpoint(p)
         return p
 
+    async def take_part(self, p: Pass) -> Part | None:
+        """A part of the pass's parent that nobody holds, leased to its worker, if any (a
+        take whose answer is lost is given back later: :class:`LostParts`)."""
+        take = partial(
+            self.store.take_recipient_part,
+            p.parent.id,
+            worker=p.worker,
+            now=time.time(),
+            lease_s=self.lease_s,
+        )
+        got = await self.lost.take(take)
+        return None if got is None else Part(got.after, got.last)
+
     def _parts(self, p: Pass) -> Source:
         """The parent's parts for its holder: any nobody holds, while the expansion adds
         them; then, until the others' are done, none (or theirs, once their lease ends)."""
 
         async def next_part(sweep: Sweep) -> Part | None:
             while not p.stopped:
-                take = partial(
-                    self.store.take_recipient_part,
-                    p.parent.id,
-                    worker=p.worker,
-                    now=time.time(),
-                    lease_s=self.lease_s,
-                )
-                got = await self.lost.take(take)
-                if got is not None:
-                    return Part(got.after, got.last)
+                if (part := await self.take_part(p)) is not None:
+                    return part
                 if not p.state["expanded"]:
                     await p.grew.wait()  # the expansion, ahead of us, adds more
                     p.grew.clear()
@@ -378,17 +383,7 @@ def _then_more(bulk: Bulk, p: Pass, first: RecipientPart) -> Source:
     taken = [Part(first.after, first.last)]
 
     async def next_part(sweep: Sweep) -> Part | None:
-        if taken:
-            return taken.pop()
-        take = partial(
-            bulk.store.take_recipient_part,
-            p.parent.id,
-            worker=p.worker,
-            now=time.time(),
-            lease_s=bulk.lease_s,
-        )
-        got = await bulk.lost.take(take)
-        return None if got is None else Part(got.after, got.last)
+        return taken.pop() if taken else await bulk.take_part(p)
 
     return next_part
 
