@@ -225,8 +225,8 @@ class Sweep:
             part.short = True
             return
         ids = [row.recipient_id for row in rows]
-        now, by = self.store.clock(), self.token
-        taken = await self.store.start_recipients(self.p.parent.id, ids, now=now, by=by)
+        now = self.store.clock()
+        taken = await self.store.start_recipients(self.p.parent.id, ids, now=now, by=self.token)
         for row in rows:
             if row.recipient_id in taken:
                 part.queued += 1
@@ -420,16 +420,15 @@ class Sweep:
         those recipients waits for their outcome however long the request or its rate window
         takes. Once the pass stopped, only those sent or decided; the ones still waiting will
         never be sent (the stop is final, and each is handed to the channel only after a last
-        look at it), so they are given back at once (``Store.unstart_recipients``): due again,
+        look at it), so they are given back at once (``Store.give_back_recipients``): due again,
         or withdrawn with their parent, and not counted as reached by a correction copied
         since. Not while a batch is being recorded (its rows, locked in another order on
         PostgreSQL, would deadlock with these)."""
         async with self.lock:
             if self.p.stopped and self.waiting:
                 unsent = set(self.waiting)  # (a take under way may add more meanwhile)
-                parent, by = self.p.parent.id, self.token
-                await self.store.unstart_recipients(
-                    parent, now=time.time(), ids=sorted(unsent), by=by
+                await self.store.give_back_recipients(
+                    self.p.parent.id, sorted(unsent), by=self.token, now=time.time()
                 )
                 self.flying -= unsent
                 self.waiting -= unsent

@@ -511,7 +511,7 @@ class Store(Protocol):
         """Mark the sends ``ids`` ``sending`` just before they are sent, those still due
         (a follow-up may have withdrawn the rest), stamped ``now`` on :meth:`clock` (a
         correction on another replica ages the stamp there), taken by ``by`` (the pass's
-        token, for :meth:`unstart_recipients`): the ids to send."""
+        token, for :meth:`give_back_recipients`): the ids to send."""
 
     async def touch_recipients(self, delivery_id: str, ids: Sequence[str], *, now: float) -> int:
         """The sends ``ids`` still ``sending`` (taken by this pass, outcome not recorded yet)
@@ -519,20 +519,17 @@ class Store(Protocol):
         recipients waits for them (``followup_sql.WIRE_S`` after the last stamp on that clock,
         a dead pass's hold nothing); how many."""
 
-    async def unstart_recipients(
-        self,
-        delivery_id: str,
-        *,
-        now: float,
-        ids: Sequence[str] | None = None,
-        by: str | None = None,
-    ) -> int:
+    async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
         """The delivery's sends marked ``sending`` outside any part leased now (a pass that
-        died with them), or ``ids`` of them that the pass ``by`` took, still ``sending``,
-        and will not send (its pass stopped: a cancellation's sends to those recipients are
-        withdrawn too where nothing of the family may have reached them,
-        ``followup_sql.NEVER_REACHED``): due again, or withdrawn when the delivery was; how
-        many."""
+        died with them): due again, or withdrawn when the delivery was; how many."""
+
+    async def give_back_recipients(
+        self, delivery_id: str, ids: Sequence[str], *, by: str, now: float
+    ) -> int:
+        """The sends ``ids`` that the pass ``by`` took (:meth:`start_recipients`), still
+        ``sending``, and will not send (it stopped): due again, or withdrawn when the delivery
+        was, and a cancellation's sends to those recipients withdrawn too where nothing of the
+        family may have reached them (``followup_sql.NEVER_REACHED``); how many."""
 
     async def due_recipients(
         self,

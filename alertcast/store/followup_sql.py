@@ -33,7 +33,7 @@ request or its rate window takes; a send not stamped for :data:`WIRE_S` (its pas
 nothing: the correction goes, without a reply if it has no remote id.
 
 **A send given back unmade.** A pass that stopped gives back the sends it had taken and will
-never make (``part_sql.unstart_ids_op``); in the same transaction a cancellation's sends to
+never make (``part_sql.give_back_op``); in the same transaction a cancellation's sends to
 those recipients, copied as reached while they were taken, are withdrawn when nothing of the
 family may have reached them (:data:`NEVER_REACHED`).
 """
@@ -126,7 +126,7 @@ WIRE_S = 30.0  # a send not stamped this long is its dead pass's (a live one sta
 WIRE_LOOK_S = 0.2  # how often a correction's pass looks whether such a send has ended
 
 # A cancellation's sends copied from a send on the wire that its stopped pass then gave back
-# unmade (``Store.unstart_recipients`` with ids; params: reason, now, the given-back ids, the
+# unmade (``Store.give_back_recipients``; params: reason, now, the given-back ids, the
 # account and the original, then the family's: account, original twice, the given-back
 # sends' delivery): withdrawn, since the recipient never got the message it cancels, if
 # nothing else of the family may have reached them: no other send of the family to that

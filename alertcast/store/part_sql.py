@@ -37,6 +37,7 @@ __all__ = [
     "expand_last",
     "expand_op",
     "expand_statement",
+    "give_back_op",
     "open_op",
     "release_lost_op",
     "release_op",
@@ -44,7 +45,6 @@ __all__ = [
     "start_op",
     "take_any_op",
     "take_op",
-    "unstart_ids_op",
     "unstart_op",
 ]
 
@@ -105,10 +105,12 @@ RETURNING recipient_id"""
 TOUCH = """
 UPDATE recipient_sends SET updated_at = ?
 WHERE delivery_id = ? AND state = 'sending' AND recipient_id {ids}"""
-_UNSTART = """
-UPDATE recipient_sends SET updated_at = ?, state = CASE
+# What a send given back becomes (param: its delivery): due again, or withdrawn with it.
+_BACK = """CASE
     WHEN (SELECT state FROM deliveries WHERE id = ?) = 'skipped' THEN 'skipped' ELSE 'pending'
-END
+END"""
+_UNSTART = f"""
+UPDATE recipient_sends SET updated_at = ?, state = {_BACK}
 WHERE delivery_id = ? AND state = 'sending'"""
 _IN_PART = """
     SELECT 1 FROM recipient_parts p WHERE p.delivery_id = recipient_sends.delivery_id
@@ -117,14 +119,9 @@ UNSTART_RANGE = _UNSTART + " AND recipient_id > ? AND recipient_id <= ?"
 # A stopped pass's sends given back unmade (params: now, the delivery twice, the ids, the
 # pass's token): only those it took itself and still has ``sending`` (a part whose lease ran
 # out may have been taken since, its send on the wire), one take fewer (migration 0013).
-UNSTART_IDS = """
-UPDATE recipient_sends SET updated_at = ?, taken = CASE WHEN taken > 0 THEN taken - 1 ELSE 0 END,
-    state = CASE
-        WHEN (SELECT state FROM deliveries WHERE id = ?) = 'skipped' THEN 'skipped'
-        ELSE 'pending'
-    END
-WHERE delivery_id = ? AND state = 'sending' AND recipient_id {ids}
-  AND taken_by = ?
+GIVE_BACK = f"""
+UPDATE recipient_sends SET updated_at = ?, taken = taken - 1, state = {_BACK}
+WHERE delivery_id = ? AND state = 'sending' AND recipient_id {{ids}} AND taken_by = ?
 RETURNING recipient_id"""
 UNSTART_PARTS = _UNSTART + f" AND EXISTS ({_IN_PART} AND p.after_id {{ids}})"
 UNSTART_UNHELD = (
@@ -302,13 +299,13 @@ async def unstart_op(c: Conn, delivery_id: str, now: float) -> int:
     return await c.execute(UNSTART_UNHELD, (now, delivery_id, delivery_id, now))
 
 
-async def unstart_ids_op(c: Conn, delivery_id: str, ids: Sequence[str], by: str, now: float) -> int:
+async def give_back_op(c: Conn, delivery_id: str, ids: Sequence[str], by: str, now: float) -> int:
     """The sends ``ids`` that the pass ``by`` took, still ``sending``, and will not send (it
     stopped): due again, or withdrawn when the delivery was; and a cancellation's sends
     copied from those given back, to recipients nothing else may have reached, withdrawn too
     (``followup_sql.NEVER_REACHED``). How many were given back."""
     clause, params = c.any_of(ids)
-    query = UNSTART_IDS.format(ids=clause)
+    query = GIVE_BACK.format(ids=clause)
     rows = await c.fetchall(query, (now, delivery_id, delivery_id, *params, by))
     given = sorted(str(r[0]) for r in rows)
     await followup_sql.never_reached_op(c, delivery_id, given, now)

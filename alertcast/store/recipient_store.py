@@ -226,22 +226,16 @@ class RecipientMethods:
         op = partial(part_sql.touch_op, delivery_id=delivery_id, ids=ids, now=now)
         return await self._db.write(op, single=True)
 
-    async def unstart_recipients(
-        self,
-        delivery_id: str,
-        *,
-        now: float,
-        ids: Sequence[str] | None = None,
-        by: str | None = None,
-    ) -> int:
-        if ids is not None:
-            if not ids or by is None:
-                return 0
-            by_id = partial(
-                part_sql.unstart_ids_op, delivery_id=delivery_id, ids=ids, by=by, now=now
-            )
-            return await self._db.write(by_id, single=True)
+    async def unstart_recipients(self, delivery_id: str, *, now: float) -> int:
         op = partial(part_sql.unstart_op, delivery_id=delivery_id, now=now)
+        return await self._db.write(op, single=True)
+
+    async def give_back_recipients(
+        self, delivery_id: str, ids: Sequence[str], *, by: str, now: float
+    ) -> int:
+        if not ids:
+            return 0
+        op = partial(part_sql.give_back_op, delivery_id=delivery_id, ids=ids, by=by, now=now)
         return await self._db.write(op, single=True)
 
     async def open_recipient_parts(self, delivery_id: str) -> int:

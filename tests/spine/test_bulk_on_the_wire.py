@@ -219,14 +219,13 @@ async def test_no_cancellation_goes_to_whom_the_stopped_pass_never_sent_the_aler
     other sends skipped with the reason. (Before, the queued recipients got a cancellation,
     unthreaded, of an alert they never received, as soon as their sends were given back.)"""
     copied = asyncio.Event()  # the give-back waits for the copy (else it may come first)
-    unstart = RecipientMethods.unstart_recipients
+    give_back = RecipientMethods.give_back_recipients
 
-    async def after_the_copy(self: Any, delivery_id: str, **kw: Any) -> int:
-        if kw.get("ids") is not None:
-            await asyncio.wait_for(copied.wait(), 20)
-        return await unstart(self, delivery_id, **kw)
+    async def after_the_copy(self: Any, delivery_id: str, ids: Any, **kw: Any) -> int:
+        await asyncio.wait_for(copied.wait(), 20)
+        return await give_back(self, delivery_id, ids, **kw)
 
-    monkeypatch.setattr(RecipientMethods, "unstart_recipients", after_the_copy)
+    monkeypatch.setattr(RecipientMethods, "give_back_recipients", after_the_copy)
     config = {"dispatch": {"lease_s": 5}}  # a renewal every 1.25 s
     b, first = await _every_sender_hung(start_daemon, monkeypatch, engine, receiver, **config)
     store = b.d.client.app[STORE]

@@ -315,7 +315,7 @@ async def _taken(store: Store, ids: list[str], worker: str = "w1", lease_s: floa
 
 
 def _give_back(store: Store, ids: list[str], by: str = "w1") -> Any:
-    return store.unstart_recipients("A", now=time.time(), ids=ids, by=by)
+    return store.give_back_recipients("A", ids, by=by, now=time.time())
 
 
 async def test_a_cancellation_of_a_send_given_back_unmade_is_withdrawn(store: Store) -> None:

@@ -2,7 +2,7 @@
 -- SQL.
 --
 -- `taken`: a pass's take (`part_sql.START`) adds one; a live pass that stopped and gives a
--- send back unmade, by id (`Store.unstart_recipients(ids=...)`), takes one away. So a send whose
+-- send back unmade, by id (`Store.give_back_recipients`), takes one away. So a send whose
 -- `taken` is 0 after such a give-back, never recorded (`attempts` 0) and with no remote id, is
 -- known never to have left: every take of it was given back unmade. A take released after its
 -- pass died keeps its count (the request may have left before the pass died). A correction's
