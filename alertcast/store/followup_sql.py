@@ -127,11 +127,10 @@ WIRE_LOOK_S = 0.2  # how often a correction's pass looks whether such a send has
 
 # A cancellation's sends copied from a send on the wire that its stopped pass then gave back
 # unmade (``Store.give_back_recipients``; params: reason, now, the given-back ids, the
-# account and the original, then the family's: account, original twice, the given-back
-# sends' delivery): withdrawn, since the recipient never got the message it cancels, if
-# nothing else of the family may have reached them: no other send of the family to that
-# recipient at all, and the given-back one known never to have left (every take of it given
-# back unmade: ``taken`` 0, migration 0013; never recorded: ``attempts`` 0; no remote id).
+# account and the original, then the family's: account, original twice): withdrawn, since
+# the recipient never got the message it cancels, if no send of the family to that recipient
+# may have left: each is known never to have (every take of it given back unmade: ``taken``
+# 0, migration 0013; never recorded: ``attempts`` 0; no remote id; still to go, or withdrawn).
 # They were held meanwhile (a send on the wire holds its recipient's correction), so none of
 # them has gone; an update's stay (the recipient's first message, as for any send the update
 # found withdrawn).
@@ -146,7 +145,7 @@ WHERE state = 'pending' AND reply_to IS NULL AND recipient_id {ids}
     WHERE f.recipient_id = recipient_sends.recipient_id
       AND fd.account = ? AND (fd.id = ? OR fd.target_delivery_id = ?)
       AND f.delivery_id <> recipient_sends.delivery_id
-      AND (f.delivery_id <> ? OR f.taken > 0 OR f.attempts > 0 OR f.remote_id IS NOT NULL
+      AND (f.taken > 0 OR f.attempts > 0 OR f.remote_id IS NOT NULL
            OR f.state NOT IN ('pending', 'skipped')))"""
 NEVER_REACHED_WHY = "the alert it cancels never reached this recipient (its send was not made)"
 
@@ -266,6 +265,5 @@ async def never_reached_op(c: Conn, delivery_id: str, ids: Sequence[str], now: f
     account = str(row["account"])
     original = str(row["target_delivery_id"] or delivery_id)
     clause, params = c.any_of(ids)
-    family = (account, original, original, delivery_id)
-    args = (NEVER_REACHED_WHY, now, *params, account, original, *family)
+    args = (NEVER_REACHED_WHY, now, *params, account, original, account, original, original)
     return await c.execute(NEVER_REACHED.format(ids=clause), args)

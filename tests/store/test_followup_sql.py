@@ -415,3 +415,22 @@ async def test_a_give_back_needs_no_part(store: Store) -> None:
     assert await _give_back(store, ["r3"], by="whole") == 1
     assert (await _states(store, "A"))["r3"][0] == "skipped"
     assert (await _states(store, "C"))["r3"] == ("skipped", followup_sql.NEVER_REACHED_WHY)
+
+
+async def test_an_updates_unmade_send_withdraws_a_later_cancellation(store: Store) -> None:
+    """Update, then cancellation: r3's alert was withdrawn before it was taken, so the update
+    took r3 (its first message) and had it queued when the cancellation stopped it; the
+    update's pass gives r3 back unmade. Nothing of the family ever left for r3 (the alert's
+    send never taken, the update's given back), so r3's cancellation is withdrawn. r0, whom
+    the alert reached, keeps its cancellation."""
+    await _alert(store)
+    await _follow(store, "update", "U", ("A",))
+    await _audience(store, "U", first=True)
+    assert await store.start_recipients("U", ["r3"], now=time.time(), by="u1") == {"r3"}
+    await _follow(store, "cancel", "C", ("U",))
+    await _audience(store, "C", first=False)
+    assert (await _states(store, "C"))["r3"] == ("pending", None)
+    assert await store.give_back_recipients("U", ["r3"], by="u1", now=time.time()) == 1
+    states = await _states(store, "C")
+    assert states["r3"] == ("skipped", followup_sql.NEVER_REACHED_WHY)
+    assert states["r0"] == ("pending", None)

@@ -12,12 +12,12 @@
 -- whose lease ran out may have been taken since, by another replica or another pass of this
 -- one, and its send be on the wire).
 --
--- Every send that may be taken again (not delivered, not withdrawn) counts as taken once when
--- the schema is upgraded: one of them may have been left on the wire by a pass that died
--- before (a re-drive makes a `dead` or `failed` one due again). Stop every replica before
+-- Every send not delivered counts as taken once when the schema is upgraded: one may have been
+-- left on the wire by a pass that died before, and then given back (due again, or withdrawn
+-- with its parent), with nothing to tell it from one never taken. Stop every replica before
 -- upgrading: an older one would take sends without counting. (On PostgreSQL the UPDATE
 -- rewrites those rows: upgrade in a quiet moment if a large fan-out is under way.)
 
 ALTER TABLE recipient_sends ADD COLUMN taken INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE recipient_sends ADD COLUMN taken_by TEXT;
-UPDATE recipient_sends SET taken = 1 WHERE state NOT IN ('delivered', 'skipped');
+UPDATE recipient_sends SET taken = 1 WHERE state <> 'delivered';
