@@ -290,12 +290,11 @@ async def test_an_update_while_every_alert_is_on_the_wire_follows_each_alert(
 async def test_a_pause_that_ends_before_its_hung_pass_does_sends_no_alert_after_its_correction(
     start_daemon: Any, monkeypatch: pytest.MonkeyPatch, engine: str, receiver: HoldingSink
 ) -> None:
-    """Four senders hang on their alerts and four more recipients are taken and queued behind
-    them when the account is paused: the paused pass will never send the queued four, so it
-    gives them back at its next stamp, and no longer stamps them. Right after a stamp (the
-    pass's next checkpoint held until the answers) the account is resumed and the alert
-    cancelled; when
-    the hung alerts are answered, the pass that stopped for the pause stays stopped, though the
+    """Four senders hang on their alerts and four more recipients are taken and queued behind them
+    when the account is paused: the paused pass will never send the queued four, so it gives
+    them back at its next stamp, and no longer stamps them. Right after a stamp (the pass's next
+    checkpoint held until the answers) the account is resumed and the alert cancelled; when the
+    hung alerts are answered, the pass that stopped for the pause stays stopped, though the
     pause has ended. The alert reached the four hung recipients only, and exactly they get the
     cancellation, each after its alert, threaded to it. (Before: the pause was read afresh at
     each send, so the pass sent the queued four the false alarm after a cancellation that had
